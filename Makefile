@@ -1,0 +1,44 @@
+# neurofm: two commands on a fresh machine -- `make demo` and `make test`.
+# Every target creates its virtual environment when missing; a stamp file records the
+# installed state so a second run installs nothing unless pyproject.toml changed.
+
+PYTHON ?= python3
+VENV := .venv
+BENCH_VENV := .venv-bench
+TORCH := torch==2.13.0
+DEMO_DIR ?= demo-output
+
+.PHONY: demo test bench lint clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	# torch first, pinned: an unpinned torch pulls a multi-GB CUDA build.
+	$(VENV)/bin/pip install --quiet $(TORCH)
+	$(VENV)/bin/pip install --quiet -e ".[dev]"
+	touch $@
+
+$(BENCH_VENV)/.installed: pyproject.toml benchmarks/requirements.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/pip install --quiet $(TORCH)
+	$(BENCH_VENV)/bin/pip install --quiet -e . -r benchmarks/requirements.txt
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/python -m neurofm.demo --out $(DEMO_DIR)
+
+test: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest
+
+bench: $(BENCH_VENV)/.installed
+	@set -e; for script in benchmarks/*_bench.py; do \
+		echo "== $$script"; $(BENCH_VENV)/bin/python $$script; \
+	done
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check neurofm tests benchmarks
+	$(VENV)/bin/ruff format --check neurofm tests benchmarks
+
+clean:
+	rm -rf $(VENV) $(BENCH_VENV) $(DEMO_DIR) .pytest_cache

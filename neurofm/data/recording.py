@@ -1,0 +1,318 @@
+"""Recording: metadata, provenance and named signals; saved as one HDF5 file, opened lazily."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from neurofm._atomic import atomic_path
+from neurofm.data.signals import Intervals, IrregularSeries, RegularSeries, Signal, Spikes
+from neurofm.data.storage import (
+    LazyIrregularSeries,
+    LazyRegularSeries,
+    LazySignal,
+    LazySpikes,
+    attrs_json,
+    open_signal,
+    write_signal,
+)
+from neurofm.errors import InvalidDataError, ReaderError
+
+FORMAT_NAME = "neurofm.recording"
+FORMAT_VERSION = 1
+
+__all__ = ["Metadata", "Provenance", "Recording"]
+
+
+@dataclass
+class Metadata:
+    """Who and what was recorded.
+
+    Attributes mirror NWB's subject/session fields so readers can fill them one to one.
+    """
+
+    subject_id: str = ""
+    session_id: str = ""
+    species: str = ""
+    sex: str = ""
+    age: str = ""
+    task: str = ""
+    modality: str = ""
+    session_start_time: str = ""
+    institution: str = ""
+    lab: str = ""
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Provenance:
+    """Where the data came from, so a result can be traced back to bytes."""
+
+    source_path: str = ""
+    source_url: str = ""
+    sha256: str = ""
+    dandiset_id: str = ""
+    dandiset_version: str = ""
+    asset_path: str = ""
+    reader: str = ""
+    neurofm_version: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _from_dict(cls: type, values: Mapping[str, Any] | None) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    values = dict(values or {})
+    extra = {k: values.pop(k) for k in list(values) if k not in known}
+    obj = cls(**values)
+    obj.extra.update(extra)
+    return obj
+
+
+class Recording:
+    """One recording session: metadata, provenance and named signals.
+
+    Parameters
+    ----------
+    id : str
+        Identifier, unique within a catalog (readers use ``<subject>_<session>``).
+    signals : mapping of str to Signal
+        Named signals, e.g. ``{"spikes": Spikes(...), "hand_vel": RegularSeries(...),
+        "trials": Intervals(...)}``.
+    duration : float, optional
+        Length in seconds; by default the latest time of any signal.
+    metadata, provenance : Metadata or dict, optional
+        Descriptive fields (see :class:`Metadata`, :class:`Provenance`).
+    absolute_start : float
+        Where time 0 of this object lies in the original recording; a window of a window keeps
+        adding up, so predictions can be stitched back.
+
+    Examples
+    --------
+    >>> rec = Recording.open("catalog/S0_1.h5")          # lazy: nothing big is read
+    >>> win = rec.window(10.0, 11.0)                     # in memory, times in [0, 1)
+    >>> win.spikes.timestamps, win.absolute_start
+    """
+
+    def __init__(
+        self,
+        id: str,
+        signals: Mapping[str, Signal],
+        duration: float | None = None,
+        metadata: Metadata | Mapping[str, Any] | None = None,
+        provenance: Provenance | Mapping[str, Any] | None = None,
+        absolute_start: float = 0.0,
+    ) -> None:
+        if not isinstance(id, str) or not id or "/" in id:
+            raise InvalidDataError(f"recording.id: must be a non-empty string without '/' ({id!r})")
+        self.id = id
+        self.signals: dict[str, Signal] = {}
+        for name, signal in signals.items():
+            if not isinstance(signal, Signal):
+                raise InvalidDataError(
+                    f"recording {id!r}: signal {name!r} is a {type(signal).__name__}, "
+                    "expected Spikes, RegularSeries, IrregularSeries or Intervals"
+                )
+            self.signals[name] = signal
+        self.metadata = (
+            metadata if isinstance(metadata, Metadata) else _from_dict(Metadata, metadata)
+        )
+        self.provenance = (
+            provenance if isinstance(provenance, Provenance) else _from_dict(Provenance, provenance)
+        )
+        self.absolute_start = float(absolute_start)
+        self.duration = float(duration) if duration is not None else self._latest_time()
+        if not (np.isfinite(self.duration) and self.duration >= 0):
+            raise InvalidDataError(f"recording {id!r}: duration must be >= 0 ({self.duration})")
+        self._file: h5py.File | None = None
+        # Callbacks that release resources backing lazy signals (e.g. a staging file).
+        self._closers: list[Any] = []
+
+    # ---- access ---------------------------------------------------------------------------
+
+    def __getitem__(self, name: str) -> Signal:
+        try:
+            return self.signals[name]
+        except KeyError:
+            raise KeyError(
+                f"recording {self.id!r} has no signal {name!r} (has {sorted(self.signals)})"
+            ) from None
+
+    def __getattr__(self, name: str) -> Signal:
+        # Only called when normal lookup fails: lets users write rec.spikes, rec.hand_vel.
+        signals = self.__dict__.get("signals")
+        if signals is not None and name in signals:
+            return signals[name]
+        raise AttributeError(f"{type(self).__name__!s} has no attribute or signal {name!r}")
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.signals
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.signals)
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{k}: {type(v).__name__}[{len(v)}]" for k, v in self.signals.items())
+        lazy = " lazy" if self._file is not None else ""
+        return f"<Recording{lazy} {self.id!r} {self.duration:.1f} s; {parts}>"
+
+    def _latest_time(self) -> float:
+        latest = 0.0
+        for sig in self.signals.values():
+            if isinstance(sig, RegularSeries | LazyRegularSeries):
+                latest = max(latest, sig.end)
+            elif isinstance(sig, LazySpikes | LazyIrregularSeries):
+                latest = max(latest, sig.last_time)
+            elif isinstance(sig, Spikes | IrregularSeries) and len(sig):
+                latest = max(latest, float(sig.timestamps[-1]))
+            elif isinstance(sig, Intervals) and len(sig):
+                latest = max(latest, float(sig.end.max()))
+        return latest
+
+    # ---- windows --------------------------------------------------------------------------
+
+    def window(self, start: float, end: float) -> Recording:
+        """The half-open window ``[start, end)`` in memory, times relative to ``start``.
+
+        On a lazily opened recording only the window's bytes are read. The result's
+        ``absolute_start`` is ``self.absolute_start + start``.
+        """
+        return Recording(
+            self.id,
+            {name: sig.window(start, end) for name, sig in self.signals.items()},
+            duration=end - start,
+            metadata=self.metadata,
+            provenance=self.provenance,
+            absolute_start=self.absolute_start + start,
+        )
+
+    def load(self) -> Recording:
+        """Read every signal into memory (the file may be closed afterwards)."""
+        return Recording(
+            self.id,
+            {name: sig.load() for name, sig in self.signals.items()},
+            self.duration,
+            self.metadata,
+            self.provenance,
+            self.absolute_start,
+        )
+
+    # ---- persistence ----------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the recording to one HDF5 file, atomically.
+
+        The file is written under a temporary name in the destination folder and renamed into
+        place only when complete, so a crash or an error never leaves a partial file behind.
+        """
+        path = Path(path)
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            f.attrs.update(
+                format=FORMAT_NAME,
+                format_version=FORMAT_VERSION,
+                id=self.id,
+                duration=self.duration,
+                absolute_start=self.absolute_start,
+                metadata=attrs_json(dataclasses.asdict(self.metadata)),
+                provenance=attrs_json(dataclasses.asdict(self.provenance)),
+            )
+            group = f.create_group("signals")
+            for name, signal in self.signals.items():
+                write_signal(group, name, signal)
+        return path
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Recording:
+        """Open a saved recording lazily: metadata is read, signal data stays on disk.
+
+        Raises
+        ------
+        ReaderError
+            If ``path`` is missing, not HDF5 or not a neurofm recording.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise ReaderError(f"{path}: no such recording file")
+        try:
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            raise ReaderError(f"{path}: not a readable HDF5 file ({exc})") from None
+        try:
+            if f.attrs.get("format") != FORMAT_NAME:
+                raise ReaderError(
+                    f"{path}: not a neurofm recording (attribute 'format' is "
+                    f"{f.attrs.get('format')!r}, expected {FORMAT_NAME!r})"
+                )
+            version = int(f.attrs.get("format_version", -1))
+            if version > FORMAT_VERSION:
+                raise ReaderError(
+                    f"{path}: format_version {version} is newer than this neurofm "
+                    f"understands ({FORMAT_VERSION}); upgrade neurofm"
+                )
+            signals = {name: open_signal(g, name) for name, g in f["signals"].items()}
+            rec = cls(
+                str(f.attrs["id"]),
+                signals,
+                float(f.attrs["duration"]),
+                json.loads(f.attrs["metadata"]),
+                json.loads(f.attrs["provenance"]),
+                float(f.attrs.get("absolute_start", 0.0)),
+            )
+        except BaseException:
+            f.close()
+            raise
+        rec._file = f
+        return rec
+
+    def close(self) -> None:
+        """Close the files backing a lazily read recording (no-op for one in memory)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        while self._closers:
+            self._closers.pop()()
+
+    def __enter__(self) -> Recording:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def is_lazy(self) -> bool:
+        return any(isinstance(s, LazySignal) for s in self.signals.values())
+
+    # ---- summaries ------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready description: signals, duration, units, spike counts, trials, provenance."""
+        signals: dict[str, Any] = {}
+        for name, sig in self.signals.items():
+            entry: dict[str, Any] = {"kind": sig.kind, "length": len(sig)}
+            if sig.kind == "spikes":
+                entry["n_units"] = len(sig.units)
+                entry["n_spikes"] = len(sig)
+            elif sig.kind == "regular":
+                entry.update(rate=sig.rate, start=sig.start, channels=list(map(str, sig.channels)))
+                entry["unit"] = sig.unit
+            elif sig.kind == "irregular":
+                entry.update(channels=list(map(str, sig.channels)), unit=sig.unit)
+            elif sig.kind == "intervals":
+                table = sig.load()
+                entry["columns"] = sorted(table.columns)
+            signals[name] = entry
+        return {
+            "id": self.id,
+            "duration_s": self.duration,
+            "signals": signals,
+            "metadata": dataclasses.asdict(self.metadata),
+            "provenance": dataclasses.asdict(self.provenance),
+        }

@@ -1,0 +1,27 @@
+"""Exceptions raised by neurofm.
+
+Every error a user can cause (a bad file, a bad value) is a :class:`NeuroFMError` whose message
+names the file or signal, the field and what was expected, so the CLI can print it on one line.
+"""
+
+from __future__ import annotations
+
+
+class NeuroFMError(Exception):
+    """Base class of every error neurofm raises on purpose."""
+
+
+class InvalidDataError(NeuroFMError, ValueError):
+    """A signal or recording violates the data layer's invariants.
+
+    The message names the signal and the field, e.g.
+    ``spikes.timestamps: must be finite (found NaN at index 12)``.
+    """
+
+
+class ReaderError(NeuroFMError):
+    """A source file cannot be read: not the expected format, truncated or missing a field."""
+
+
+class CatalogError(NeuroFMError):
+    """A catalog folder or its index is missing, inconsistent or cannot be written."""

@@ -1,0 +1,430 @@
+"""NWB files -> :class:`~neurofm.data.Recording`, through pynwb.
+
+What is read:
+
+* ``units``: spike times (merged into one time-sorted stream in blocks, so memory stays
+  bounded on files with tens of millions of spikes), unit ids, per-unit columns (electrode
+  location -> ``area``, electrode group, quality...) and ``obs_intervals``;
+* every TimeSeries in the processing modules (e.g. ``processing/behavior``), also inside
+  containers such as ``Position``: rate-based series become :class:`RegularSeries`,
+  timestamped ones :class:`IrregularSeries`; NWB's ``conversion``/``offset`` are applied;
+* ``trials``, ``epochs`` and other interval tables -> :class:`Intervals` with their columns
+  (columns named ``*_time`` shift with windows);
+* subject and session metadata, and provenance (path, sha256, NWB identifier).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+import neurofm
+from neurofm.data.merge import RaggedSpikeTrains, write_spikes_streaming
+from neurofm.data.recording import Metadata, Provenance, Recording
+from neurofm.data.signals import Intervals, IrregularSeries, RegularSeries, Signal, Spikes, Units
+from neurofm.data.storage import LazySpikes, write_units
+from neurofm.errors import InvalidDataError, NeuroFMError, ReaderError
+from neurofm.sources.local import sha256_file
+
+log = logging.getLogger(__name__)
+
+__all__ = ["read_nwb"]
+
+#: Above this many spikes the merged stream goes to a temporary HDF5 file instead of memory.
+IN_MEMORY_SPIKES = 4_000_000
+#: Spikes per sorted block while merging (~50 MB of temporaries).
+BLOCK_SPIKES = 2_000_000
+
+
+def read_nwb(
+    path: str | Path,
+    *,
+    recording_id: str | None = None,
+    require_units: bool = True,
+    sha256: str | None = None,
+    tmp_dir: str | Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Recording:
+    """Read an NWB file into a Recording.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.nwb`` file (HDF5 backend).
+    recording_id : str, optional
+        Id of the recording; default the file name without ``.nwb``
+        (``sub-S0_ses-1_ecephys``), unique within a DANDI-layout folder.
+    require_units : bool
+        Raise if the file has no Units table (spiking data is what neurofm ingests from NWB).
+    sha256 : str, optional
+        The file's sha256 when the caller already computed it.
+    tmp_dir : str or Path, optional
+        Where the spike stream of a large file is staged (default the system temp folder);
+        pass a folder on the destination's file system.
+    progress : callable, optional
+        Called with a number of spikes processed, e.g. ``tqdm.update``.
+
+    Returns
+    -------
+    Recording
+        In memory, except for the spikes of very large files (more than
+        ``IN_MEMORY_SPIKES``), which stay in a temporary HDF5 file that is deleted when the
+        recording is closed or garbage-collected. ``Recording.save`` copies them efficiently.
+
+    Raises
+    ------
+    ReaderError
+        Not an HDF5/NWB file, truncated, or missing the Units table.
+    InvalidDataError
+        Bad values: NaN or negative spike times, series whose data and timestamps disagree.
+    """
+    import pynwb  # heavy (~1 s): imported only when a file is read
+
+    path = Path(path)
+    if not path.is_file():
+        raise ReaderError(f"{path}: no such file")
+    _check_hdf5(path)
+    try:
+        io = pynwb.NWBHDF5IO(str(path), "r", load_namespaces=True)
+    except NeuroFMError:
+        raise
+    except Exception as exc:  # pynwb/hdmf raise many types for broken files
+        raise ReaderError(f"{path}: cannot open as NWB ({_reason(exc)})") from None
+    try:
+        try:
+            nwb = io.read()
+        except Exception as exc:
+            raise ReaderError(f"{path}: cannot read as NWB ({_reason(exc)})") from None
+        signals: dict[str, Signal] = {}
+        cleanup: list[Callable[[], None]] = []
+        try:
+            _read_units(nwb, path, signals, cleanup, require_units, tmp_dir, progress)
+            _read_series(nwb, path, signals)
+            _read_intervals(nwb, path, signals)
+        except (OSError, KeyError, RuntimeError) as exc:
+            # h5py raises OSError/KeyError on truncated or damaged datasets mid-read.
+            for fn in cleanup:
+                fn()
+            raise ReaderError(f"{path}: damaged or truncated NWB file ({_reason(exc)})") from None
+        except BaseException:
+            for fn in cleanup:
+                fn()
+            raise
+        rec = Recording(
+            recording_id or default_recording_id(path),
+            signals,
+            metadata=_metadata(nwb, signals),
+            provenance=Provenance(
+                source_path=str(path.resolve()),
+                sha256=sha256 or sha256_file(path),
+                reader="neurofm.readers.nwb",
+                neurofm_version=neurofm.__version__,
+                extra={"nwb_identifier": str(nwb.identifier)},
+            ),
+        )
+    finally:
+        io.close()
+    for fn in cleanup:
+        weakref.finalize(rec, fn)
+        rec._closers.append(fn)
+    return rec
+
+
+def default_recording_id(path: Path) -> str:
+    """``sub-S0_ses-1`` for DANDI/BIDS names such as ``sub-S0_ses-1_ecephys.nwb``, else the stem."""
+    stem = path.name.removesuffix(".nwb")
+    parts = stem.split("_")
+    # A BIDS-style name ends in a suffix without '-' (ecephys, behavior...): drop it.
+    if len(parts) > 1 and parts[0].startswith("sub-") and "-" not in parts[-1]:
+        return "_".join(parts[:-1])
+    return stem
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def _check_hdf5(path: Path) -> None:
+    if not h5py.is_hdf5(path):
+        raise ReaderError(f"{path}: not an HDF5 file (NWB files must use the HDF5 backend)")
+    try:
+        with h5py.File(path, "r") as f:
+            f.attrs.get("nwb_version")
+            list(f.keys())
+    except OSError as exc:
+        raise ReaderError(f"{path}: truncated or corrupt HDF5 file ({_reason(exc)})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# units
+# --------------------------------------------------------------------------------------------
+
+
+def _read_units(
+    nwb: Any,
+    path: Path,
+    signals: dict[str, Signal],
+    cleanup: list[Callable[[], None]],
+    require_units: bool,
+    tmp_dir: str | Path | None,
+    progress: Callable[[int], None] | None,
+) -> None:
+    units = nwb.units
+    if units is None or "spike_times" not in units.colnames:
+        if require_units:
+            raise ReaderError(f"{path}: no Units table with spike_times (is this spiking data?)")
+        return
+    ids = np.asarray(units.id.data[()])
+    if len(ids) == 0:
+        raise ReaderError(f"{path}: the Units table is empty")
+    unit_ids = [str(i) for i in ids]
+    table = Units(unit_ids, _unit_columns(nwb, units, len(ids)), name="units")
+    trains = RaggedSpikeTrains(
+        times=units["spike_times"].target.data,
+        ends=np.asarray(units["spike_times"].data[()]),
+        where=f"{path}: units.spike_times",
+        unit_names=unit_ids,
+    )
+    if len(trains.ends) != len(ids):
+        raise InvalidDataError(
+            f"{path}: units.spike_times_index has {len(trains.ends)} rows but units.id has "
+            f"{len(ids)}"
+        )
+    plan = trains.scan(BLOCK_SPIKES)
+    if trains.n_spikes <= IN_MEMORY_SPIKES:
+        blocks = list(trains.blocks(plan))
+        times = np.concatenate([b[0] for b in blocks]) if blocks else np.empty(0)
+        unit_index = np.concatenate([b[1] for b in blocks]) if blocks else np.empty(0, np.int32)
+        signals["spikes"] = Spikes(times, unit_index, table, "spikes")
+        if progress is not None:
+            progress(trains.n_spikes)
+    else:
+        signals["spikes"] = _stage_spikes(trains, plan, table, tmp_dir, cleanup, progress)
+    obs = _obs_intervals(units, path, table)
+    if obs is not None:
+        signals["obs_intervals"] = obs
+
+
+def _stage_spikes(
+    trains: RaggedSpikeTrains,
+    plan: Any,
+    table: Units,
+    tmp_dir: str | Path | None,
+    cleanup: list[Callable[[], None]],
+    progress: Callable[[int], None] | None,
+) -> LazySpikes:
+    """Merge a large file's spikes into a temporary HDF5 file and return a lazy view of it."""
+    folder = Path(tempfile.mkdtemp(prefix=".neurofm-stage-", dir=tmp_dir))
+    handle = h5py.File(folder / "spikes.h5", "w")
+
+    def remove() -> None:
+        try:
+            handle.close()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    cleanup.append(remove)
+    group = handle.create_group("spikes")
+    write_units(group, table)
+    write_spikes_streaming(group, trains.n_spikes, plan.t_max, trains.blocks(plan), progress)
+    handle.flush()
+    return LazySpikes(group, "spikes")
+
+
+def _column_values(column: Any) -> np.ndarray | None:
+    """A plain per-row column as numpy, or None for ragged / table-valued columns."""
+    data = column.data
+    values = data[()] if isinstance(data, h5py.Dataset) else np.asarray(data)
+    values = np.asarray(values)
+    if values.ndim != 1:
+        return None
+    if values.dtype.kind == "S" or values.dtype == object:
+        values = np.asarray(
+            [v.decode() if isinstance(v, bytes) else str(v) for v in values], dtype=object
+        )
+    return values
+
+
+def _unit_columns(nwb: Any, units: Any, n: int) -> dict[str, np.ndarray]:
+    from hdmf.common import DynamicTableRegion, VectorIndex
+
+    columns: dict[str, np.ndarray] = {}
+    skip = {"spike_times", "obs_intervals", "electrodes", "waveform_mean", "waveform_sd"}
+    for name in units.colnames:
+        if name in skip:
+            continue
+        col = units[name]
+        if isinstance(col, VectorIndex | DynamicTableRegion):
+            continue
+        values = _column_values(col)
+        if values is not None and len(values) == n:
+            columns[name] = values
+    if "electrodes" in units.colnames and nwb.electrodes is not None:
+        region = units["electrodes"]
+        # A ragged electrodes column: take each unit's first electrode.
+        if isinstance(region, VectorIndex):
+            ends = np.asarray(region.data[()])
+            rows = np.asarray(region.target.data[()])[np.concatenate([[0], ends[:-1]])]
+        else:
+            rows = np.asarray(region.data[()])
+        electrodes = nwb.electrodes
+        columns["electrode"] = rows.astype(np.int64)
+        for src, dst in (("location", "area"), ("group_name", "electrode_group")):
+            if src in electrodes.colnames:
+                values = _column_values(electrodes[src])
+                if values is not None:
+                    columns[dst] = values[rows]
+    return columns
+
+
+def _obs_intervals(units: Any, path: Path, table: Units) -> Intervals | None:
+    if "obs_intervals" not in units.colnames:
+        return None
+    index = units["obs_intervals"]
+    ends = np.asarray(index.data[()])
+    bounds = np.asarray(index.target.data[()], dtype=np.float64).reshape(-1, 2)
+    owner = np.repeat(np.arange(len(ends)), np.diff(np.concatenate([[0], ends])))
+    order = np.argsort(bounds[:, 0], kind="stable")
+    try:
+        return Intervals(
+            bounds[order, 0],
+            bounds[order, 1],
+            columns={"unit_index": owner[order]},
+            name="obs_intervals",
+        )
+    except InvalidDataError as exc:
+        raise InvalidDataError(f"{path}: units.{exc}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# time series
+# --------------------------------------------------------------------------------------------
+
+
+def _iter_series(nwb: Any) -> list[tuple[str, Any]]:
+    """(module name, TimeSeries) for every series in the processing modules."""
+    from pynwb import TimeSeries
+
+    found = []
+    for module_name, module in nwb.processing.items():
+        for obj in module.data_interfaces.values():
+            if isinstance(obj, TimeSeries):
+                found.append((module_name, obj))
+                continue
+            # Containers such as Position or BehavioralTimeSeries hold series in a dict.
+            for attr in ("spatial_series", "time_series"):
+                inner = getattr(obj, attr, None)
+                if isinstance(inner, dict):
+                    found.extend((module_name, ts) for ts in inner.values())
+    return found
+
+
+def _read_series(nwb: Any, path: Path, signals: dict[str, Signal]) -> None:
+    for module_name, ts in _iter_series(nwb):
+        name = ts.name if ts.name not in signals else f"{module_name}_{ts.name}"
+        where = f"{path}: processing/{module_name}/{ts.name}"
+        data = np.asarray(ts.data[()])
+        if data.dtype.kind not in "biuf":
+            log.info("%s: skipped (non-numeric data of dtype %s)", where, data.dtype)
+            continue
+        if data.ndim > 2:
+            data = data.reshape(len(data), -1)
+        conversion = float(getattr(ts, "conversion", 1.0) or 1.0)
+        offset = float(getattr(ts, "offset", 0.0) or 0.0)
+        if conversion != 1.0 or offset != 0.0:
+            data = data * conversion + offset
+        channels = _series_channels(ts, data)
+        try:
+            if ts.rate is not None:
+                signals[name] = RegularSeries(
+                    data, ts.rate, ts.starting_time or 0.0, channels, name, ts.unit or ""
+                )
+            else:
+                timestamps = np.asarray(ts.timestamps[()], dtype=np.float64)
+                if len(timestamps) != len(data):
+                    raise InvalidDataError(
+                        f"data has {len(data)} samples but timestamps has {len(timestamps)}"
+                    )
+                signals[name] = IrregularSeries(timestamps, data, channels, name, ts.unit or "")
+        except InvalidDataError as exc:
+            raise InvalidDataError(f"{where}: {exc}") from None
+
+
+def _series_channels(ts: Any, data: np.ndarray) -> list[str]:
+    n = 1 if data.ndim == 1 else data.shape[1]
+    if ts.neurodata_type == "SpatialSeries" and n <= 3:
+        return ["x", "y", "z"][:n]
+    return [str(i) for i in range(n)]
+
+
+# --------------------------------------------------------------------------------------------
+# intervals and metadata
+# --------------------------------------------------------------------------------------------
+
+
+def _read_intervals(nwb: Any, path: Path, signals: dict[str, Signal]) -> None:
+    from hdmf.common import VectorIndex
+
+    for name, table in (nwb.intervals or {}).items():
+        start = np.asarray(table["start_time"].data[()], dtype=np.float64)
+        stop = np.asarray(table["stop_time"].data[()], dtype=np.float64)
+        columns: dict[str, np.ndarray] = {}
+        labels = None
+        for col_name in table.colnames:
+            if col_name in ("start_time", "stop_time"):
+                continue
+            col = table[col_name]
+            if isinstance(col, VectorIndex):
+                if col_name == "tags":  # epochs' tags -> one comma-separated label
+                    ends = np.asarray(col.data[()])
+                    words = _column_values(col.target)
+                    if words is not None:
+                        begins = np.concatenate([[0], ends[:-1]])
+                        pairs = zip(begins, ends, strict=True)
+                        labels = [",".join(map(str, words[b:e])) for b, e in pairs]
+                continue
+            values = _column_values(col)
+            if values is not None and len(values) == len(start):
+                columns[col_name] = values
+        order = np.argsort(start, kind="stable")
+        time_columns = [
+            c for c, v in columns.items() if c.endswith("_time") and v.dtype.kind in "fiu"
+        ]
+        try:
+            signals[name] = Intervals(
+                start[order],
+                stop[order],
+                None if labels is None else np.asarray(labels, dtype=object)[order],
+                {k: v[order] for k, v in columns.items()},
+                time_columns,
+                name,
+            )
+        except InvalidDataError as exc:
+            raise InvalidDataError(f"{path}: intervals/{exc}") from None
+
+
+def _metadata(nwb: Any, signals: dict[str, Signal]) -> Metadata:
+    subject = nwb.subject
+    modality = "ecephys" if "spikes" in signals else "behavior"
+    return Metadata(
+        subject_id=str(getattr(subject, "subject_id", "") or ""),
+        session_id=str(nwb.session_id or ""),
+        species=str(getattr(subject, "species", "") or ""),
+        sex=str(getattr(subject, "sex", "") or ""),
+        age=str(getattr(subject, "age", "") or ""),
+        task=str(nwb.protocol or ""),
+        modality=modality,
+        session_start_time=nwb.session_start_time.isoformat() if nwb.session_start_time else "",
+        institution=str(nwb.institution or ""),
+        lab=str(nwb.lab or ""),
+        description=str(nwb.session_description or ""),
+    )

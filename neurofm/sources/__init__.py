@@ -1,0 +1,1 @@
+"""Where raw files come from: local folders (``local``), later the DANDI archive and BIDS."""
