@@ -154,7 +154,7 @@ class Units:
             raise InvalidDataError(f"{name}.ids: expected a 1-D sequence of strings")
         uniq, counts = np.unique(self.ids.astype(str), return_counts=True)
         if (counts > 1).any():
-            dup = uniq[counts > 1][0]
+            dup = str(uniq[counts > 1][0])
             raise InvalidDataError(f"{name}.ids: must be unique (duplicate id {dup!r})")
         self.columns = _columns(columns, len(self.ids), name, "ids")
 
