@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,7 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return {"synth": _synth, "ingest": _ingest, "info": _info}[args.command](args)
+        code = {"synth": _synth, "ingest": _ingest, "info": _info}[args.command](args)
+        sys.stdout.flush()  # a closed pipe (`neurofm info C --json | head`) fails here
+        return code
+    except BrokenPipeError:
+        # The reader went away: stop quietly, and keep Python's exit-time flush from failing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports it
     except NeuroFMError as exc:
         print(f"neurofm: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from neurofm.data.catalog import Catalog
-from neurofm.errors import NeuroFMError
+from neurofm.errors import CatalogError, NeuroFMError
 from neurofm.sources.local import find_files, sha256_file
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ def ingest(
                     path, sha256=digest, tmp_dir=_staging_dir(out), progress=spikes_bar.update
                 )
                 try:
+                    _check_id_is_free(catalog, rec.id, rec.provenance.source_path, path)
                     catalog.add(rec)
                 finally:
                     rec.close()
@@ -98,6 +99,17 @@ def ingest(
             log.debug("unexpected error on %s", path, exc_info=True)
             report.failed.append((path, f"{path}: {type(exc).__name__}: {_one_line(exc, path)}"))
     return report
+
+
+def _check_id_is_free(catalog: Catalog, rec_id: str, source: str, path: Path) -> None:
+    """Two sources must not share a recording id: the second would silently replace the first."""
+    if rec_id in catalog:
+        other = catalog.entry(rec_id).get("source_path", "")
+        if other and other != source:
+            raise CatalogError(
+                f"{path}: recording id {rec_id!r} is already taken in {catalog.path} by {other}; "
+                "rename one of the files"
+            )
 
 
 def _staging_dir(out: str | os.PathLike[str]) -> Path | None:

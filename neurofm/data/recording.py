@@ -83,7 +83,8 @@ class Recording:
     Parameters
     ----------
     id : str
-        Identifier, unique within a catalog (readers use ``<subject>_<session>``).
+        Identifier, unique within a catalog (``read_nwb`` uses ``sub-<subject>_ses-<session>``
+        for DANDI-layout files, else the file name).
     signals : mapping of str to Signal
         Named signals, e.g. ``{"spikes": Spikes(...), "hand_vel": RegularSeries(...),
         "trials": Intervals(...)}``.
@@ -224,7 +225,7 @@ class Recording:
                 metadata=attrs_json(dataclasses.asdict(self.metadata)),
                 provenance=attrs_json(dataclasses.asdict(self.provenance)),
             )
-            group = f.create_group("signals")
+            group = f.create_group("signals", track_order=True)  # keep the signals' order
             for name, signal in self.signals.items():
                 write_signal(group, name, signal)
         return path

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import warnings
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -89,6 +90,8 @@ def read_nwb(
     import pynwb  # heavy (~1 s): imported only when a file is read
 
     path = Path(path)
+    if path.is_dir():
+        raise ReaderError(f"{path}: is a folder, expected an .nwb file")
     if not path.is_file():
         raise ReaderError(f"{path}: no such file")
     _check_hdf5(path)
@@ -100,7 +103,13 @@ def read_nwb(
         raise ReaderError(f"{path}: cannot open as NWB ({_reason(exc)})") from None
     try:
         try:
-            nwb = io.read()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                nwb = io.read()
+            # pynwb warns about bad files on stderr; our own errors say it on one line, so the
+            # warnings go to the log instead.
+            for w in caught:
+                log.info("%s: pynwb: %s", path, w.message)
         except Exception as exc:
             raise ReaderError(f"{path}: cannot read as NWB ({_reason(exc)})") from None
         signals: dict[str, Signal] = {}
@@ -109,6 +118,19 @@ def read_nwb(
             _read_units(nwb, path, signals, cleanup, require_units, tmp_dir, progress)
             _read_series(nwb, path, signals)
             _read_intervals(nwb, path, signals)
+            # Built inside the try: if it fails, the staging file must still be removed.
+            rec = Recording(
+                recording_id or default_recording_id(path),
+                signals,
+                metadata=_metadata(nwb, signals),
+                provenance=Provenance(
+                    source_path=str(path.resolve()),
+                    sha256=sha256 or sha256_file(path),
+                    reader="neurofm.readers.nwb",
+                    neurofm_version=neurofm.__version__,
+                    extra={"nwb_identifier": str(nwb.identifier)},
+                ),
+            )
         except (OSError, KeyError, RuntimeError) as exc:
             # h5py raises OSError/KeyError on truncated or damaged datasets mid-read.
             for fn in cleanup:
@@ -118,18 +140,6 @@ def read_nwb(
             for fn in cleanup:
                 fn()
             raise
-        rec = Recording(
-            recording_id or default_recording_id(path),
-            signals,
-            metadata=_metadata(nwb, signals),
-            provenance=Provenance(
-                source_path=str(path.resolve()),
-                sha256=sha256 or sha256_file(path),
-                reader="neurofm.readers.nwb",
-                neurofm_version=neurofm.__version__,
-                extra={"nwb_identifier": str(nwb.identifier)},
-            ),
-        )
     finally:
         io.close()
     for fn in cleanup:
@@ -224,15 +234,18 @@ def _stage_spikes(
 ) -> LazySpikes:
     """Merge a large file's spikes into a temporary HDF5 file and return a lazy view of it."""
     folder = Path(tempfile.mkdtemp(prefix=".neurofm-stage-", dir=tmp_dir))
-    handle = h5py.File(folder / "spikes.h5", "w")
+    handles: list[h5py.File] = []
 
     def remove() -> None:
         try:
-            handle.close()
+            for handle in handles:
+                handle.close()
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    cleanup.append(remove)
+    cleanup.append(remove)  # registered before the file exists: a failed open is cleaned too
+    handle = h5py.File(folder / "spikes.h5", "w")
+    handles.append(handle)
     group = handle.create_group("spikes")
     write_units(group, table)
     write_spikes_streaming(group, trains.n_spikes, plan.t_max, trains.blocks(plan), progress)
@@ -248,9 +261,17 @@ def _column_values(column: Any) -> np.ndarray | None:
     if values.ndim != 1:
         return None
     if values.dtype.kind == "S" or values.dtype == object:
-        values = np.asarray(
-            [v.decode() if isinstance(v, bytes) else str(v) for v in values], dtype=object
-        )
+        out = []
+        for v in values:
+            if isinstance(v, bytes):
+                v = v.decode()
+            elif not isinstance(v, str | int | float | np.generic):
+                # Object references (e.g. an ElectrodeGroup): keep their name, or drop the column.
+                if not hasattr(v, "name"):
+                    return None
+                v = v.name
+            out.append(str(v))
+        values = np.asarray(out, dtype=object)
     return values
 
 

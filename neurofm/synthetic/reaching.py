@@ -835,6 +835,7 @@ def _build_nwbfile(session: ReachingSession) -> Any:
             f"with seed={session.seed}."
         ),
         keywords=["motor cortex", "M1", "PMd", "reaching", "center-out", "synthetic"],
+        protocol="center-out reaching",
         notes="Ground truth (tuning, lags, drift) is stored in ground_truth/ beside the files.",
         was_generated_by=[["neurofm", __version__]],
     )
