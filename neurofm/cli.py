@@ -42,15 +42,42 @@ def _parser() -> argparse.ArgumentParser:
     reach.add_argument("--trials", type=int, default=60, help="trials per session (default 60)")
     reach.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
-    ing = sub.add_parser("ingest", help="read NWB files into a catalog of recordings")
-    ing.add_argument("src", type=Path, help="an .nwb file or a folder of them")
+    pull = sub.add_parser("pull", help="download a dandiset's NWB assets, verified")
+    pull.add_argument("ref", help="dandi:<id>[@<version>], e.g. dandi:000128 or dandi:000128@draft")
+    pull.add_argument("--to", required=True, type=Path, help="download folder")
+    _dandi_options(pull)
+
+    ing = sub.add_parser("ingest", help="read NWB files (or a dandiset) into a catalog")
+    ing.add_argument("src", help="an .nwb file, a folder of them, or dandi:<id>[@<version>]")
     ing.add_argument("--out", required=True, type=Path, help="catalog folder")
     ing.add_argument("--force", action="store_true", help="re-ingest up-to-date files")
+    ing.add_argument("--to", type=Path, help="download folder for dandi: sources")
+    _dandi_options(ing)
+
+    run = sub.add_parser("run", help="run a pipeline spec (pipelines/*.yaml)")
+    run.add_argument("pipeline", type=Path, help="pipeline YAML file")
+    run.add_argument("--workdir", type=Path, help="override the spec's output folder")
+    run.add_argument("--api-url", help=f"DANDI API URL (default ${ENV_API} or the archive)")
 
     info = sub.add_parser("info", help="summarise a recording (.h5) or a catalog folder")
     info.add_argument("path", type=Path)
     info.add_argument("--json", action="store_true", help="print one JSON document")
     return parser
+
+
+ENV_API = "NEUROFM_DANDI_API"
+
+
+def _dandi_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--include", action="append", metavar="GLOB", help="only assets matching (repeatable)"
+    )
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="read assets over HTTP range requests into recordings instead of downloading them",
+    )
+    parser.add_argument("--api-url", help=f"DANDI API URL (default ${ENV_API} or the archive)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,7 +92,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        code = {"synth": _synth, "ingest": _ingest, "info": _info}[args.command](args)
+        code = {
+            "synth": _synth,
+            "pull": _pull,
+            "ingest": _ingest,
+            "run": _run,
+            "info": _info,
+        }[args.command](args)
         sys.stdout.flush()  # a closed pipe (`neurofm info C --json | head`) fails here
         return code
     except BrokenPipeError:
@@ -101,10 +134,55 @@ def _synth(args: argparse.Namespace) -> int:
 # ---- ingest --------------------------------------------------------------------------------
 
 
-def _ingest(args: argparse.Namespace) -> int:
-    from neurofm.pipeline import ingest
+def _pull(args: argparse.Namespace) -> int:
+    from neurofm.sources.dandi import pull
 
-    report = ingest(args.src, args.out, force=args.force)
+    if args.stream:
+        # Nothing is downloaded whole: the assets are read over HTTP (only the bytes the NWB
+        # reader needs) straight into recordings, so --to becomes a catalog.
+        from neurofm.pipeline import ingest_dandi
+
+        _, ingested = ingest_dandi(
+            args.ref, args.to, include=args.include, stream=True, api_url=args.api_url
+        )
+        _print_ingest(ingested, args.to)
+        return 0 if ingested.ok else 1
+    report = pull(args.ref, args.to, include=args.include, api_url=args.api_url)
+    for _, reason in report.failed:
+        print(f"neurofm: error: {reason}", file=sys.stderr)
+    print(
+        f"dandi:{report.dandiset}@{report.version}: {len(report.downloaded)} downloaded, "
+        f"{len(report.skipped)} already present and verified, {len(report.failed)} failed "
+        f"({report.bytes_transferred:,} bytes transferred) -> {args.to}"
+    )
+    return 0 if report.ok else 1
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from neurofm.pipeline import ingest, ingest_dandi
+    from neurofm.sources.dandi import is_dandi_ref
+
+    if is_dandi_ref(args.src):
+        _, report = ingest_dandi(
+            args.src,
+            args.out,
+            to=args.to,
+            include=args.include,
+            stream=args.stream,
+            api_url=args.api_url,
+            force=args.force,
+        )
+    else:
+        if args.include or args.stream or args.api_url or args.to:
+            raise NeuroFMError(
+                "--include, --stream, --api-url and --to apply to dandi: sources only"
+            )
+        report = ingest(args.src, args.out, force=args.force)
+    _print_ingest(report, args.out)
+    return 0 if report.ok else 1
+
+
+def _print_ingest(report: Any, out: Path) -> None:
     for path, rec_id in report.ingested:
         print(f"ingested  {path} -> {rec_id}")
     for path, rec_id in report.skipped:
@@ -113,9 +191,21 @@ def _ingest(args: argparse.Namespace) -> int:
         print(f"neurofm: error: {reason}", file=sys.stderr)
     print(
         f"{len(report.ingested)} ingested, {len(report.skipped)} up to date, "
-        f"{len(report.failed)} failed -> {args.out}"
+        f"{len(report.failed)} failed -> {out}"
     )
-    return 0 if report.ok else 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from neurofm.pipeline import run_pipeline
+
+    result = run_pipeline(args.pipeline, api_url=args.api_url, workdir=args.workdir)
+    for name, report in result.reports.items():
+        for _, reason in getattr(report, "failed", []):
+            print(f"neurofm: error: {name}: {reason}", file=sys.stderr)
+    print(f"pipeline {result.name} -> {result.workdir}")
+    for line in result.summary:
+        print(f"  {line}")
+    return 0 if result.ok else 1
 
 
 # ---- info ----------------------------------------------------------------------------------

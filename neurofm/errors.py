@@ -25,3 +25,15 @@ class ReaderError(NeuroFMError):
 
 class CatalogError(NeuroFMError):
     """A catalog folder or its index is missing, inconsistent or cannot be written."""
+
+
+class SourceError(NeuroFMError):
+    """A remote source (e.g. the DANDI archive) refused, failed or sent something unexpected."""
+
+
+class DigestMismatchError(SourceError):
+    """A downloaded file does not match the digest its source advertised; it was deleted."""
+
+
+class SpecError(NeuroFMError):
+    """A pipeline spec or dataset card is invalid; the message names the file and the key."""

@@ -1,33 +1,55 @@
-"""Pipelines: source files -> readers -> catalog, with progress and a per-file report."""
+"""Pipelines: sources -> readers -> catalog, with progress and a per-file report.
+
+* :func:`ingest` reads local NWB files (a file or a folder) into a catalog;
+* :func:`ingest_dandi` pulls a dandiset (or streams it) and ingests it in one go;
+* :func:`run_pipeline` runs a pipeline spec (``pipelines/*.yaml``): its dataset card names the
+  source and the split rules, its steps say what to do.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from neurofm.data.catalog import Catalog
-from neurofm.errors import CatalogError, NeuroFMError
+import numpy as np
+
+from neurofm.data.catalog import Catalog, split_domains
+from neurofm.data.recording import Recording
+from neurofm.data.signals import Intervals
+from neurofm.errors import CatalogError, InvalidDataError, NeuroFMError
 from neurofm.sources.local import find_files, sha256_file
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IngestReport", "ingest"]
+__all__ = ["IngestReport", "PipelineResult", "apply_card", "ingest", "ingest_dandi", "run_pipeline"]
 
 
 @dataclass
 class IngestReport:
-    """What an ingest did, file by file."""
+    """What an ingest did, source by source."""
 
     catalog: Path
-    ingested: list[tuple[Path, str]] = field(default_factory=list)  # (source, recording id)
-    skipped: list[tuple[Path, str]] = field(default_factory=list)  # up to date
-    failed: list[tuple[Path, str]] = field(default_factory=list)  # (source, reason)
+    ingested: list[tuple[str, str]] = field(default_factory=list)  # (source, recording id)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # up to date
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
 
     @property
     def ok(self) -> bool:
         return not self.failed
+
+
+@dataclass
+class _Source:
+    """One file to ingest: where it is, its sha256 if known, extra provenance."""
+
+    name: str
+    location: str  # a local path or an http(s) URL (streamed)
+    sha256: Callable[[], str]
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 def ingest(
@@ -36,6 +58,7 @@ def ingest(
     *,
     force: bool = False,
     progress: bool = True,
+    card: Any = None,
 ) -> IngestReport:
     """Ingest an NWB file, or every NWB file below a folder, into a catalog.
 
@@ -48,7 +71,9 @@ def ingest(
     force : bool
         Re-ingest files whose output is up to date (same source sha256).
     progress : bool
-        Show a progress bar (spikes processed, per file).
+        Show progress bars (files, and spikes within a file).
+    card : DatasetCard, optional
+        Apply its field mapping and split rules (see :func:`apply_card`).
 
     Returns
     -------
@@ -60,64 +85,321 @@ def ingest(
     ReaderError
         If ``src`` does not exist or is a folder without NWB files.
     """
+    files = find_files(src, ".nwb")
+    sources = [_Source(str(p), str(p), _hasher(p)) for p in files]
+    return _ingest_sources(sources, Path(out), force=force, progress=progress, card=card)
+
+
+def _hasher(path: Path) -> Callable[[], str]:
+    return lambda: sha256_file(path)
+
+
+def ingest_dandi(
+    ref: str,
+    out: str | os.PathLike[str],
+    *,
+    to: str | os.PathLike[str] | None = None,
+    include: str | list[str] | None = None,
+    stream: bool = False,
+    api_url: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+    card: Any = None,
+) -> tuple[Any, IngestReport]:
+    """Pull a dandiset (or stream it) and ingest its NWB assets into a catalog.
+
+    Parameters
+    ----------
+    ref : str
+        ``dandi:<id>[@<version>]``.
+    out : str or Path
+        Catalog folder.
+    to : str or Path, optional
+        Download folder (default ``<out>/_raw/<id>``); unused with ``stream``.
+    include : str or list of str, optional
+        Glob pattern(s) on asset paths.
+    stream : bool
+        Read assets over HTTP range requests instead of downloading them.
+    api_url : str, optional
+        DANDI API URL (default ``$NEUROFM_DANDI_API`` or the public archive).
+    force, progress, card
+        As in :func:`ingest`.
+
+    Returns
+    -------
+    (PullReport or None, IngestReport)
+        The pull report is None when streaming.
+    """
+    from neurofm.sources import dandi
+
+    out = Path(out)
+    if stream:
+        dandiset = dandi.resolve(ref, api_url)
+        assets = dandi.list_assets(dandiset, include)
+        sources = [
+            _Source(a.path, a.download_url, _const(a.sha256), _dandi_provenance(a, stream=True))
+            for a in assets
+        ]
+        return None, _ingest_sources(sources, out, force=force, progress=progress, card=card)
+    parsed = dandi.parse_ref(ref)
+    to = Path(to) if to is not None else out / "_raw" / parsed.dandiset_id
+    pulled = dandi.pull(parsed, to, include=include, api_url=api_url, progress=progress)
+    return pulled, _ingest_pulled(pulled, out, force=force, progress=progress, card=card)
+
+
+def _ingest_pulled(
+    pulled: Any, out: Path, *, force: bool, progress: bool, card: Any
+) -> IngestReport:
+    """Ingest what a pull put on disk, reusing the sha256 it recorded while verifying."""
+    from neurofm.sources import dandi
+
+    sources = []
+    for local in sorted(pulled.downloaded + pulled.skipped):
+        asset = pulled.assets[str(local)]
+        sha = dandi.local_sha256(pulled.to, local)
+        sources.append(
+            _Source(
+                str(local),
+                str(local),
+                _const(sha) if sha else _hasher(local),
+                _dandi_provenance(asset, stream=False),
+            )
+        )
+    report = _ingest_sources(sources, out, force=force, progress=progress, card=card)
+    report.failed = [(path, f"pull: {reason}") for path, reason in pulled.failed] + report.failed
+    return report
+
+
+def _const(value: str) -> Callable[[], str]:
+    return lambda: value
+
+
+def _dandi_provenance(asset: Any, stream: bool) -> dict[str, Any]:
+    return {
+        "dandiset_id": asset.dandiset_id,
+        "dandiset_version": asset.version,
+        "asset_path": asset.path,
+        "source_url": asset.download_url,
+        "dandi_etag": asset.dandi_etag,
+        "streamed": stream,
+    }
+
+
+def _ingest_sources(
+    sources: Iterable[_Source], out: Path, *, force: bool, progress: bool, card: Any
+) -> IngestReport:
     from tqdm.auto import tqdm
 
     from neurofm.readers.nwb import read_nwb
 
-    files = find_files(src, ".nwb")
+    sources = list(sources)
     catalog = Catalog(out, create=True)
-    report = IngestReport(Path(out))
-    bar = tqdm(files, desc="ingest", unit="file", disable=not progress)
-    for path in bar:
-        bar.set_postfix_str(path.name)
+    report = IngestReport(out)
+    bar = tqdm(sources, desc="ingest", unit="file", disable=not progress)
+    for source in bar:
+        bar.set_postfix_str(Path(source.name).name)
         try:
-            digest = sha256_file(path)
-            done = None if force else catalog.up_to_date(digest)
+            digest = source.sha256()
+            done = None if force or not digest else catalog.up_to_date(digest)
             if done is not None:
-                report.skipped.append((path, done["id"]))
-                log.info("%s: up to date (%s)", path, done["id"])
+                report.skipped.append((source.name, done["id"]))
+                log.info("%s: up to date (%s)", source.name, done["id"])
                 continue
             with tqdm(
-                desc=f"  {path.name}",
+                desc=f"  {Path(source.name).name}",
                 unit=" spikes",
                 unit_scale=True,
                 leave=False,
                 disable=not progress,
             ) as spikes_bar:
                 rec = read_nwb(
-                    path, sha256=digest, tmp_dir=_staging_dir(out), progress=spikes_bar.update
+                    source.location,
+                    sha256=digest or None,
+                    tmp_dir=out if out.is_dir() else None,
+                    progress=spikes_bar.update,
+                    provenance=source.provenance,
                 )
                 try:
-                    _check_id_is_free(catalog, rec.id, rec.provenance.source_path, path)
+                    if card is not None:
+                        rec = apply_card(rec, card, source.name)
+                    _check_id_is_free(catalog, rec, source.name)
                     catalog.add(rec)
                 finally:
                     rec.close()
-            report.ingested.append((path, rec.id))
+            report.ingested.append((source.name, rec.id))
         except NeuroFMError as exc:
-            report.failed.append((path, _one_line(exc, path)))
+            report.failed.append((source.name, _one_line(exc, source.name)))
         except Exception as exc:  # a bad file must not stop the others
-            log.debug("unexpected error on %s", path, exc_info=True)
-            report.failed.append((path, f"{path}: {type(exc).__name__}: {_one_line(exc, path)}"))
+            log.debug("unexpected error on %s", source.name, exc_info=True)
+            reason = f"{type(exc).__name__}: {_one_line(exc, source.name)}"
+            report.failed.append((source.name, reason))
     return report
 
 
-def _check_id_is_free(catalog: Catalog, rec_id: str, source: str, path: Path) -> None:
+def _check_id_is_free(catalog: Catalog, rec: Recording, name: str) -> None:
     """Two sources must not share a recording id: the second would silently replace the first."""
-    if rec_id in catalog:
-        other = catalog.entry(rec_id).get("source_path", "")
-        if other and other != source:
-            raise CatalogError(
-                f"{path}: recording id {rec_id!r} is already taken in {catalog.path} by {other}; "
-                "rename one of the files"
-            )
+    if rec.id not in catalog:
+        return
+    entry = catalog.entry(rec.id)
+    mine = rec.provenance.source_path or rec.provenance.asset_path
+    theirs = entry.get("source_path", "")
+    if theirs and mine and theirs != mine:
+        raise CatalogError(
+            f"{name}: recording id {rec.id!r} is already taken in {catalog.path} by {theirs}; "
+            "rename one of the files"
+        )
 
 
-def _staging_dir(out: str | os.PathLike[str]) -> Path | None:
-    """Stage large spike streams next to the catalog when its folder exists (same disk)."""
-    out = Path(out)
-    return out if out.is_dir() else None
-
-
-def _one_line(exc: BaseException, path: Path) -> str:
+def _one_line(exc: BaseException, name: str) -> str:
     text = " ".join(str(exc).split())
-    return text if str(path) in text else f"{path}: {text}"
+    return text if name in text else f"{name}: {text}"
+
+
+# --------------------------------------------------------------------------------------------
+# dataset cards
+# --------------------------------------------------------------------------------------------
+
+
+def apply_card(rec: Recording, card: Any, name: str = "") -> Recording:
+    """Check a recording against a dataset card and add its train/valid/test domains.
+
+    The card's field mapping must match the file (the target series and the trials table
+    exist; the validity and split columns exist). Trials marked invalid are dropped, the rest
+    split by the card's rules into ``train_domain``, ``valid_domain`` and ``test_domain``
+    (:class:`Intervals` that never overlap in time).
+    """
+    fields, splits = card.fields, card.splits
+    where = f"{name or rec.id}: dataset card {card.name!r}"
+    for key in ("target", "trials"):
+        signal = getattr(fields, key)
+        if signal not in rec:
+            raise InvalidDataError(
+                f"{where}: fields.{key} is {signal!r} but the file has no such signal "
+                f"(has {sorted(rec.signals)})"
+            )
+    trials = rec[fields.trials].load()
+    keep = np.ones(len(trials), dtype=bool)
+    if fields.valid_trials is not None:
+        if fields.valid_trials not in trials.columns:
+            raise InvalidDataError(
+                f"{where}: fields.valid_trials {fields.valid_trials!r} is not a column of "
+                f"{fields.trials!r} (has {sorted(trials.columns)})"
+            )
+        keep &= trials.columns[fields.valid_trials].astype(bool)
+    if splits.by == "column":
+        column = fields.split_column
+        if column is None or column not in trials.columns:
+            raise InvalidDataError(
+                f"{where}: splits.by is 'column' but fields.split_column {column!r} is not a "
+                f"column of {fields.trials!r} (has {sorted(trials.columns)})"
+            )
+        labels = np.asarray(
+            [splits.values.get(str(v), str(v)) for v in trials.columns[column]], dtype=object
+        )
+        keep &= labels != "drop"
+        kept = trials.take(np.flatnonzero(keep))
+        kept.columns["_split"] = labels[keep]
+        domains = split_domains(kept, column="_split")
+    else:
+        domains = split_domains(
+            trials.take(np.flatnonzero(keep)), splits.fractions, seed=splits.seed
+        )
+    signals = dict(rec.signals)
+    for split, dom in domains.items():
+        signals[f"{split}_domain"] = Intervals(
+            dom.start, dom.end, name=f"{split}_domain", validate=False
+        )
+    out = Recording(rec.id, signals, rec.duration, rec.metadata, rec.provenance, rec.absolute_start)
+    out._closers, rec._closers = rec._closers, []
+    out.metadata.extra["dataset_card"] = card.name
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# pipeline specs
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PipelineResult:
+    """Outcome of :func:`run_pipeline`: one line per step, and the reports."""
+
+    name: str
+    workdir: Path
+    summary: list[str] = field(default_factory=list)
+    reports: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(getattr(r, "ok", True) for r in self.reports.values())
+
+
+def run_pipeline(
+    path: str | os.PathLike[str],
+    *,
+    api_url: str | None = None,
+    workdir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> PipelineResult:
+    """Run the steps of a pipeline spec in order.
+
+    Parameters
+    ----------
+    path : str or Path
+        The pipeline YAML file.
+    api_url : str, optional
+        DANDI API URL for the card's source (default ``$NEUROFM_DANDI_API`` or the archive).
+    workdir : str or Path, optional
+        Override the spec's output folder.
+    progress : bool
+        Show progress bars.
+    """
+    from neurofm.sources import dandi
+    from neurofm.specs import load_pipeline
+
+    spec, card, spec_workdir = load_pipeline(path)
+    work = Path(workdir) if workdir is not None else spec_workdir
+    result = PipelineResult(spec.name, work)
+    source = card.source
+    pulled = None
+    for step in spec.steps:
+        opts = step.options
+        if step.kind == "pull":
+            if source.dandi is None:
+                result.summary.append(f"pull: skipped (local source {source.local})")
+            elif opts.stream:
+                result.summary.append("pull: streaming at ingest (nothing downloaded)")
+            else:
+                raw = work / opts.to
+                include = [*source.include, *opts.include] or None
+                pulled = dandi.pull(
+                    source.ref, raw, include=include, api_url=api_url, progress=progress
+                )
+                result.reports["pull"] = pulled
+                result.summary.append(
+                    f"pull: {len(pulled.downloaded)} downloaded, {len(pulled.skipped)} up to "
+                    f"date, {len(pulled.failed)} failed ({pulled.bytes_transferred:,} bytes "
+                    f"transferred) -> {raw}"
+                )
+        elif step.kind == "ingest":
+            out = work / opts.out
+            kw = {"force": opts.force, "progress": progress, "card": card}
+            if source.local is not None:
+                report = ingest(source.local, out, **kw)
+            elif pulled is not None:
+                report = _ingest_pulled(pulled, out, **kw)
+            else:  # DANDI without a download step: stream
+                _, report = ingest_dandi(
+                    source.ref,
+                    out,
+                    include=source.include or None,
+                    stream=True,
+                    api_url=api_url,
+                    **kw,
+                )
+            result.reports["ingest"] = report
+            result.summary.append(
+                f"ingest: {len(report.ingested)} ingested, {len(report.skipped)} up to date, "
+                f"{len(report.failed)} failed -> {out}"
+            )
+    return result

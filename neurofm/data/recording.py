@@ -68,6 +68,11 @@ class Provenance:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def provenance_from(values: Mapping[str, Any]) -> Provenance:
+    """A :class:`Provenance` from a dict; unknown keys go to ``extra``."""
+    return _from_dict(Provenance, values)
+
+
 def _from_dict(cls: type, values: Mapping[str, Any] | None) -> Any:
     known = {f.name for f in dataclasses.fields(cls)}
     values = dict(values or {})

@@ -21,7 +21,7 @@ import tempfile
 import warnings
 import weakref
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import h5py
@@ -29,7 +29,7 @@ import numpy as np
 
 import neurofm
 from neurofm.data.merge import RaggedSpikeTrains, write_spikes_streaming
-from neurofm.data.recording import Metadata, Provenance, Recording
+from neurofm.data.recording import Metadata, Provenance, Recording, provenance_from
 from neurofm.data.signals import Intervals, IrregularSeries, RegularSeries, Signal, Spikes, Units
 from neurofm.data.storage import LazySpikes, write_units
 from neurofm.errors import InvalidDataError, NeuroFMError, ReaderError
@@ -53,13 +53,15 @@ def read_nwb(
     sha256: str | None = None,
     tmp_dir: str | Path | None = None,
     progress: Callable[[int], None] | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> Recording:
     """Read an NWB file into a Recording.
 
     Parameters
     ----------
     path : str or Path
-        The ``.nwb`` file (HDF5 backend).
+        The ``.nwb`` file (HDF5 backend), or an ``http(s)://`` URL, which is streamed: only
+        the bytes the reader touches are fetched (HTTP range requests through remfile).
     recording_id : str, optional
         Id of the recording; default the file name without ``.nwb``
         (``sub-S0_ses-1_ecephys``), unique within a DANDI-layout folder.
@@ -72,6 +74,8 @@ def read_nwb(
         pass a folder on the destination's file system.
     progress : callable, optional
         Called with a number of spikes processed, e.g. ``tqdm.update``.
+    provenance : dict, optional
+        Extra provenance fields (``dandiset_id``, ``asset_path``, ``source_url``...).
 
     Returns
     -------
@@ -89,18 +93,26 @@ def read_nwb(
     """
     import pynwb  # heavy (~1 s): imported only when a file is read
 
-    path = Path(path)
-    if path.is_dir():
-        raise ReaderError(f"{path}: is a folder, expected an .nwb file")
-    if not path.is_file():
-        raise ReaderError(f"{path}: no such file")
-    _check_hdf5(path)
+    url = str(path) if str(path).startswith(("http://", "https://")) else None
+    if url is None:
+        path = Path(path)
+        if path.is_dir():
+            raise ReaderError(f"{path}: is a folder, expected an .nwb file")
+        if not path.is_file():
+            raise ReaderError(f"{path}: no such file")
+        _check_hdf5(path)
     try:
-        io = pynwb.NWBHDF5IO(str(path), "r", load_namespaces=True)
+        if url is None:
+            io = pynwb.NWBHDF5IO(str(path), "r", load_namespaces=True)
+        else:
+            from neurofm.sources.dandi import open_remote
+
+            io = pynwb.NWBHDF5IO(file=open_remote(url), mode="r", load_namespaces=True)
+            path = Path(PurePosixPath(url.split("?")[0]).name)
     except NeuroFMError:
         raise
     except Exception as exc:  # pynwb/hdmf raise many types for broken files
-        raise ReaderError(f"{path}: cannot open as NWB ({_reason(exc)})") from None
+        raise ReaderError(f"{url or path}: cannot open as NWB ({_reason(exc)})") from None
     try:
         try:
             with warnings.catch_warnings(record=True) as caught:
@@ -123,13 +135,7 @@ def read_nwb(
                 recording_id or default_recording_id(path),
                 signals,
                 metadata=_metadata(nwb, signals),
-                provenance=Provenance(
-                    source_path=str(path.resolve()),
-                    sha256=sha256 or sha256_file(path),
-                    reader="neurofm.readers.nwb",
-                    neurofm_version=neurofm.__version__,
-                    extra={"nwb_identifier": str(nwb.identifier)},
-                ),
+                provenance=_provenance(nwb, path, url, sha256, provenance),
             )
         except (OSError, KeyError, RuntimeError) as exc:
             # h5py raises OSError/KeyError on truncated or damaged datasets mid-read.
@@ -146,6 +152,22 @@ def read_nwb(
         weakref.finalize(rec, fn)
         rec._closers.append(fn)
     return rec
+
+
+def _provenance(
+    nwb: Any, path: Path, url: str | None, sha256: str | None, extra: dict[str, Any] | None
+) -> Provenance:
+    fields = {
+        "source_path": "" if url else str(path.resolve()),
+        "source_url": url or "",
+        # A streamed file is never read whole, so its hash must come from the source.
+        "sha256": sha256 or ("" if url else sha256_file(path)),
+        "reader": "neurofm.readers.nwb",
+        "neurofm_version": neurofm.__version__,
+        "nwb_identifier": str(nwb.identifier),
+        **(extra or {}),
+    }
+    return provenance_from(fields)
 
 
 def default_recording_id(path: Path) -> str:

@@ -1,0 +1,275 @@
+"""Declarative specs: dataset cards (``datasets/*.yaml``) and pipelines (``pipelines/*.yaml``).
+
+Both are validated by pydantic models that forbid unknown keys, and every problem is reported as
+one :class:`~neurofm.errors.SpecError` line naming the file, the key path and what was expected::
+
+    pipelines/demo.yaml: steps[0].pull.strem: unknown key (expected one of: include, stream, to)
+
+A dataset card says where the data is and how to read it::
+
+    name: mc_maze
+    source: {dandi: "000128", version: "0.220113.0400", include: ["sub-Jenkins/*full*"]}
+    reader: nwb
+    fields: {target: hand_vel, trials: trials, valid_trials: null, split_column: split}
+    splits: {by: column, values: {val: valid}}
+
+A pipeline names a card and its steps::
+
+    name: demo
+    dataset: ../datasets/synthetic_reaching.yaml   # relative to this file, or a card name
+    workdir: demo-output/pipeline
+    steps:
+      - pull: {}
+      - ingest: {out: catalog}
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from neurofm.errors import SpecError
+
+__all__ = [
+    "DatasetCard",
+    "FieldMapping",
+    "IngestStep",
+    "PipelineSpec",
+    "PullStep",
+    "SourceSpec",
+    "SplitSpec",
+    "load_card",
+    "load_pipeline",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSpec(_Strict):
+    """Where the raw files are: a DANDI dandiset (and version) or a local folder."""
+
+    dandi: Annotated[str, Field(pattern=r"^\d{6}$")] | None = Field(
+        None, description="6-digit dandiset id, e.g. '000128'"
+    )
+    version: str | None = Field(
+        None, description="'draft' or a published version; default the latest published"
+    )
+    include: list[str] = Field(default_factory=list, description="glob patterns on asset paths")
+    local: str | None = Field(None, description="a local folder or NWB file instead of DANDI")
+    url: str = Field("", description="the dataset's landing page")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SourceSpec:
+        if (self.dandi is None) == (self.local is None):
+            raise ValueError("give exactly one of 'dandi' (a dandiset id) or 'local' (a folder)")
+        return self
+
+    @property
+    def ref(self) -> str:
+        return f"dandi:{self.dandi}" + (f"@{self.version}" if self.version else "")
+
+
+class FieldMapping(_Strict):
+    """Which parts of the files matter: decoding target, trials, validity, split column."""
+
+    spikes: str = Field("units", description="NWB Units table")
+    target: str = Field(description="behaviour series to decode, e.g. 'hand_vel'")
+    trials: str = Field("trials", description="interval table of trials")
+    valid_trials: str | None = Field(
+        None, description="boolean trials column marking trials to use (e.g. 'is_success')"
+    )
+    split_column: str | None = Field(
+        None, description="trials column holding train/valid/test labels (e.g. 'split')"
+    )
+
+
+class SplitSpec(_Strict):
+    """How trials become train/valid/test domains (never overlapping in time)."""
+
+    by: Literal["column", "random"] = "random"
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    seed: int = 0
+    values: dict[str, Literal["train", "valid", "test", "drop"]] = Field(
+        default_factory=dict,
+        description="rename split-column values, e.g. {val: valid}; 'drop' discards trials",
+    )
+
+    @model_validator(mode="after")
+    def _fractions_sum(self) -> SplitSpec:
+        if self.by == "random" and abs(sum(self.fractions) - 1.0) > 1e-6:
+            raise ValueError(f"fractions {list(self.fractions)} must sum to 1")
+        return self
+
+
+class DatasetCard(_Strict):
+    """A dataset card: source, reader, field mapping and split rules."""
+
+    name: str
+    description: str = ""
+    citation: str = ""
+    source: SourceSpec
+    reader: Literal["nwb"] = "nwb"
+    fields: FieldMapping
+    splits: SplitSpec = SplitSpec()
+    notes: str = ""
+
+
+class PullStep(_Strict):
+    """Download (or, with ``stream``, plan to stream) the card's DANDI assets."""
+
+    to: str = Field("raw", description="download folder, relative to the workdir")
+    include: list[str] = Field(default_factory=list, description="extra glob patterns")
+    stream: bool = Field(False, description="read over HTTP at ingest instead of downloading")
+
+
+class IngestStep(_Strict):
+    """Read the pulled (or local) NWB files into a catalog, with the card's splits."""
+
+    out: str = Field("catalog", description="catalog folder, relative to the workdir")
+    force: bool = False
+
+
+class Step(_Strict):
+    """One pipeline step: a mapping with exactly one key naming the step."""
+
+    pull: PullStep | None = None
+    ingest: IngestStep | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_options(cls, data: Any) -> Any:
+        # `- pull:` (no options) parses as {"pull": None}; treat it as the defaults.
+        if isinstance(data, dict):
+            return {k: ({} if v is None else v) for k, v in data.items()}
+        return data
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Step:
+        given = [k for k in type(self).model_fields if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"each step needs exactly one of {sorted(type(self).model_fields)}, got {given}"
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in type(self).model_fields if getattr(self, k) is not None)
+
+    @property
+    def options(self) -> BaseModel:
+        return getattr(self, self.kind)
+
+
+class PipelineSpec(_Strict):
+    """A runnable pipeline: a dataset card plus ordered steps."""
+
+    name: str
+    description: str = ""
+    dataset: str = Field(description="card path (relative to this file) or a name in datasets/")
+    workdir: str = Field("", description="output folder; default pipeline-output/<name>")
+    steps: list[Step] = Field(min_length=1)
+
+
+# --------------------------------------------------------------------------------------------
+# loading with clear errors
+# --------------------------------------------------------------------------------------------
+
+
+def _read_yaml(path: Path) -> Any:
+    import yaml
+
+    if not path.is_file():
+        raise SpecError(f"{path}: no such spec file")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise SpecError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model found by following ``loc`` (for 'unknown key' messages)."""
+    import typing
+
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", {})
+        if part not in fields:
+            break
+        annotation = fields[part].annotation
+        candidates = [annotation, *typing.get_args(annotation)]
+        for arg in list(candidates):
+            candidates.extend(typing.get_args(arg))
+        current = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+        if current is None:
+            return []
+    return sorted(getattr(current, "model_fields", {}))
+
+
+def _validate(model: type[BaseModel], data: Any, path: Path) -> Any:
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: expected a mapping of keys at the top level, got {data!r}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not str(p).startswith("function-"))
+            if err["type"] == "extra_forbidden":
+                expected = ", ".join(_fields_at(model, loc[:-1]))
+                lines.append(f"{path}: {_loc(loc)}: unknown key (expected one of: {expected})")
+            elif err["type"] == "missing":
+                lines.append(f"{path}: {_loc(loc)}: required key is missing")
+            else:
+                got = err.get("input")
+                msg = err["msg"].removeprefix("Value error, ")
+                shown = f" (got {got!r})" if not isinstance(got, dict | list) else ""
+                lines.append(f"{path}: {_loc(loc)}: {msg}{shown}")
+        raise SpecError("; ".join(lines)) from None
+
+
+def load_card(path: str | os.PathLike[str]) -> DatasetCard:
+    """Load and validate a dataset card."""
+    path = Path(path)
+    return _validate(DatasetCard, _read_yaml(path), path)
+
+
+def load_pipeline(path: str | os.PathLike[str]) -> tuple[PipelineSpec, DatasetCard, Path]:
+    """Load a pipeline, its dataset card, and resolve its working folder.
+
+    The card is looked up relative to the pipeline file, then as ``datasets/<name>.yaml``
+    next to the pipeline's folder.
+    """
+    path = Path(path)
+    spec = _validate(PipelineSpec, _read_yaml(path), path)
+    candidates = [
+        path.parent / spec.dataset,
+        path.parent.parent / "datasets" / spec.dataset,
+        path.parent.parent / "datasets" / f"{spec.dataset}.yaml",
+    ]
+    card_path = next((c for c in candidates if c.is_file()), None)
+    if card_path is None:
+        raise SpecError(
+            f"{path}: dataset: no card {spec.dataset!r} (looked for "
+            f"{', '.join(str(c) for c in candidates)})"
+        )
+    workdir = Path(spec.workdir or Path("pipeline-output") / spec.name)
+    return spec, load_card(card_path), workdir
