@@ -669,3 +669,30 @@ def test_two_sources_with_the_same_id_are_not_merged_silently(tmp_path, capsys):
     assert main(["ingest", str(tmp_path / "b"), "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "recording id 'x' is already taken" in err and str(tmp_path / "b" / "x.nwb") in err
+
+
+def test_compressed_spike_times_staged_equal_in_memory(tmp_path, monkeypatch):
+    """gzip-chunked spike_times (common on DANDI) take the copy-once path and merge the same."""
+    rng = np.random.default_rng(5)
+    trains = [np.sort(rng.uniform(0, 30, rng.integers(200, 3000))).tolist() for _ in range(12)]
+    plain = fac.with_spike_trains(tmp_path / "plain.nwb", trains)
+    packed = tmp_path / "packed.nwb"
+    fac.copy(plain, packed)
+    with h5py.File(packed, "r+") as f:
+        data = f["units/spike_times"][()]
+        attrs = dict(f["units/spike_times"].attrs)
+        del f["units/spike_times"]
+        ds = f.create_dataset(
+            "units/spike_times", data=data, chunks=(1000,), compression="gzip", shuffle=True
+        )
+        ds.attrs.update(attrs)
+    ref = read_nwb(plain)
+    monkeypatch.setattr(nwb_reader, "IN_MEMORY_SPIKES", 0)
+    monkeypatch.setattr(nwb_reader, "BLOCK_SPIKES", 2000)
+    staged = read_nwb(packed, tmp_dir=tmp_path)
+    try:
+        assert isinstance(staged.spikes, LazySpikes)
+        np.testing.assert_array_equal(staged.spikes.load().timestamps, ref.spikes.timestamps)
+        np.testing.assert_array_equal(staged.spikes.load().unit_index, ref.spikes.unit_index)
+    finally:
+        staged.close()

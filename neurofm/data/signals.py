@@ -147,8 +147,13 @@ class Units:
         ids: Sequence[str] | np.ndarray,
         columns: Mapping[str, Any] | None = None,
         name: str = "units",
+        *,
+        validate: bool = True,
     ) -> None:
         self.name = name
+        if not validate:
+            self.ids, self.columns = np.asarray(ids, dtype=object), dict(columns or {})
+            return
         self.ids = np.asarray([str(i) for i in ids], dtype=object)
         if self.ids.ndim != 1:
             raise InvalidDataError(f"{name}.ids: expected a 1-D sequence of strings")

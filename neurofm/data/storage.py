@@ -150,25 +150,47 @@ class LazySignal(Signal):
         raise NotImplementedError
 
 
+def direct(ds: h5py.Dataset) -> Any:
+    """A read-only view of a dataset that slices with the least overhead.
+
+    Our arrays are contiguous and unfiltered, so their bytes sit at one offset in the file and a
+    ``numpy.memmap`` over them slices in ~3 us instead of h5py's ~9 us per call; only the pages
+    a window touches are read. Anything else (chunked, compressed, empty) stays an h5py dataset.
+    Slices of the memmap are views: callers copy what they keep (``np.array``).
+    """
+    offset = ds.id.get_offset() if ds.size else None
+    if offset is None or ds.chunks is not None or ds.compression is not None:
+        return ds
+    return np.memmap(ds.file.filename, dtype=ds.dtype, mode="r", offset=offset, shape=ds.shape)
+
+
 class _EventIndex:
     """Finds the rows of an event group whose timestamps lie in a window.
 
-    Dataset handles and the index step are looked up once: an h5py group lookup or attribute
-    read costs ~35 us, several times the read of a window's bytes.
+    Dataset handles and the index step are looked up once (an h5py group lookup or attribute
+    read costs ~35 us, several times the read of a window's bytes), and the coarse time index
+    is read into memory on first use: 8 bytes per second of recording, 288 KB for 10 hours.
     """
 
     def __init__(self, group: h5py.Group) -> None:
-        self.index = group["time_index"]
-        self.timestamps = group["timestamps"]
-        self.step = float(self.index.attrs["step"])
-        self.k = self.index.shape[0]
+        self._index_ds = group["time_index"]
+        self._index: np.ndarray | None = None
+        self.timestamps = direct(group["timestamps"])
+        self.step = float(self._index_ds.attrs["step"])
+        self.k = self._index_ds.shape[0]
         self.n = self.timestamps.shape[0]
+
+    @property
+    def index(self) -> np.ndarray:
+        if self._index is None:
+            self._index = self._index_ds[()]
+        return self._index
 
     def span(self, start: float, end: float) -> tuple[int, int, np.ndarray]:
         """Rows ``[lo, hi)`` with timestamps in ``[start, end)``, and those timestamps.
 
-        Reads two entries of the coarse time index, then only the timestamps between them,
-        and refines with a binary search in memory.
+        Two lookups in the coarse time index bracket the window; only the timestamps between
+        them are read, and a binary search on that small span refines the bounds.
         """
         k_lo = min(max(int(np.floor(start / self.step)), 0), self.k - 1)
         k_hi = int(np.ceil(end / self.step))
@@ -180,7 +202,7 @@ class _EventIndex:
             bound_hi = int(self.index[k_hi]) if k_hi >= 0 else 0
         if bound_hi <= bound_lo:
             return bound_lo, bound_lo, np.empty(0)
-        span = self.timestamps[bound_lo:bound_hi]
+        span = np.asarray(self.timestamps[bound_lo:bound_hi])
         i0, i1 = np.searchsorted(span, [start, end], side="left")
         return bound_lo + int(i0), bound_lo + int(i1), span[i0:i1]
 
@@ -197,9 +219,12 @@ class LazySpikes(LazySignal):
     def __init__(self, group: h5py.Group, name: str) -> None:
         super().__init__(group, name)
         units = group["units"]
-        self.units = Units(units["ids"].asstr()[()], _read_columns(units), name=f"{name}.units")
+        # Ids were checked for uniqueness when the file was written.
+        self.units = Units(
+            units["ids"].asstr()[()], _read_columns(units), name=f"{name}.units", validate=False
+        )
         self._events = _EventIndex(group)
-        self._unit_index = group["unit_index"]
+        self._unit_index = direct(group["unit_index"])
 
     def __len__(self) -> int:
         return self._events.n
@@ -211,13 +236,13 @@ class LazySpikes(LazySignal):
     def window(self, start: float, end: float) -> Spikes:
         _check_window(start, end, self.name)
         lo, hi, times = self._events.span(start, end)
-        unit_index = self._unit_index[lo:hi] if hi > lo else np.empty(0, np.int32)
+        unit_index = np.array(self._unit_index[lo:hi]) if hi > lo else np.empty(0, np.int32)
         return Spikes(times - start, unit_index, self.units, self.name, validate=False)
 
     def load(self) -> Spikes:
         return Spikes(
-            self._events.timestamps[()],
-            self._unit_index[()],
+            np.array(self._events.timestamps[:]),
+            np.array(self._unit_index[:]),
             self.units,
             self.name,
             validate=False,
@@ -241,7 +266,7 @@ class LazyIrregularSeries(LazySignal):
         self.channels = np.asarray(group["channels"].asstr()[()], dtype=object)
         self.unit = str(group.attrs.get("unit", ""))
         self._events = _EventIndex(group)
-        self._values = group["values"]
+        self._values = direct(group["values"])
 
     def __len__(self) -> int:
         return self._events.n
@@ -255,7 +280,7 @@ class LazyIrregularSeries(LazySignal):
         lo, hi, times = self._events.span(start, end)
         return IrregularSeries(
             times - start,
-            self._values[lo:hi],
+            np.array(self._values[lo:hi]),
             self.channels,
             self.name,
             self.unit,
@@ -264,8 +289,8 @@ class LazyIrregularSeries(LazySignal):
 
     def load(self) -> IrregularSeries:
         return IrregularSeries(
-            self._events.timestamps[()],
-            self._values[()],
+            np.array(self._events.timestamps[:]),
+            np.array(self._values[:]),
             self.channels,
             self.name,
             self.unit,
@@ -284,7 +309,7 @@ class LazyRegularSeries(LazySignal):
         self.start = float(group.attrs["start"])
         self.unit = str(group.attrs.get("unit", ""))
         self.channels = np.asarray(group["channels"].asstr()[()], dtype=object)
-        self._data = group["data"]
+        self._data = direct(group["data"])
         self.shape = self._data.shape
 
     def __len__(self) -> int:
@@ -297,7 +322,11 @@ class LazyRegularSeries(LazySignal):
     def window(self, start: float, end: float) -> RegularSeries:
         _check_window(start, end, self.name)
         lo, hi = regular_index_range(self.start, self.rate, len(self), start, end)
-        data = self._data[lo:hi] if hi > lo else np.empty((0,) + self.shape[1:], self._data.dtype)
+        data = (
+            np.array(self._data[lo:hi])
+            if hi > lo
+            else np.empty((0, *self.shape[1:]), self._data.dtype)
+        )
         first = self.start + lo / self.rate if hi > lo else max(self.start, start)
         return RegularSeries(
             data, self.rate, first - start, self.channels, self.name, self.unit, validate=False
@@ -305,7 +334,7 @@ class LazyRegularSeries(LazySignal):
 
     def load(self) -> RegularSeries:
         return RegularSeries(
-            self._data[()],
+            np.array(self._data[:]),
             self.rate,
             self.start,
             self.channels,

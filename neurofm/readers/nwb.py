@@ -31,7 +31,7 @@ import neurofm
 from neurofm.data.merge import RaggedSpikeTrains, write_spikes_streaming
 from neurofm.data.recording import Metadata, Provenance, Recording, provenance_from
 from neurofm.data.signals import Intervals, IrregularSeries, RegularSeries, Signal, Spikes, Units
-from neurofm.data.storage import LazySpikes, write_units
+from neurofm.data.storage import LazySpikes, direct, write_units
 from neurofm.errors import InvalidDataError, NeuroFMError, ReaderError
 from neurofm.sources.local import sha256_file
 
@@ -220,35 +220,35 @@ def _read_units(
         raise ReaderError(f"{path}: the Units table is empty")
     unit_ids = [str(i) for i in ids]
     table = Units(unit_ids, _unit_columns(nwb, units, len(ids)), name="units")
-    trains = RaggedSpikeTrains(
-        times=units["spike_times"].target.data,
-        ends=np.asarray(units["spike_times"].data[()]),
-        where=f"{path}: units.spike_times",
-        unit_names=unit_ids,
-    )
-    if len(trains.ends) != len(ids):
+    ends = np.asarray(units["spike_times"].data[()])
+    if len(ends) != len(ids):
         raise InvalidDataError(
-            f"{path}: units.spike_times_index has {len(trains.ends)} rows but units.id has "
-            f"{len(ids)}"
+            f"{path}: units.spike_times_index has {len(ends)} rows but units.id has {len(ids)}"
         )
-    plan = trains.scan(BLOCK_SPIKES)
-    if trains.n_spikes <= IN_MEMORY_SPIKES:
+    source = units["spike_times"].target.data
+    n_spikes = int(ends[-1]) if len(ends) else 0
+    where = f"{path}: units.spike_times"
+    if n_spikes <= IN_MEMORY_SPIKES:
+        # One read: a compressed dataset is inflated once, not once per merge block.
+        trains = RaggedSpikeTrains(np.asarray(source[()]), ends, where, unit_ids)
+        plan = trains.scan(BLOCK_SPIKES)
         blocks = list(trains.blocks(plan))
         times = np.concatenate([b[0] for b in blocks]) if blocks else np.empty(0)
         unit_index = np.concatenate([b[1] for b in blocks]) if blocks else np.empty(0, np.int32)
         signals["spikes"] = Spikes(times, unit_index, table, "spikes")
         if progress is not None:
-            progress(trains.n_spikes)
+            progress(n_spikes)
     else:
-        signals["spikes"] = _stage_spikes(trains, plan, table, tmp_dir, cleanup, progress)
+        signals["spikes"] = _stage_spikes(source, ends, where, table, tmp_dir, cleanup, progress)
     obs = _obs_intervals(units, path, table)
     if obs is not None:
         signals["obs_intervals"] = obs
 
 
 def _stage_spikes(
-    trains: RaggedSpikeTrains,
-    plan: Any,
+    source: Any,
+    ends: np.ndarray,
+    where: str,
     table: Units,
     tmp_dir: str | Path | None,
     cleanup: list[Callable[[], None]],
@@ -268,6 +268,20 @@ def _stage_spikes(
     cleanup.append(remove)  # registered before the file exists: a failed open is cleaned too
     handle = h5py.File(folder / "spikes.h5", "w")
     handles.append(handle)
+    times = source
+    if isinstance(source, h5py.Dataset) and (source.chunks is not None or source.compression):
+        # The merge reads every unit's train once per time block; on a chunked, compressed
+        # dataset each block would inflate every chunk again (measured: 6x slower ingest).
+        # One sequential pass into an uncompressed contiguous copy avoids that.
+        flat = handle.create_dataset("flat_spike_times", shape=source.shape, dtype=np.float64)
+        chunk = source.chunks[0] if source.chunks else 1 << 22
+        step = chunk * max(1, (1 << 22) // chunk)  # ~4M spikes per read, whole chunks
+        for lo in range(0, source.shape[0], step):
+            flat[lo : lo + step] = source[lo : lo + step]
+        handle.flush()
+        times = direct(flat)
+    trains = RaggedSpikeTrains(times, ends, where, list(table.ids))
+    plan = trains.scan(BLOCK_SPIKES)
     group = handle.create_group("spikes")
     write_units(group, table)
     write_spikes_streaming(group, trains.n_spikes, plan.t_max, trains.blocks(plan), progress)
