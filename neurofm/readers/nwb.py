@@ -31,7 +31,7 @@ import neurofm
 from neurofm.data.merge import RaggedSpikeTrains, write_spikes_streaming
 from neurofm.data.recording import Metadata, Provenance, Recording, provenance_from
 from neurofm.data.signals import Intervals, IrregularSeries, RegularSeries, Signal, Spikes, Units
-from neurofm.data.storage import LazySpikes, direct, write_units
+from neurofm.data.storage import LazySpikes, write_units
 from neurofm.errors import InvalidDataError, NeuroFMError, ReaderError
 from neurofm.sources.local import sha256_file
 
@@ -269,17 +269,18 @@ def _stage_spikes(
     handle = h5py.File(folder / "spikes.h5", "w")
     handles.append(handle)
     times = source
-    if isinstance(source, h5py.Dataset) and (source.chunks is not None or source.compression):
-        # The merge reads every unit's train once per time block; on a chunked, compressed
-        # dataset each block would inflate every chunk again (measured: 6x slower ingest).
-        # One sequential pass into an uncompressed contiguous copy avoids that.
+    if isinstance(source, h5py.Dataset) and source.id.get_create_plist().get_nfilters() > 0:
+        # The merge reads every unit's train once per time block; on a compressed dataset
+        # each block would inflate every chunk again (measured: 5x slower ingest). One
+        # sequential pass into an uncompressed contiguous copy avoids that. The copy is read
+        # through h5py, not a memmap: mapped pages would count as resident memory.
         flat = handle.create_dataset("flat_spike_times", shape=source.shape, dtype=np.float64)
         chunk = source.chunks[0] if source.chunks else 1 << 22
         step = chunk * max(1, (1 << 22) // chunk)  # ~4M spikes per read, whole chunks
         for lo in range(0, source.shape[0], step):
             flat[lo : lo + step] = source[lo : lo + step]
         handle.flush()
-        times = direct(flat)
+        times = flat
     trains = RaggedSpikeTrains(times, ends, where, list(table.ids))
     plan = trains.scan(BLOCK_SPIKES)
     group = handle.create_group("spikes")

@@ -439,8 +439,11 @@ class LocalDandiServer:
         self._specs = [_resolve_spec(str(k), v) for k, v in dandisets.items()]
         self.host = host
         self.port = port
+        self._requested_port = port
         self.page_size = page_size or DEFAULT_PAGE_SIZE
-        self._lock = threading.Lock()
+        # one lock for all mutable state; a Condition so readers can wait for requests in flight
+        self._lock = threading.Condition()
+        self._inflight = 0
         self._index: _Index | None = None
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -462,7 +465,7 @@ class LocalDandiServer:
         if self._httpd is not None:
             return self
         self._index = _build_index(self._specs)
-        httpd = _HTTPServer((self.host, self.port), _Handler, self)
+        httpd = _HTTPServer((self.host, self._requested_port), _Handler, self)
         self.port = int(httpd.server_address[1])
         self._httpd = httpd
         self._thread = threading.Thread(
@@ -521,13 +524,19 @@ class LocalDandiServer:
 
     @property
     def requests(self) -> list[RequestRecord]:
-        """Every request answered so far, oldest first (a copy)."""
+        """Every request answered so far, oldest first (a copy).
+
+        Requests being answered are waited for (up to 5 s), so a response the caller has just
+        read is always in the list.
+        """
         with self._lock:
+            self._settle()
             return list(self._requests)
 
     def clear_requests(self) -> None:
         """Forget the recorded requests (byte counters are kept)."""
         with self._lock:
+            self._settle()
             self._requests.clear()
 
     def bytes_served(self, asset_path: str | None = None) -> int:
@@ -544,6 +553,7 @@ class LocalDandiServer:
             Bytes written to clients (HEAD requests send none).
         """
         with self._lock:
+            self._settle()
             return sum(n for (_, p), n in self._served.items() if asset_path in (None, p))
 
     def asset_id(
@@ -652,8 +662,18 @@ class LocalDandiServer:
             raise ValueError(f"{asset_path!r} is in dandisets {owners}: pass dandiset_id")
         return (owners[0], asset_path)
 
+    def _settle(self, timeout: float = 5.0) -> None:
+        """Wait (holding ``_lock``) until no request is being answered, or ``timeout``."""
+        self._lock.wait_for(lambda: self._inflight == 0, timeout=timeout)
+
+    def _begin(self) -> None:
+        with self._lock:
+            self._inflight += 1
+
     def _record(self, rec: RequestRecord, served_key: tuple[str, str] | None) -> None:
         with self._lock:
+            self._inflight -= 1
+            self._lock.notify_all()
             self._requests.append(rec)
             if served_key is not None and rec.bytes_sent:
                 self._served[served_key] = self._served.get(served_key, 0) + rec.bytes_sent
@@ -830,23 +850,29 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch(head=True)
 
     def _not_allowed(self) -> None:
+        self.server.owner._begin()
         self.close_connection = True
         self._status, self._sent = 405, 0
-        self._send_json(405, {"detail": f'Method "{self.command}" not allowed.'}, head=False)
-        self._finish_record(None)
+        try:
+            self._send_json(405, {"detail": f'Method "{self.command}" not allowed.'}, head=False)
+        except OSError:
+            pass
+        finally:
+            self._finish_record(None)
 
     do_POST = do_PUT = do_PATCH = do_DELETE = _not_allowed
 
     # ---- routing ---------------------------------------------------------------------------
 
     def _dispatch(self, head: bool) -> None:
+        self.server.owner._begin()  # before any byte of the answer is sent
         self._status, self._sent = 0, 0
         served_key: tuple[str, str] | None = None
-        split = urlsplit(self.path)
-        self._url_path = split.path
-        self._query_items = parse_qsl(split.query, keep_blank_values=True)
-        self._query = dict(self._query_items)
         try:
+            split = urlsplit(self.path)
+            self._url_path = split.path
+            self._query_items = parse_qsl(split.query, keep_blank_values=True)
+            self._query = dict(self._query_items)
             for pattern, name in _ROUTES:
                 m = pattern.match(split.path)
                 if m:
@@ -1146,6 +1172,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return key
             start, end = rng if rng is not None else (0, size - 1)
             length = max(0, end - start + 1)
+            corrupted, cut = (False, None)
+            if not head and length:  # decided before answering, so a fault set later waits
+                corrupted, cut = self.server.owner._faults_for(key, length)
             self._status = 206 if rng is not None else 200
             self.send_response(self._status)
             self.send_header("Content-Type", _encoding_format(asset.path))
@@ -1158,7 +1187,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if head or length == 0:
                 return key
-            corrupted, cut = self.server.owner._faults_for(key, length)
             bad_offset = asset.size // 2 if corrupted else -1
             limit = length if cut is None else cut
             f.seek(start)
