@@ -88,6 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # The dandi client logs each transfer and HTTP error itself (it reads this variable
+        # when imported); our own report is one clear line per problem.
+        os.environ.setdefault("DANDI_LOG_LEVEL", "CRITICAL")
     if args.command is None:
         parser.print_help()
         return 0

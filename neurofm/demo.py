@@ -1,7 +1,8 @@
 """``make demo``: the main job end to end on an embedded, generated dataset.
 
-synthetic reaching NWB (DANDI layout) -> ingest into a catalog -> summary -> trial plot.
-Later stages (training, fine-tuning) extend this script.
+synthetic reaching NWB (DANDI layout) -> served by a local DANDI server -> ``neurofm run
+pipelines/demo.yaml`` (verified pull + ingest with train/valid/test domains) -> summary ->
+trial plot. Later stages (training, fine-tuning) extend this script.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "demo.yaml"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,11 +29,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
 
     from neurofm.cli import main as cli
+    from neurofm.synthetic.dandi_server import serve_dandiset
 
     t0 = time.perf_counter()
-    raw, catalog = args.out / "dandiset", args.out / "catalog"
+    raw, work = args.out / "dandiset", args.out / "pipeline"
     shutil.rmtree(raw, ignore_errors=True)
-    print(f"[1/4] synthesising {args.subjects}x{args.sessions} reaching sessions -> {raw}")
+    print(f"[1/5] synthesising {args.subjects}x{args.sessions} reaching sessions -> {raw}")
     rc = cli(
         [
             "synth",
@@ -49,11 +53,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if rc:
         return rc
-    print(f"[2/4] ingesting NWB files -> {catalog}")
-    rc = cli(["ingest", str(raw), "--out", str(catalog)])
+    # The demo never touches the internet: a local DANDI server serves the synthetic dandiset
+    # over the same REST API as the archive, and the real dandi client pulls from it.
+    with serve_dandiset(raw, "000000") as server:
+        print(f"[2/5] serving it as dandi:000000 at {server.api_url}")
+        print("[3/5] neurofm run pipelines/demo.yaml (verified pull, ingest with splits)")
+        rc = cli(["run", str(PIPELINE), "--api-url", server.api_url, "--workdir", str(work)])
     if rc:
         return rc
-    print("[3/4] catalog summary")
+    catalog = work / "catalog"
+    print("[4/5] catalog summary")
     cli(["info", str(catalog)])
 
     from neurofm.data import Catalog
@@ -63,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     figure = args.out / "trial_raster.png"
     with cat.open(cat.ids[0]) as rec:
         plot_trial(rec, trial=1, path=figure)
-    print(f"[4/4] raster + behaviour of one trial -> {figure}")
+    print(f"[5/5] raster + behaviour of one trial -> {figure}")
     print(f"demo finished in {time.perf_counter() - t0:.1f} s")
     return 0
 

@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,7 @@ class _Source:
     location: str  # a local path or an http(s) URL (streamed)
     sha256: Callable[[], str]
     provenance: dict[str, Any] = field(default_factory=dict)
+    recording_id: str | None = None  # default: derived from the file name
 
 
 def ingest(
@@ -130,6 +131,7 @@ def ingest_dandi(
     (PullReport or None, IngestReport)
         The pull report is None when streaming.
     """
+    from neurofm.readers.nwb import default_recording_id
     from neurofm.sources import dandi
 
     out = Path(out)
@@ -137,7 +139,13 @@ def ingest_dandi(
         dandiset = dandi.resolve(ref, api_url)
         assets = dandi.list_assets(dandiset, include)
         sources = [
-            _Source(a.path, a.download_url, _const(a.sha256), _dandi_provenance(a, stream=True))
+            _Source(
+                a.path,
+                a.download_url,
+                _const(a.sha256),
+                _dandi_provenance(a, stream=True),
+                default_recording_id(PurePosixPath(a.path)),
+            )
             for a in assets
         ]
         return None, _ingest_sources(sources, out, force=force, progress=progress, card=card)
@@ -214,6 +222,7 @@ def _ingest_sources(
             ) as spikes_bar:
                 rec = read_nwb(
                     source.location,
+                    recording_id=source.recording_id,
                     sha256=digest or None,
                     tmp_dir=out if out.is_dir() else None,
                     progress=spikes_bar.update,
@@ -241,8 +250,8 @@ def _check_id_is_free(catalog: Catalog, rec: Recording, name: str) -> None:
     if rec.id not in catalog:
         return
     entry = catalog.entry(rec.id)
-    mine = rec.provenance.source_path or rec.provenance.asset_path
-    theirs = entry.get("source_path", "")
+    mine = rec.provenance.source_path or rec.provenance.source_url
+    theirs = entry.get("source_path") or entry.get("source_url", "")
     if theirs and mine and theirs != mine:
         raise CatalogError(
             f"{name}: recording id {rec.id!r} is already taken in {catalog.path} by {theirs}; "

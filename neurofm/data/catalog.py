@@ -59,6 +59,7 @@ def _index_entry(rec: Recording, file_name: str) -> dict[str, Any]:
         "n_spikes": n_spikes,
         "signals": signals,
         "source_path": prov.source_path,
+        "source_url": prov.source_url,
         "source_sha256": prov.sha256,
         "dandiset_id": prov.dandiset_id,
     }

@@ -170,7 +170,7 @@ def _provenance(
     return provenance_from(fields)
 
 
-def default_recording_id(path: Path) -> str:
+def default_recording_id(path: Path | PurePosixPath) -> str:
     """``sub-S0_ses-1`` for DANDI/BIDS names such as ``sub-S0_ses-1_ecephys.nwb``, else the stem."""
     stem = path.name.removesuffix(".nwb")
     parts = stem.split("_")

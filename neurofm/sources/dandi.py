@@ -37,7 +37,10 @@ PUBLIC_API = "https://api.dandiarchive.org/api"
 ENV_API = "NEUROFM_DANDI_API"
 MANIFEST = ".neurofm-pull.json"
 PARTIAL_SUFFIX = ".partial"
-CHUNK = 1 << 20
+CHUNK = 1 << 20  # hashing block
+# requests buffers a whole chunk before yielding it, so a dropped connection loses at most this
+# much of what was received: small enough that a resume restarts close to where it broke.
+DOWNLOAD_CHUNK = 1 << 16
 
 __all__ = [
     "AssetInfo",
@@ -93,6 +96,8 @@ def api_url_from(api_url: str | None) -> str:
 def _client(api_url: str | None) -> Any:
     # The client calls etelemetry on start-up unless told not to: a network call per run.
     os.environ.setdefault("DANDI_NO_ET", "1")
+    # It also logs every transfer at INFO unless told otherwise; neurofm reports its own.
+    os.environ.setdefault("DANDI_LOG_LEVEL", "WARNING")
     from dandi.consts import DandiInstance, known_instances
     from dandi.dandiapi import DandiAPIClient
 
@@ -330,8 +335,13 @@ def pull(
     to.mkdir(parents=True, exist_ok=True)
     manifest = _Manifest(to)
     total = sum(a.size for a in assets)
-    with tqdm(total=total, unit="B", unit_scale=True, desc=f"pull {dandiset.ref.dandiset_id}",
-              disable=not progress) as bar:
+    with tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        desc=f"pull {dandiset.ref.dandiset_id}",
+        disable=not progress,
+    ) as bar:
         for asset in assets:
             rel = str(_safe_relpath(asset.path, dandiset.ref))
             local = to / rel
@@ -374,7 +384,7 @@ def _download(
         have = 0
     advance(have)
     sent = 0
-    fetch = asset.remote.get_download_file_iter(CHUNK)
+    fetch = asset.remote.get_download_file_iter(DOWNLOAD_CHUNK)
     for attempt in range(retries + 1):
         try:
             with open(partial, "ab") as fh:

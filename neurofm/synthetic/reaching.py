@@ -28,12 +28,14 @@ n_trials, n_units_range, behavior_rate)`` and not on how many sessions are gener
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import itertools
 import json
 import logging
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -825,6 +827,8 @@ def _build_nwbfile(session: ReachingSession) -> Any:
         ),
         identifier=session.identifier,
         session_start_time=session.session_start_time,
+        # a fixed creation date keeps the files byte-identical for a seed (so re-pulls skip)
+        file_create_date=[session.session_start_time],
         session_id=session.session_id,
         experimenter=["Generator, Synthetic"],
         lab="neurofm synthetic lab",
@@ -980,6 +984,29 @@ def _build_nwbfile(session: ReachingSession) -> Any:
     return nwb
 
 
+@contextlib.contextmanager
+def _seeded_object_ids(seed_text: str) -> Iterator[None]:
+    """Derive hdmf's per-object UUIDs from the session, not from the OS's entropy.
+
+    hdmf gives every container a random ``object_id``; with these seeded, a seed gives a
+    byte-identical file, so checksums (and DANDI re-pulls) are reproducible. hdmf has no option
+    for this, hence the patch of its module-level ``uuid4`` for the duration of the build.
+    """
+    import hdmf.container
+
+    counter = itertools.count()
+    original = hdmf.container.uuid4
+
+    def seeded() -> uuid.UUID:
+        return uuid.uuid5(uuid.NAMESPACE_URL, f"{seed_text}/{next(counter)}")
+
+    hdmf.container.uuid4 = seeded
+    try:
+        yield
+    finally:
+        hdmf.container.uuid4 = original
+
+
 def write_session_nwb(path: str | os.PathLike, session: ReachingSession) -> SessionInfo:
     """Write a simulated session as an NWB file.
 
@@ -1008,7 +1035,8 @@ def write_session_nwb(path: str | os.PathLike, session: ReachingSession) -> Sess
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    nwbfile = _build_nwbfile(session)
+    with _seeded_object_ids(session.identifier):
+        nwbfile = _build_nwbfile(session)
     # hidden and still *.nwb, so neither pynwb nor a DANDI upload picks it up by mistake
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.nwb")
     try:
