@@ -29,7 +29,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from neurofm.errors import SpecError
 
@@ -62,6 +62,17 @@ class SourceSpec(_Strict):
     include: list[str] = Field(default_factory=list, description="glob patterns on asset paths")
     local: str | None = Field(None, description="a local folder or NWB file instead of DANDI")
     url: str = Field("", description="the dataset's landing page")
+
+    @field_validator("dandi", mode="before")
+    @classmethod
+    def _quoted_id(cls, value: Any) -> Any:
+        # YAML reads an unquoted 000140 as the octal number 96, and 000128 as a string.
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise ValueError(
+                'must be a quoted 6-digit string, e.g. "000128" (YAML reads an unquoted id '
+                "with leading zeros as a number)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> SourceSpec:
