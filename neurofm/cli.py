@@ -41,18 +41,84 @@ def _parser() -> argparse.ArgumentParser:
     reach.add_argument("--sessions", type=int, default=3, help="sessions per subject (default 3)")
     reach.add_argument("--trials", type=int, default=60, help="trials per session (default 60)")
     reach.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    eeg_fmri = synth_sub.add_parser(
+        "eeg-fmri",
+        help="simultaneous EEG-fMRI (BrainVision + BOLD NIfTI) as a BIDS dataset, with the "
+        "atlas and ground truth under derivatives/",
+    )
+    eeg_fmri.add_argument("--out", required=True, type=Path, help="output folder (BIDS root)")
+    eeg_fmri.add_argument("--subjects", type=int, default=2, help="number of subjects (default 2)")
+    eeg_fmri.add_argument("--runs", type=int, default=1, help="runs per subject (default 1)")
+    eeg_fmri.add_argument(
+        "--duration", type=float, default=240.0, help="scanning time per run, s (default 240)"
+    )
+    eeg_fmri.add_argument("--tr", type=float, default=2.0, help="repetition time, s (default 2)")
+    eeg_fmri.add_argument("--parcels", type=int, default=20, help="parcels (default 20)")
+    eeg_fmri.add_argument(
+        "--bold-band",
+        default="gamma",
+        choices=["alpha", "beta", "gamma"],
+        help="band whose envelope drives BOLD (default gamma)",
+    )
+    eeg_fmri.add_argument(
+        "--bold-noise", type=float, default=0.01, help="voxel noise SD / baseline (default 0.01)"
+    )
+    eeg_fmri.add_argument(
+        "--eeg-noise", type=float, default=0.2, help="sensor noise / signal RMS (default 0.2)"
+    )
+    eeg_fmri.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
     pull = sub.add_parser("pull", help="download a dandiset's NWB assets, verified")
     pull.add_argument("ref", help="dandi:<id>[@<version>], e.g. dandi:000128 or dandi:000128@draft")
     pull.add_argument("--to", required=True, type=Path, help="download folder")
     _dandi_options(pull)
 
-    ing = sub.add_parser("ingest", help="read NWB files (or a dandiset) into a catalog")
-    ing.add_argument("src", help="an .nwb file, a folder of them, or dandi:<id>[@<version>]")
+    ing = sub.add_parser(
+        "ingest", help="read NWB, EEG or NIfTI files, a BIDS dataset or a dandiset into a catalog"
+    )
+    ing.add_argument(
+        "src",
+        help="an .nwb, EEG (.vhdr .edf .bdf .set .fif...) or .nii[.gz] file, a folder of them, "
+        "a BIDS dataset, or dandi:<id>[@<version>]",
+    )
     ing.add_argument("--out", required=True, type=Path, help="catalog folder")
     ing.add_argument("--force", action="store_true", help="re-ingest up-to-date files")
     ing.add_argument("--to", type=Path, help="download folder for dandi: sources")
     _dandi_options(ing)
+    ing.add_argument(
+        "--atlas",
+        type=Path,
+        help="parcellation NIfTI for fMRI (default for BIDS: the one under derivatives/)",
+    )
+    ing.add_argument(
+        "--subject", action="append", metavar="LABEL", help="BIDS subject to ingest (repeatable)"
+    )
+    ing.add_argument(
+        "--eeg-preprocessing",
+        type=Path,
+        metavar="YAML",
+        help="EEG preprocessing chain (bad_channels, notch, l_freq, h_freq, reference, resample)",
+    )
+    ing.add_argument(
+        "--standardize",
+        choices=["zscore_sample", "zscore", "psc"],
+        help="standardise parcel time series (default: raw parcel means)",
+    )
+    ing.add_argument(
+        "--confounds", metavar="fmriprep|TSV", help="confounds to regress out of the BOLD"
+    )
+
+    train = sub.add_parser("train", help="run the train (and evaluate) steps of a pipeline")
+    train.add_argument("pipeline", type=Path, help="pipeline YAML file with a train step")
+    train.add_argument("--workdir", type=Path, help="override the spec's output folder")
+
+    evaluate = sub.add_parser("evaluate", help="stitched R^2 of a POYO checkpoint on a catalog")
+    evaluate.add_argument("checkpoint", type=Path, help="a .ckpt written by neurofm train")
+    evaluate.add_argument("catalog", type=Path, help="catalog folder with split domains")
+    evaluate.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    evaluate.add_argument("--target", help="behaviour signal (default: the one trained on)")
+    evaluate.add_argument("--plot", type=Path, help="write predicted-vs-true plot (PNG)")
+    evaluate.add_argument("--json", action="store_true", help="print the R^2 as JSON")
 
     run = sub.add_parser("run", help="run a pipeline spec (pipelines/*.yaml)")
     run.add_argument("pipeline", type=Path, help="pipeline YAML file")
@@ -101,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "pull": _pull,
             "ingest": _ingest,
             "run": _run,
+            "train": _train,
+            "evaluate": _evaluate,
             "info": _info,
         }[args.command](args)
         sys.stdout.flush()  # a closed pipe (`neurofm info C --json | head`) fails here
@@ -121,6 +189,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
+    if args.dataset == "eeg-fmri":
+        from neurofm.synthetic.eeg_fmri import generate_eeg_fmri_dataset
+
+        runs = generate_eeg_fmri_dataset(
+            args.out,
+            n_subjects=args.subjects,
+            n_runs=args.runs,
+            duration=args.duration,
+            tr=args.tr,
+            n_parcels=args.parcels,
+            seed=args.seed,
+            bold_band=args.bold_band,
+            bold_noise=args.bold_noise,
+            eeg_noise=args.eeg_noise,
+        )
+        volumes = sum(r.n_volumes for r in runs)
+        print(f"wrote {len(runs)} EEG-fMRI runs ({volumes} volumes) as BIDS to {args.out}")
+        return 0
     from neurofm.synthetic.reaching import generate_reaching_dataset
 
     sessions = generate_reaching_dataset(
@@ -166,7 +252,19 @@ def _ingest(args: argparse.Namespace) -> int:
     from neurofm.pipeline import ingest, ingest_dandi
     from neurofm.sources.dandi import is_dandi_ref
 
+    local_only = (
+        args.atlas,
+        args.subject,
+        args.eeg_preprocessing,
+        args.standardize,
+        args.confounds,
+    )
     if is_dandi_ref(args.src):
+        if any(v is not None for v in local_only):
+            raise NeuroFMError(
+                "--atlas, --subject, --eeg-preprocessing, --standardize and --confounds apply "
+                "to local EEG, NIfTI and BIDS sources only"
+            )
         _, report = ingest_dandi(
             args.src,
             args.out,
@@ -181,7 +279,25 @@ def _ingest(args: argparse.Namespace) -> int:
             raise NeuroFMError(
                 "--include, --stream, --api-url and --to apply to dandi: sources only"
             )
-        report = ingest(args.src, args.out, force=args.force)
+        eeg_options: dict[str, Any] = {}
+        if args.eeg_preprocessing is not None:
+            from neurofm.readers.eeg import load_preprocessing
+
+            eeg_options["preprocessing"] = load_preprocessing(args.eeg_preprocessing)
+        fmri_options: dict[str, Any] = {}
+        if args.standardize:
+            fmri_options["standardize"] = args.standardize
+        if args.confounds:
+            fmri_options["confounds"] = args.confounds
+        report = ingest(
+            args.src,
+            args.out,
+            force=args.force,
+            atlas=args.atlas,
+            subjects=args.subject,
+            eeg_options=eeg_options,
+            fmri_options=fmri_options,
+        )
     _print_ingest(report, args.out)
     return 0 if report.ok else 1
 
@@ -197,6 +313,34 @@ def _print_ingest(report: Any, out: Path) -> None:
         f"{len(report.ingested)} ingested, {len(report.skipped)} up to date, "
         f"{len(report.failed)} failed -> {out}"
     )
+
+
+def _train(args: argparse.Namespace) -> int:
+    from neurofm.pipeline import run_pipeline
+
+    result = run_pipeline(args.pipeline, workdir=args.workdir, only=("train", "evaluate"))
+    print(f"pipeline {result.name} -> {result.workdir}")
+    for line in result.summary:
+        print(f"  {line}")
+    return 0 if result.ok else 1
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from neurofm.training.evaluate import evaluate_poyo, results_table
+    from neurofm.training.poyo import load_poyo
+
+    model, scaler, cfg = load_poyo(args.checkpoint)
+    result = evaluate_poyo(model, scaler, args.catalog, args.target or cfg.target, args.split)
+    if args.plot:
+        from neurofm.viz import plot_predictions
+
+        plot_predictions(result, args.plot)
+    if args.json:
+        print(json.dumps({"split": args.split, "r2": result.r2, "mean_r2": result.mean_r2}))
+    else:
+        print(f"stitched R^2 on the {args.split} split of {args.catalog}")
+        print(results_table({"POYO": result.r2}))
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -253,6 +397,17 @@ def _with_counts(rec: Any) -> dict[str, Any]:
             counts = sig.counts()
             entry["spikes_per_unit_median"] = float(_median(counts))
             entry["mean_rate_hz"] = float(counts.sum() / max(rec.duration, 1e-9) / len(counts))
+        info = getattr(sig, "channel_info", None) or {}
+        if entry["kind"] == "regular" and "type" in info:  # EEG and other MNE channels
+            types = [str(t) for t in info["type"]]
+            entry["channel_types"] = {t: types.count(t) for t in dict.fromkeys(types)}
+            if "bad" in info:
+                entry["bad_channels"] = [
+                    str(c) for c, b in zip(sig.channels, info["bad"], strict=True) if bool(b)
+                ]
+        if entry["kind"] == "regular" and "label" in info:  # fMRI parcels
+            entry["n_parcels"] = len(sig.channels)
+            entry["tr_s"] = 1.0 / sig.rate
     return summary
 
 
@@ -264,7 +419,10 @@ def _median(values: Any) -> float:
 
 def _print_catalog(path: Path, summaries: list[dict[str, Any]]) -> None:
     print(f"catalog {path}: {len(summaries)} recordings")
-    header = f"{'id':<32} {'subject':<8} {'session':<10} {'dur (s)':>9} {'units':>6} {'spikes':>10}"
+    header = (
+        f"{'id':<32} {'subject':<8} {'session':<10} {'modality':<9} {'dur (s)':>9} {'units':>6} "
+        f"{'spikes':>10}"
+    )
     print(header)
     print("-" * len(header))
     for s in summaries:
@@ -273,8 +431,8 @@ def _print_catalog(path: Path, summaries: list[dict[str, Any]]) -> None:
         n_spikes = sum(e["n_spikes"] for e in spikes)
         meta = s["metadata"]
         print(
-            f"{s['id']:<32} {meta['subject_id']:<8} {meta['session_id']:<10} "
-            f"{s['duration_s']:>9.1f} {n_units:>6} {n_spikes:>10}"
+            f"{s['id']:<32} {meta['subject_id'] or '-':<8} {meta['session_id'] or '-':<10} "
+            f"{meta.get('modality') or '-':<9} {s['duration_s']:>9.1f} {n_units:>6} {n_spikes:>10}"
         )
 
 
@@ -284,6 +442,11 @@ def _print_recording(s: dict[str, Any]) -> None:
     for key in ("subject_id", "session_id", "species", "sex", "age", "task", "modality"):
         if meta.get(key):
             print(f"  {key:<18} {meta[key]}")
+    for name, e in s["signals"].items():
+        if e["kind"] == "regular" and ("channel_types" in e or "n_parcels" in e):
+            what = "parcels" if "n_parcels" in e else "channels"
+            shown = ", ".join(e["channels"][:12]) + (" ..." if len(e["channels"]) > 12 else "")
+            print(f"  {name + ' ' + what:<18} {shown}")
     print("  signals:")
     for name, e in s["signals"].items():
         if e["kind"] == "spikes":
@@ -293,6 +456,15 @@ def _print_recording(s: dict[str, Any]) -> None:
             )
         elif e["kind"] == "regular":
             detail = f"{e['length']} samples x {len(e['channels'])} ch at {e['rate']:g} Hz"
+            if "channel_types" in e:
+                kinds = ", ".join(f"{n} {t}" for t, n in e["channel_types"].items())
+                bad = e.get("bad_channels") or []
+                detail += f" ({kinds}" + (f"; bad: {', '.join(bad)})" if bad else ")")
+            if "n_parcels" in e:
+                detail = (
+                    f"{e['length']} volumes x {e['n_parcels']} parcels, TR {e['tr_s']:g} s "
+                    f"({e['rate']:g} Hz), start {e['start']:g} s"
+                )
         elif e["kind"] == "irregular":
             detail = f"{e['length']} samples x {len(e['channels'])} ch (irregular)"
         else:
@@ -302,6 +474,15 @@ def _print_recording(s: dict[str, Any]) -> None:
     for key in ("source_path", "sha256", "dandiset_id", "reader", "neurofm_version"):
         if prov.get(key):
             print(f"    {key:<16} {prov[key]}")
+    extra = prov.get("extra") or {}
+    if isinstance(extra.get("alignment"), dict):
+        how = extra["alignment"]
+        print(
+            f"    {'alignment':<16} {how.get('method')}, BOLD offset {how.get('offset_s', 0):g} s"
+        )
+    for step in extra.get("preprocessing") or []:
+        params = ", ".join(f"{k}={v}" for k, v in step.items() if k not in ("step", "mne"))
+        print(f"    {'preprocessing':<16} {step.get('step')}: {params}")
 
 
 if __name__ == "__main__":  # pragma: no cover

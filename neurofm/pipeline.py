@@ -1,6 +1,8 @@
 """Pipelines: sources -> readers -> catalog, with progress and a per-file report.
 
-* :func:`ingest` reads local NWB files (a file or a folder) into a catalog;
+* :func:`ingest` reads local files into a catalog: NWB files, EEG files (any format MNE reads),
+  4-D NIfTI BOLD files (reduced to parcels with an atlas), a folder of them, or a BIDS dataset
+  (EEG and BOLD of one run paired into one simultaneous EEG-fMRI recording);
 * :func:`ingest_dandi` pulls a dandiset (or streams it) and ingests it in one go;
 * :func:`run_pipeline` runs a pipeline spec (``pipelines/*.yaml``): its dataset card names the
   source and the split rules, its steps say what to do.
@@ -20,7 +22,7 @@ import numpy as np
 from neurofm.data.catalog import Catalog, split_domains
 from neurofm.data.recording import Recording
 from neurofm.data.signals import Intervals
-from neurofm.errors import CatalogError, InvalidDataError, NeuroFMError
+from neurofm.errors import CatalogError, InvalidDataError, NeuroFMError, ReaderError
 from neurofm.sources.local import find_files, sha256_file
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,8 @@ class _Source:
     sha256: Callable[[], str]
     provenance: dict[str, Any] = field(default_factory=dict)
     recording_id: str | None = None  # default: derived from the file name
+    # Reads the source given its sha256 (EEG, fMRI, BIDS runs); None means read_nwb.
+    read: Callable[[str | None], Recording] | None = None
 
 
 def ingest(
@@ -60,13 +64,20 @@ def ingest(
     force: bool = False,
     progress: bool = True,
     card: Any = None,
+    atlas: str | os.PathLike[str] | None = None,
+    subjects: str | list[str] | None = None,
+    eeg_options: dict[str, Any] | None = None,
+    fmri_options: dict[str, Any] | None = None,
 ) -> IngestReport:
-    """Ingest an NWB file, or every NWB file below a folder, into a catalog.
+    """Ingest NWB, EEG or NIfTI files, a folder of them, or a BIDS dataset into a catalog.
 
     Parameters
     ----------
     src : str or Path
-        An ``.nwb`` file or a folder (searched recursively, e.g. a DANDI-layout dandiset).
+        An ``.nwb`` file, an EEG file (``.vhdr``, ``.edf``, ``.bdf``, ``.set``, ``.fif``...),
+        a 4-D ``.nii[.gz]``, a folder (searched recursively, e.g. a DANDI-layout dandiset), or
+        a BIDS dataset (a folder with ``dataset_description.json``): one recording per run,
+        EEG and BOLD of the same sub/ses/task/run together.
     out : str or Path
         The catalog folder; created on the first successful file.
     force : bool
@@ -74,7 +85,16 @@ def ingest(
     progress : bool
         Show progress bars (files, and spikes within a file).
     card : DatasetCard, optional
-        Apply its field mapping and split rules (see :func:`apply_card`).
+        Apply its field mapping and split rules to NWB recordings (see :func:`apply_card`);
+        its ``preprocessing`` (if it has one) is the EEG preprocessing chain.
+    atlas : str or Path, optional
+        Parcellation for NIfTI files (see :func:`neurofm.readers.fmri.read_fmri`); for a BIDS
+        dataset, default the one atlas under ``derivatives/``.
+    subjects : str or list of str, optional
+        BIDS subjects to ingest (default all); a missing one is an error.
+    eeg_options, fmri_options : dict, optional
+        Keyword arguments of ``read_eeg`` (e.g. ``preprocessing``) and ``read_fmri``
+        (e.g. ``standardize``, ``confounds``).
 
     Returns
     -------
@@ -86,9 +106,81 @@ def ingest(
     ReaderError
         If ``src`` does not exist or is a folder without NWB files.
     """
-    files = find_files(src, ".nwb")
-    sources = [_Source(str(p), str(p), _hasher(p)) for p in files]
+    eeg_options = dict(eeg_options or {})
+    if getattr(card, "preprocessing", None) is not None:
+        eeg_options.setdefault("preprocessing", card.preprocessing)
+    sources = _local_sources(Path(src), atlas, subjects, eeg_options, dict(fmri_options or {}))
     return _ingest_sources(sources, Path(out), force=force, progress=progress, card=card)
+
+
+def _local_sources(
+    src: Path,
+    atlas: str | os.PathLike[str] | None,
+    subjects: str | list[str] | None,
+    eeg_options: dict[str, Any],
+    fmri_options: dict[str, Any],
+) -> list[_Source]:
+    """Dispatch by file type: NWB -> read_nwb, EEG -> read_eeg, NIfTI -> read_fmri, a BIDS
+    dataset -> one source per run (EEG and BOLD paired)."""
+    from functools import partial
+
+    from neurofm.readers import eeg, fmri
+    from neurofm.sources import bids
+
+    if src.is_dir() and bids.is_bids_root(src):
+        atlas = atlas if atlas is not None else bids.find_atlas(src)
+        out = []
+        for run in bids.find_runs(src, subject=subjects):
+            read = partial(
+                fmri.read_bids_run, run, atlas, eeg_options=eeg_options, fmri_options=fmri_options
+            )
+            out.append(
+                _Source(
+                    str(run.eeg or run.bold),
+                    str(src),
+                    partial(bids.files_sha256, run.files()),
+                    read=lambda sha, read=read: read(sha256=sha),
+                )
+            )
+        return out
+    if subjects:
+        raise ReaderError(
+            f"{src}: subjects apply to BIDS datasets only (no dataset_description.json)"
+        )
+    if src.is_file() or not src.exists():
+        files = [src] if src.exists() else find_files(src, ".nwb")
+    else:
+        skip = {Path(atlas).resolve()} if atlas is not None else set()
+        files = sorted(
+            p
+            for p in src.rglob("*")
+            if p.is_file()
+            and bids.has_suffix(p, (".nwb", *bids.EEG_EXTENSIONS, *bids.NIFTI_EXTENSIONS))
+            and p.resolve() not in skip
+            and not any(part.startswith(".") for part in p.relative_to(src).parts)
+        )
+        if not files:
+            find_files(src, ".nwb")  # raises the usual "folder contains no .nwb files"
+    out = []
+    for path in files:
+        if bids.has_suffix(path, bids.EEG_EXTENSIONS):
+            read = partial(eeg.read_eeg, path, **eeg_options)
+            sha = partial(bids.files_sha256, bids.eeg_companions(path))
+        elif bids.has_suffix(path, bids.NIFTI_EXTENSIONS):
+            if atlas is None:
+                read = partial(_needs_atlas, path)
+            else:
+                read = partial(fmri.read_fmri, path, atlas, **fmri_options)
+            sha = _hasher(path)
+        else:  # NWB, or any other file given explicitly: the NWB reader says what is wrong
+            out.append(_Source(str(path), str(path), _hasher(path)))
+            continue
+        out.append(_Source(str(path), str(path), sha, read=lambda s, read=read: read(sha256=s)))
+    return out
+
+
+def _needs_atlas(path: Path, **_: Any) -> Recording:
+    raise ReaderError(f"{path}: atlas: a NIfTI file is reduced to parcels, pass an atlas (--atlas)")
 
 
 def _hasher(path: Path) -> Callable[[], str]:
@@ -218,18 +310,21 @@ def _ingest_sources(
                 unit=" spikes",
                 unit_scale=True,
                 leave=False,
-                disable=not progress,
+                disable=not progress or source.read is not None,
             ) as spikes_bar:
-                rec = read_nwb(
-                    source.location,
-                    recording_id=source.recording_id,
-                    sha256=digest or None,
-                    tmp_dir=out if out.is_dir() else None,
-                    progress=spikes_bar.update,
-                    provenance=source.provenance,
-                )
+                if source.read is not None:
+                    rec = source.read(digest or None)
+                else:
+                    rec = read_nwb(
+                        source.location,
+                        recording_id=source.recording_id,
+                        sha256=digest or None,
+                        tmp_dir=out if out.is_dir() else None,
+                        progress=spikes_bar.update,
+                        provenance=source.provenance,
+                    )
                 try:
-                    if card is not None:
+                    if card is not None and source.read is None:
                         rec = apply_card(rec, card, source.name)
                     _check_id_is_free(catalog, rec, source.name)
                     catalog.add(rec)
@@ -349,6 +444,7 @@ def run_pipeline(
     api_url: str | None = None,
     workdir: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    only: tuple[str, ...] | None = None,
 ) -> PipelineResult:
     """Run the steps of a pipeline spec in order.
 
@@ -362,6 +458,9 @@ def run_pipeline(
         Override the spec's output folder.
     progress : bool
         Show progress bars.
+    only : tuple of str, optional
+        Run only these step kinds (e.g. ``("train", "evaluate")`` for ``neurofm train``); the
+        catalog of the spec's ingest step is still used.
     """
     from neurofm.sources import dandi
     from neurofm.specs import load_pipeline
@@ -371,8 +470,14 @@ def run_pipeline(
     result = PipelineResult(spec.name, work)
     source = card.source
     pulled = None
+    catalog = work / "catalog"
+    checkpoint: Path | None = None
     for step in spec.steps:
         opts = step.options
+        if only is not None and step.kind not in only:
+            if step.kind == "ingest":
+                catalog = work / opts.out
+            continue
         if step.kind == "pull":
             if source.dandi is None:
                 result.summary.append(f"pull: skipped (local source {source.local})")
@@ -411,4 +516,31 @@ def run_pipeline(
                 f"ingest: {len(report.ingested)} ingested, {len(report.skipped)} up to date, "
                 f"{len(report.failed)} failed -> {out}"
             )
+            catalog = out
+        elif step.kind == "train":
+            from neurofm.training.steps import run_train_step
+
+            checkpoint, line = run_train_step(
+                opts, card, catalog, work, Path(path).parent, progress=progress
+            )
+            result.summary.append(line)
+        elif step.kind == "evaluate":
+            from neurofm.training.steps import run_evaluate_step
+
+            if checkpoint is None:
+                checkpoint = _last_checkpoint(spec, work)
+            report, lines = run_evaluate_step(opts, card, catalog, checkpoint, work)
+            result.reports["evaluate"] = report
+            result.summary.extend(lines)
     return result
+
+
+def _last_checkpoint(spec: Any, work: Path) -> Path:
+    """The checkpoint of the pipeline's train step, from an earlier run."""
+    for step in spec.steps:
+        if step.kind == "train":
+            ckpt = work / step.options.out / "last.ckpt"
+            if ckpt.is_file():
+                return ckpt
+            raise NeuroFMError(f"{ckpt}: no trained model yet; run the train step first")
+    raise NeuroFMError("the evaluate step needs a train step in the same pipeline")

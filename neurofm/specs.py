@@ -35,6 +35,8 @@ from neurofm.errors import SpecError
 
 __all__ = [
     "DatasetCard",
+    "EvaluateStep",
+    "TrainStep",
     "FieldMapping",
     "IngestStep",
     "PipelineSpec",
@@ -145,11 +147,40 @@ class IngestStep(_Strict):
     force: bool = False
 
 
+class TrainStep(_Strict):
+    """Train POYO on the ingested catalog's train domains."""
+
+    model: str = Field(
+        "../models/poyo_tiny.yaml", description="model config, relative to this file"
+    )
+    out: str = Field("poyo", description="run folder (checkpoints, logs), relative to the workdir")
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    unit_dropout: tuple[int, int, int] | None = Field(
+        None, description="(min, mode, max) units kept per window; null disables"
+    )
+    seed: int = 0
+    num_workers: int = Field(0, ge=0)
+    recordings: list[str] = Field(default_factory=list, description="default: all with splits")
+
+
+class EvaluateStep(_Strict):
+    """Score the trained model (and baselines) on a split, stitched per session."""
+
+    split: Literal["train", "valid", "test"] = "test"
+    baselines: list[Literal["wiener", "gru"]] = Field(default_factory=lambda: ["wiener", "gru"])
+    plot: bool = Field(True, description="write predicted-vs-true plots (PNG)")
+
+
 class Step(_Strict):
     """One pipeline step: a mapping with exactly one key naming the step."""
 
     pull: PullStep | None = None
     ingest: IngestStep | None = None
+    train: TrainStep | None = None
+    evaluate: EvaluateStep | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -1,0 +1,115 @@
+"""Window samplers: which ``(recording, start, end)`` windows a model sees, in which order.
+
+Samplers yield :class:`Window` descriptors, not data, so a dataset can read each window lazily
+from its recording (see :meth:`neurofm.data.Recording.window`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import NamedTuple
+
+import numpy as np
+
+from neurofm.data.signals import Intervals
+from neurofm.errors import InvalidDataError
+
+__all__ = ["RandomWindowSampler", "SequentialWindowSampler", "Window"]
+
+
+class Window(NamedTuple):
+    """A half-open window ``[start, end)`` of one recording."""
+
+    recording_id: str
+    start: float
+    end: float
+
+
+def _check(length: float, domains: Mapping[str, Intervals]) -> None:
+    if not length > 0:
+        raise InvalidDataError(f"window length must be > 0 s, got {length}")
+    if not domains:
+        raise InvalidDataError("no sampling domains given (no recording has a matching split)")
+
+
+class RandomWindowSampler:
+    """Non-overlapping windows tiling each domain interval from a random offset, shuffled.
+
+    Every epoch draws a new offset in ``[0, length)`` per interval, so window edges move and the
+    model sees every moment under every phase. Intervals shorter than a window are skipped.
+
+    Parameters
+    ----------
+    domains : mapping of recording id to Intervals
+        Where windows may lie (e.g. each recording's ``train_domain``).
+    length : float
+        Window length in seconds.
+    seed : int
+        Seed; combined with the epoch (:meth:`set_epoch`) so runs are reproducible.
+    """
+
+    def __init__(self, domains: Mapping[str, Intervals], length: float, seed: int = 0) -> None:
+        _check(length, domains)
+        self.domains, self.length, self.seed, self.epoch = dict(domains), float(length), seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def windows(self) -> list[Window]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        out: list[Window] = []
+        for rid, dom in self.domains.items():
+            for s, e in zip(dom.start, dom.end, strict=True):
+                span = e - s
+                if span < self.length:
+                    continue
+                offset = rng.uniform(0, min(self.length, span - self.length + 1e-12))
+                n = int((span - offset) // self.length)
+                starts = s + offset + self.length * np.arange(n)
+                out.extend(Window(rid, float(a), float(a + self.length)) for a in starts)
+        order = rng.permutation(len(out))
+        return [out[i] for i in order]
+
+    def __iter__(self) -> Iterator[Window]:
+        windows = self.windows()
+        self.epoch += 1
+        return iter(windows)
+
+    def __len__(self) -> int:
+        # Exact for the coming epoch (the random offsets can drop a window): a DataLoader's
+        # length must match what it yields, or trainers miss the end of the epoch.
+        return len(self.windows())
+
+
+class SequentialWindowSampler:
+    """Overlapping windows covering every domain interval, in order (for evaluation).
+
+    Windows start every ``step`` seconds; a last window is aligned to the interval's end so the
+    whole interval is covered. An interval shorter than a window gets one window starting at
+    its start (it extends past the interval; predictions outside it are not scored).
+    """
+
+    def __init__(
+        self, domains: Mapping[str, Intervals], length: float, step: float | None = None
+    ) -> None:
+        _check(length, domains)
+        self.domains, self.length = dict(domains), float(length)
+        self.step = float(step) if step is not None else self.length / 2
+        if not self.step > 0:
+            raise InvalidDataError(f"window step must be > 0 s, got {step}")
+
+    def windows(self) -> list[Window]:
+        out: list[Window] = []
+        for rid, dom in self.domains.items():
+            for s, e in zip(dom.start, dom.end, strict=True):
+                starts = list(np.arange(s, max(s, e - self.length) + 1e-9, self.step))
+                if e - self.length > starts[-1] + 1e-9:
+                    starts.append(e - self.length)
+                out.extend(Window(rid, float(a), float(a + self.length)) for a in starts)
+        return out
+
+    def __iter__(self) -> Iterator[Window]:
+        return iter(self.windows())
+
+    def __len__(self) -> int:
+        return len(self.windows())

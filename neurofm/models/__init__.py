@@ -1,0 +1,1 @@
+"""Models: POYO (spikes -> behaviour), baselines; SAMBA later. Import submodules directly."""

@@ -1,0 +1,13 @@
+"""Building blocks shared by the models: rotary time embedding, attention, vocabularies."""
+
+from neurofm.models.layers.attention import FeedForward, RotaryCrossAttention, RotarySelfAttention
+from neurofm.models.layers.rotary import RotaryTimeEmbedding
+from neurofm.models.layers.vocab import VocabEmbedding
+
+__all__ = [
+    "FeedForward",
+    "RotaryCrossAttention",
+    "RotarySelfAttention",
+    "RotaryTimeEmbedding",
+    "VocabEmbedding",
+]

@@ -1,0 +1,67 @@
+"""Rotary embedding of continuous time (RoPE with seconds instead of positions).
+
+Each head's first ``rotate_dim`` features are rotated in pairs by angles ``t * omega_k``, with
+periods ``2 pi / omega_k`` log-spaced between ``t_min`` and ``t_max`` seconds (POYO: 1e-4 s to
+2.0627 s, half of a 64-dim head rotated). The dot product of a rotated query and key then depends
+only on the time difference, so attention is relative in time; the unrotated rest of the head
+carries content that is invariant to time.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class RotaryTimeEmbedding(nn.Module):
+    """Angles for rotating attention heads by time.
+
+    Parameters
+    ----------
+    head_dim : int
+        Features per attention head.
+    rotate_dim : int
+        How many of them are rotated (even; the rest pass unchanged).
+    t_min, t_max : float
+        Shortest and longest period, in seconds.
+    """
+
+    def __init__(
+        self, head_dim: int, rotate_dim: int, t_min: float = 1e-4, t_max: float = 2.0627
+    ) -> None:
+        super().__init__()
+        if rotate_dim % 2 or rotate_dim > head_dim:
+            raise ValueError(f"rotate_dim must be even and <= head_dim, got {rotate_dim}")
+        n = rotate_dim // 2
+        periods = torch.logspace(math.log10(t_min), math.log10(t_max), n)
+        self.register_buffer("omega", 2 * math.pi / periods, persistent=False)
+        self.rotate_dim = rotate_dim
+
+    def forward(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(cos, sin)`` of the angles, each ``(B, 1, N, rotate_dim // 2)``.
+
+        Computed once per token set and shared by every head, layer, query, key and value
+        that uses those times.
+        """
+        # float64 angles: the shortest period is 1e-4 s, so a float32 time of ~1 s would put
+        # the phase off by ~4e-3 rad; cos/sin go back to float32.
+        angles = t.to(torch.float64).unsqueeze(-1) * self.omega.to(torch.float64)  # (B, N, R/2)
+        return (
+            torch.cos(angles).to(torch.float32).unsqueeze(1),
+            torch.sin(angles).to(torch.float32).unsqueeze(1),
+        )
+
+
+def rotate(
+    x: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor], inverse: bool = False
+) -> torch.Tensor:
+    """Rotate the leading feature pairs of ``x`` (B, H, N, Dh) by precomputed ``(cos, sin)``."""
+    cos, sin = cos_sin
+    half = cos.shape[-1]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    if inverse:
+        sin = -sin
+    x1, x2, rest = x[..., :half], x[..., half : 2 * half], x[..., 2 * half :]
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos, rest), dim=-1)

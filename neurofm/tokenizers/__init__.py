@@ -1,0 +1,1 @@
+"""Tokenizers: windows of recordings -> model inputs (``spikes`` for POYO)."""

@@ -1,0 +1,198 @@
+"""POYO tokens from a window of a Recording, and a collate that batches them.
+
+One token per spike (its unit and time), plus a start and an end token for every unit of the
+recording so silent units are seen too; latent tokens on a fixed time grid; output queries at the
+target's sample times, with weights. Unit ids are namespaced ``"<recording id>/<unit id>"`` so
+units of different sessions never collide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from neurofm.data.recording import Recording
+from neurofm.errors import InvalidDataError
+
+TOKEN_SPIKE, TOKEN_START, TOKEN_END = 0, 1, 2
+PAD_MULTIPLE = 8
+
+__all__ = ["SpikeTokenizer", "TargetScaler", "collate", "unit_keys"]
+
+
+def unit_keys(recording_id: str, unit_ids: Sequence[str]) -> list[str]:
+    """Vocabulary keys of a recording's units: ``"<recording id>/<unit id>"``."""
+    return [f"{recording_id}/{u}" for u in unit_ids]
+
+
+@dataclass
+class TargetScaler:
+    """z-scoring of the decoding target, fitted on training data and kept in the checkpoint."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    def forward(self, values: np.ndarray) -> np.ndarray:
+        return (values - self.mean) / self.std
+
+    def inverse(self, values: np.ndarray) -> np.ndarray:
+        return values * self.std + self.mean
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TargetScaler:
+        return cls(np.asarray(d["mean"], np.float64), np.asarray(d["std"], np.float64))
+
+
+@dataclass
+class SpikeTokenizer:
+    """Turns a window (an in-memory :class:`Recording`) into POYO's arrays.
+
+    Parameters
+    ----------
+    unit_index, session_index : callable
+        Map lists of string keys to vocabulary rows (``model.unit_emb.index``).
+    window_length, latent_step, num_latents_per_step : float, float, int
+        The model's time geometry.
+    target : str
+        Name of the behaviour signal to decode (a RegularSeries or IrregularSeries).
+    scaler : TargetScaler, optional
+        z-scoring of the target.
+    unit_dropout : (int, int, int), optional
+        Augmentation: keep a random number of units drawn from a triangular distribution
+        (min, mode, max), capped at the recording's units; None disables it.
+    seed : int
+        Seed of the augmentation.
+    """
+
+    unit_index: Callable[[Sequence[str]], np.ndarray]
+    session_index: Callable[[Sequence[str]], np.ndarray]
+    window_length: float
+    latent_step: float
+    num_latents_per_step: int
+    target: str = "hand_vel"
+    scaler: TargetScaler | None = None
+    unit_dropout: tuple[int, int, int] | None = None
+    seed: int = 0
+    _rng: np.random.Generator = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rng = np.random.default_rng(self.seed)
+        n_steps = int(round(self.window_length / self.latent_step))
+        self._latent_index = np.tile(np.arange(self.num_latents_per_step), n_steps)
+        self._latent_times = np.repeat(
+            (np.arange(n_steps) + 0.5) * self.latent_step, self.num_latents_per_step
+        )
+
+    def _kept_units(self, n_units: int) -> np.ndarray | None:
+        if self.unit_dropout is None:
+            return None
+        lo, mode, hi = self.unit_dropout
+        hi = min(hi, n_units)
+        lo, mode = min(lo, hi), min(max(mode, lo), hi)
+        k = hi if hi == lo else int(round(self._rng.triangular(lo, mode, hi)))
+        return np.sort(self._rng.choice(n_units, size=max(1, k), replace=False))
+
+    def __call__(self, window: Recording) -> dict[str, Any]:
+        spikes = window["spikes"]
+        n_units = len(spikes.units)
+        rows = self.unit_index(unit_keys(window.id, spikes.units.ids))
+        times, units = spikes.timestamps, spikes.unit_index
+        kept = self._kept_units(n_units)
+        if kept is not None:
+            mask = np.zeros(n_units, dtype=bool)
+            mask[kept] = True
+            keep = mask[units]
+            times, units = times[keep], units[keep]
+        present = np.arange(n_units) if kept is None else kept
+        length = window.duration
+        input_rows = np.concatenate([rows[units], rows[present], rows[present]])
+        input_times = np.concatenate(
+            [times, np.zeros(len(present)), np.full(len(present), length)]
+        )
+        input_types = np.concatenate(
+            [
+                np.full(len(times), TOKEN_SPIKE),
+                np.full(len(present), TOKEN_START),
+                np.full(len(present), TOKEN_END),
+            ]
+        )
+        item: dict[str, Any] = {
+            "input_unit_index": input_rows,
+            "input_timestamps": input_times,  # float64: see RotaryTimeEmbedding
+            "input_token_type": input_types,
+            "latent_index": self._latent_index,
+            "latent_timestamps": self._latent_times,
+            "session_index": int(self.session_index([window.id])[0]),
+            "recording_id": window.id,
+            "absolute_start": window.absolute_start,
+        }
+        item.update(self.outputs(window))
+        return item
+
+    def outputs(self, window: Recording) -> dict[str, Any]:
+        """Output query times (relative) and the z-scored target there."""
+        if self.target not in window:
+            raise InvalidDataError(
+                f"recording {window.id!r} has no target signal {self.target!r} "
+                f"(has {sorted(window.signals)})"
+            )
+        series = window[self.target]
+        values = series.data if series.kind == "regular" else series.values
+        values = np.asarray(values, dtype=np.float64)
+        if self.scaler is not None:
+            values = self.scaler.forward(values)
+        return {
+            "output_timestamps": np.asarray(series.timestamps, dtype=np.float64),
+            "output_values": values.astype(np.float32),
+            "output_weights": np.ones(len(values), dtype=np.float32),
+        }
+
+
+def _pad_length(n: int) -> int:
+    return max(PAD_MULTIPLE, -(-n // PAD_MULTIPLE) * PAD_MULTIPLE)
+
+
+def _stack(arrays: list[np.ndarray], length: int, fill: float = 0) -> np.ndarray:
+    first = arrays[0]
+    out = np.full((len(arrays), length, *first.shape[1:]), fill, dtype=first.dtype)
+    for i, a in enumerate(arrays):
+        out[i, : len(a)] = a
+    return out
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Batch tokenized windows, padding token and output axes to a multiple of 8.
+
+    Padding to the batch's own longest window (not a global maximum) keeps the wasted work to
+    the spread of spike counts within a batch; the multiple of 8 keeps kernel shapes regular.
+    """
+    import torch
+
+    n_in = _pad_length(max(len(it["input_unit_index"]) for it in items))
+    n_out = _pad_length(max(len(it["output_timestamps"]) for it in items))
+    batch: dict[str, Any] = {}
+    for key in ("input_unit_index", "input_token_type"):
+        batch[key] = torch.from_numpy(_stack([it[key] for it in items], n_in).astype(np.int64))
+    batch["input_timestamps"] = torch.from_numpy(
+        _stack([it["input_timestamps"] for it in items], n_in)
+    )
+    lengths = np.array([len(it["input_unit_index"]) for it in items])
+    batch["input_mask"] = torch.from_numpy(np.arange(n_in)[None, :] < lengths[:, None])
+    batch["latent_index"] = torch.from_numpy(np.stack([it["latent_index"] for it in items]))
+    batch["latent_timestamps"] = torch.from_numpy(
+        np.stack([it["latent_timestamps"] for it in items])
+    )
+    batch["session_index"] = torch.tensor([it["session_index"] for it in items])
+    for key in ("output_timestamps", "output_values", "output_weights"):
+        batch[key] = torch.from_numpy(_stack([it[key] for it in items], n_out))
+    out_lengths = np.array([len(it["output_timestamps"]) for it in items])
+    batch["output_mask"] = torch.from_numpy(np.arange(n_out)[None, :] < out_lengths[:, None])
+    batch["recording_id"] = [it["recording_id"] for it in items]
+    batch["absolute_start"] = torch.tensor([it["absolute_start"] for it in items])
+    return batch

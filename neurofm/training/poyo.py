@@ -1,0 +1,315 @@
+"""Training POYO with Lightning: data module, Lightning module, checkpoints, ``train_poyo``.
+
+Recipe (shared/reference/poyo.md section 2): random 1 s windows from the train domains, unit
+dropout, weighted MSE on z-scored targets, AdamW with a flat learning rate for the first half of
+training then cosine decay, R^2 on the valid domains. Every epoch re-seeds torch and the window
+sampler from ``(seed, epoch)``, so a run resumed from a checkpoint continues exactly as if it had
+never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from neurofm.data.catalog import Catalog
+from neurofm.data.sampling import RandomWindowSampler, SequentialWindowSampler
+from neurofm.errors import InvalidDataError, NeuroFMError
+from neurofm.models.poyo import POYO, POYOConfig
+from neurofm.tokenizers.spikes import SpikeTokenizer, TargetScaler, collate, unit_keys
+from neurofm.training.data import ShardedSampler, WindowDataset, split_domains_of
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "neurofm.poyo"
+
+__all__ = ["POYODataModule", "POYOModule", "TrainConfig", "load_poyo", "train_poyo"]
+
+
+@dataclass
+class TrainConfig:
+    """How to train (the ``train`` step of a pipeline)."""
+
+    target: str = "hand_vel"
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    flat_fraction: float = 0.5  # flat learning rate for this share of steps, then cosine
+    unit_dropout: tuple[int, int, int] | None = (30, 100, 300)
+    seed: int = 0
+    num_workers: int = 0
+    recordings: list[str] = field(default_factory=list)  # empty: every recording with splits
+
+
+def fit_scaler(catalog: Catalog, ids: list[str], target: str, domains: dict) -> TargetScaler:
+    """Mean and standard deviation of the target over the training domains."""
+    chunks = []
+    for rid in ids:
+        with catalog.open(rid) as rec:
+            if target not in rec:
+                raise InvalidDataError(
+                    f"{catalog.path}: recording {rid!r} has no target {target!r} "
+                    f"(has {sorted(rec.signals)})"
+                )
+            series = rec[target].load()
+        values = series.data if series.kind == "regular" else series.values
+        chunks.append(np.asarray(values)[domains[rid].contains(series.timestamps)])
+    stacked = np.concatenate(chunks)
+    return TargetScaler(stacked.mean(axis=0), stacked.std(axis=0) + 1e-8)
+
+
+def catalog_vocab(catalog: Catalog, ids: list[str]) -> tuple[list[str], list[str]]:
+    """Namespaced unit keys and session keys of the given recordings."""
+    units: list[str] = []
+    for rid in ids:
+        with catalog.open(rid) as rec:
+            units.extend(unit_keys(rid, rec["spikes"].units.ids))
+    return units, list(ids)
+
+
+class POYODataModule(pl.LightningDataModule):
+    """Random training windows and sequential validation windows from a catalog's splits."""
+
+    def __init__(self, catalog: str | Path, model: POYO, scaler: TargetScaler, cfg: TrainConfig):
+        super().__init__()
+        self.catalog_path, self.model, self.scaler, self.cfg = Path(catalog), model, scaler, cfg
+        catalog_ = Catalog(self.catalog_path)
+        ids = cfg.recordings or None
+        self.train_domains = split_domains_of(catalog_, "train", ids)
+        self.valid_domains = split_domains_of(catalog_, "valid", ids)
+
+    def tokenizer(self, augment: bool) -> SpikeTokenizer:
+        c = self.model.config
+        return SpikeTokenizer(
+            self.model.unit_emb.index,
+            self.model.session_emb.index,
+            c.window_length,
+            c.latent_step,
+            c.num_latents_per_step,
+            target=self.cfg.target,
+            scaler=self.scaler,
+            unit_dropout=self.cfg.unit_dropout if augment else None,
+            seed=self.cfg.seed,
+        )
+
+    def _loader(self, sampler: Any, augment: bool) -> DataLoader:
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:
+            sampler = ShardedSampler(sampler, trainer.global_rank, trainer.world_size)
+        return DataLoader(
+            WindowDataset(self.catalog_path, self.tokenizer(augment)),
+            batch_size=self.cfg.batch_size,
+            sampler=sampler,
+            collate_fn=collate,
+            num_workers=self.cfg.num_workers,
+            persistent_workers=self.cfg.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        sampler = RandomWindowSampler(
+            self.train_domains, self.model.config.window_length, seed=self.cfg.seed
+        )
+        if self.trainer is not None:
+            sampler.set_epoch(self.trainer.current_epoch)
+        return self._loader(sampler, augment=True)
+
+    def val_dataloader(self) -> DataLoader:
+        sampler = SequentialWindowSampler(self.valid_domains, self.model.config.window_length)
+        return self._loader(sampler, augment=False)
+
+
+class POYOModule(pl.LightningModule):
+    """POYO plus its training recipe, and what a checkpoint must carry to be used later."""
+
+    def __init__(
+        self, model: POYO, scaler: TargetScaler, cfg: TrainConfig, total_steps: int = 1
+    ) -> None:
+        super().__init__()
+        self.model, self.scaler, self.cfg = model, scaler, cfg
+        self.total_steps = max(1, total_steps)
+        self._val: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        return self.model(**batch)
+
+    def _loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        pred = self.model(**batch)
+        weights = batch["output_weights"] * batch["output_mask"]
+        err = ((pred - batch["output_values"]) ** 2).mean(dim=-1)
+        return (err * weights).sum() / weights.sum().clamp_min(1e-8)
+
+    def on_train_epoch_start(self) -> None:
+        # Dropout masks depend only on (seed, epoch): a resumed run repeats them exactly.
+        torch.manual_seed(self.cfg.seed * 100_003 + self.current_epoch)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch)
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["session_index"]))
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        pred = self.model(**batch)
+        mask = batch["output_mask"]
+        self._val.append((batch["output_values"][mask].cpu().numpy(), pred[mask].cpu().numpy()))
+        loss = self._loss(batch)
+        self.log("val_loss", loss, prog_bar=True, batch_size=len(batch["session_index"]),
+                 sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        from neurofm.training.metrics import r2_score
+
+        if self._val:
+            y = np.concatenate([v[0] for v in self._val])
+            p = np.concatenate([v[1] for v in self._val])
+            self.log("val_r2", r2_score(y, p), prog_bar=True, sync_dist=True)
+        self._val = []
+
+    def configure_optimizers(self) -> Any:
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            (no_decay if p.ndim < 2 or name.endswith("emb.weight") else decay).append(p)
+        opt = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.cfg.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=self.cfg.lr,
+        )
+        flat = int(self.cfg.flat_fraction * self.total_steps)
+        span = max(1, self.total_steps - flat)
+
+        def factor(step: int) -> float:  # flat, then cosine down to 1e-4 of the peak
+            if step < flat:
+                return 1.0
+            progress = min(1.0, (step - flat) / span)
+            return 1e-4 + (1 - 1e-4) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Everything needed to rebuild the model, as plain types (loadable with weights_only).
+        checkpoint["neurofm"] = {
+            "format": CHECKPOINT_FORMAT,
+            "model_config": dataclasses.asdict(self.model.config),
+            "train_config": _plain(dataclasses.asdict(self.cfg)),
+            "scaler": self.scaler.to_dict(),
+            "total_steps": self.total_steps,
+        }
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def load_poyo(path: str | Path) -> tuple[POYO, TargetScaler, TrainConfig]:
+    """Load a POYO checkpoint (``weights_only=True``: nothing is unpickled but tensors and
+    plain containers).
+
+    Raises
+    ------
+    NeuroFMError
+        If the file is not a neurofm POYO checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise NeuroFMError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        msg = f"{path}: not a loadable checkpoint ({type(exc).__name__}: {exc})"
+        raise NeuroFMError(msg) from None
+    meta = ckpt.get("neurofm") if isinstance(ckpt, dict) else None
+    if not meta or meta.get("format") != CHECKPOINT_FORMAT:
+        raise NeuroFMError(
+            f"{path}: not a neurofm POYO checkpoint (no 'neurofm' section with format "
+            f"{CHECKPOINT_FORMAT!r}); was it written by another model or tool?"
+        )
+    config = POYOConfig(**meta["model_config"])
+    model = POYO(config)
+    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
+    model.load_state_dict(state)
+    train = dict(meta["train_config"])
+    if train.get("unit_dropout") is not None:
+        train["unit_dropout"] = tuple(train["unit_dropout"])
+    return model, TargetScaler.from_dict(meta["scaler"]), TrainConfig(**train)
+
+
+def build_poyo(
+    catalog: str | Path, model_config: POYOConfig, cfg: TrainConfig
+) -> tuple[POYO, TargetScaler, dict]:
+    """A fresh POYO whose vocabularies cover the catalog's training recordings."""
+    catalog_ = Catalog(catalog)
+    train_domains = split_domains_of(catalog_, "train", cfg.recordings or None)
+    if not train_domains:
+        raise InvalidDataError(f"{catalog}: no recording has a non-empty train_domain")
+    ids = sorted(train_domains)
+    units, sessions = catalog_vocab(catalog_, ids)
+    scaler = fit_scaler(catalog_, ids, cfg.target, train_domains)
+    model_config = dataclasses.replace(model_config, dim_out=len(scaler.mean))
+    torch.manual_seed(cfg.seed)
+    return POYO(model_config, units, sessions), scaler, train_domains
+
+
+def train_poyo(
+    catalog: str | Path,
+    model_config: POYOConfig,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    resume: str | Path | None = None,
+    accelerator: str = "cpu",
+    devices: int = 1,
+    strategy: str = "auto",
+    progress: bool = True,
+    max_steps: int = -1,
+) -> tuple[POYOModule, Path]:
+    """Train POYO on a catalog's train domains; returns the module and the final checkpoint.
+
+    Writes CSV and TensorBoard logs and checkpoints (``last.ckpt``) to ``out_dir``.
+    """
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    model, scaler, train_domains = build_poyo(catalog, model_config, cfg)
+    if resume is not None:
+        model, scaler, _ = load_poyo(resume)
+    data = POYODataModule(catalog, model, scaler, cfg)
+    steps_per_epoch = max(1, len(RandomWindowSampler(train_domains, model.config.window_length))
+                          // (cfg.batch_size * devices))
+    total = steps_per_epoch * cfg.epochs if max_steps < 0 else max_steps
+    module = POYOModule(model, scaler, cfg, total_steps=total)
+    out_dir = Path(out_dir)
+    loggers = [CSVLogger(out_dir, name="logs"), TensorBoardLogger(out_dir, name="tb")]
+    trainer = pl.Trainer(
+        default_root_dir=out_dir,
+        max_epochs=cfg.epochs,
+        max_steps=max_steps,
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        logger=loggers,
+        callbacks=[ModelCheckpoint(dirpath=out_dir, save_last=True, save_top_k=0)],
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        use_distributed_sampler=False,  # our ShardedSampler deals windows to ranks
+        reload_dataloaders_every_n_epochs=1,  # a new random tiling every epoch
+        num_sanity_val_steps=0,
+        log_every_n_steps=max(1, min(50, steps_per_epoch)),
+        deterministic=False,
+    )
+    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None,
+                weights_only=True)
+    final = out_dir / "last.ckpt"
+    return module, final
