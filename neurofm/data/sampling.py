@@ -35,8 +35,9 @@ def _check(length: float, domains: Mapping[str, Intervals]) -> None:
 class RandomWindowSampler:
     """Non-overlapping windows tiling each domain interval from a random offset, shuffled.
 
-    Every epoch draws a new offset in ``[0, length)`` per interval, so window edges move and the
-    model sees every moment under every phase. Intervals shorter than a window are skipped.
+    Each interval holds ``floor(span / length)`` windows; every epoch (:meth:`set_epoch`, called
+    by Lightning before each epoch) draws where the leftover slack goes, so window edges move from
+    epoch to epoch. Intervals shorter than a window are skipped.
 
     Parameters
     ----------
@@ -60,25 +61,26 @@ class RandomWindowSampler:
         out: list[Window] = []
         for rid, dom in self.domains.items():
             for s, e in zip(dom.start, dom.end, strict=True):
-                span = e - s
-                if span < self.length:
+                n = int((e - s) // self.length)
+                if n == 0:
                     continue
-                offset = rng.uniform(0, min(self.length, span - self.length + 1e-12))
-                n = int((span - offset) // self.length)
+                # The slack left by n whole windows moves their tiling each epoch; the count
+                # never changes, so a DataLoader's length is the same every epoch.
+                offset = rng.uniform(0, (e - s) - n * self.length)
                 starts = s + offset + self.length * np.arange(n)
                 out.extend(Window(rid, float(a), float(a + self.length)) for a in starts)
         order = rng.permutation(len(out))
         return [out[i] for i in order]
 
     def __iter__(self) -> Iterator[Window]:
-        windows = self.windows()
-        self.epoch += 1
-        return iter(windows)
+        return iter(self.windows())
 
     def __len__(self) -> int:
-        # Exact for the coming epoch (the random offsets can drop a window): a DataLoader's
-        # length must match what it yields, or trainers miss the end of the epoch.
-        return len(self.windows())
+        return sum(
+            int((e - s) // self.length)
+            for dom in self.domains.values()
+            for s, e in zip(dom.start, dom.end, strict=True)
+        )
 
 
 class SequentialWindowSampler:

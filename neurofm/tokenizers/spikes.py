@@ -8,8 +8,9 @@ units of different sessions never collide.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -79,31 +80,33 @@ class SpikeTokenizer:
     scaler: TargetScaler | None = None
     unit_dropout: tuple[int, int, int] | None = None
     seed: int = 0
-    _rng: np.random.Generator = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._rng = np.random.default_rng(self.seed)
         n_steps = int(round(self.window_length / self.latent_step))
         self._latent_index = np.tile(np.arange(self.num_latents_per_step), n_steps)
         self._latent_times = np.repeat(
             (np.arange(n_steps) + 0.5) * self.latent_step, self.num_latents_per_step
         )
 
-    def _kept_units(self, n_units: int) -> np.ndarray | None:
+    def _kept_units(self, n_units: int, window: Recording) -> np.ndarray | None:
         if self.unit_dropout is None:
             return None
+        # Drawn from the window itself (recording, start): the same window always drops the
+        # same units, whichever worker or resumed run tokenizes it; windows move every epoch.
+        key = [self.seed, zlib.crc32(window.id.encode()), int(round(window.absolute_start * 1e6))]
+        rng = np.random.default_rng(key)
         lo, mode, hi = self.unit_dropout
         hi = min(hi, n_units)
         lo, mode = min(lo, hi), min(max(mode, lo), hi)
-        k = hi if hi == lo else int(round(self._rng.triangular(lo, mode, hi)))
-        return np.sort(self._rng.choice(n_units, size=max(1, k), replace=False))
+        k = hi if hi == lo else int(round(rng.triangular(lo, mode, hi)))
+        return np.sort(rng.choice(n_units, size=max(1, k), replace=False))
 
     def __call__(self, window: Recording) -> dict[str, Any]:
         spikes = window["spikes"]
         n_units = len(spikes.units)
         rows = self.unit_index(unit_keys(window.id, spikes.units.ids))
         times, units = spikes.timestamps, spikes.unit_index
-        kept = self._kept_units(n_units)
+        kept = self._kept_units(n_units, window)
         if kept is not None:
             mask = np.zeros(n_units, dtype=bool)
             mask[kept] = True
@@ -112,9 +115,7 @@ class SpikeTokenizer:
         present = np.arange(n_units) if kept is None else kept
         length = window.duration
         input_rows = np.concatenate([rows[units], rows[present], rows[present]])
-        input_times = np.concatenate(
-            [times, np.zeros(len(present)), np.full(len(present), length)]
-        )
+        input_times = np.concatenate([times, np.zeros(len(present)), np.full(len(present), length)])
         input_types = np.concatenate(
             [
                 np.full(len(times), TOKEN_SPIKE),

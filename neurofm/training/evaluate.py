@@ -92,8 +92,13 @@ def evaluate_poyo(
         raise InvalidDataError(f"{catalog}: no recording has a non-empty {split}_domain")
     c = model.config
     tokenizer = SpikeTokenizer(
-        model.unit_emb.index, model.session_emb.index, c.window_length, c.latent_step,
-        c.num_latents_per_step, target=target, scaler=scaler,
+        model.unit_emb.index,
+        model.session_emb.index,
+        c.window_length,
+        c.latent_step,
+        c.num_latents_per_step,
+        target=target,
+        scaler=scaler,
     )
     loader = DataLoader(
         WindowDataset(catalog_.path, tokenizer),
@@ -151,4 +156,3 @@ def results_table(rows: dict[str, dict[str, float]]) -> str:
     means = [f"{np.nanmean([rows[m].get(s, np.nan) for s in sessions]):>8.3f}" for m in models]
     lines.append(f"{'mean':<{width}}  " + "  ".join(means))
     return "\n".join(lines)
-

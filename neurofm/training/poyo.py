@@ -2,9 +2,9 @@
 
 Recipe (shared/reference/poyo.md section 2): random 1 s windows from the train domains, unit
 dropout, weighted MSE on z-scored targets, AdamW with a flat learning rate for the first half of
-training then cosine decay, R^2 on the valid domains. Every epoch re-seeds torch and the window
-sampler from ``(seed, epoch)``, so a run resumed from a checkpoint continues exactly as if it had
-never stopped.
+training then cosine decay, R^2 on the valid domains. The window sampler draws from
+``(seed, epoch)`` and torch from ``(seed, step)``, so a run resumed from a checkpoint continues
+exactly as if it had never stopped.
 """
 
 from __future__ import annotations
@@ -119,8 +119,7 @@ class POYODataModule(pl.LightningDataModule):
         sampler = RandomWindowSampler(
             self.train_domains, self.model.config.window_length, seed=self.cfg.seed
         )
-        if self.trainer is not None:
-            sampler.set_epoch(self.trainer.current_epoch)
+        # Lightning calls sampler.set_epoch(epoch) before every epoch (also after a resume).
         return self._loader(sampler, augment=True)
 
     def val_dataloader(self) -> DataLoader:
@@ -148,9 +147,10 @@ class POYOModule(pl.LightningModule):
         err = ((pred - batch["output_values"]) ** 2).mean(dim=-1)
         return (err * weights).sum() / weights.sum().clamp_min(1e-8)
 
-    def on_train_epoch_start(self) -> None:
-        # Dropout masks depend only on (seed, epoch): a resumed run repeats them exactly.
-        torch.manual_seed(self.cfg.seed * 100_003 + self.current_epoch)
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Dropout masks depend only on (seed, step), not on whatever else drew random numbers
+        # before (DataLoader iterators do): a resumed run repeats them exactly.
+        torch.manual_seed(self.cfg.seed * 1_000_003 + self.global_step)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss = self._loss(batch)
@@ -162,8 +162,9 @@ class POYOModule(pl.LightningModule):
         mask = batch["output_mask"]
         self._val.append((batch["output_values"][mask].cpu().numpy(), pred[mask].cpu().numpy()))
         loss = self._loss(batch)
-        self.log("val_loss", loss, prog_bar=True, batch_size=len(batch["session_index"]),
-                 sync_dist=True)
+        self.log(
+            "val_loss", loss, prog_bar=True, batch_size=len(batch["session_index"]), sync_dist=True
+        )
 
     def on_validation_epoch_end(self) -> None:
         from neurofm.training.metrics import r2_score
@@ -273,10 +274,13 @@ def train_poyo(
     strategy: str = "auto",
     progress: bool = True,
     max_steps: int = -1,
+    stop_after_epochs: int | None = None,
 ) -> tuple[POYOModule, Path]:
     """Train POYO on a catalog's train domains; returns the module and the final checkpoint.
 
-    Writes CSV and TensorBoard logs and checkpoints (``last.ckpt``) to ``out_dir``.
+    Writes CSV and TensorBoard logs and checkpoints (``last.ckpt``, every epoch) to
+    ``out_dir``. ``stop_after_epochs`` ends the run early while keeping the learning-rate
+    schedule of ``cfg.epochs`` (resume later with ``resume=out_dir / "last.ckpt"``).
     """
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -286,15 +290,18 @@ def train_poyo(
     if resume is not None:
         model, scaler, _ = load_poyo(resume)
     data = POYODataModule(catalog, model, scaler, cfg)
-    steps_per_epoch = max(1, len(RandomWindowSampler(train_domains, model.config.window_length))
-                          // (cfg.batch_size * devices))
+    steps_per_epoch = max(
+        1,
+        len(RandomWindowSampler(train_domains, model.config.window_length))
+        // (cfg.batch_size * devices),
+    )
     total = steps_per_epoch * cfg.epochs if max_steps < 0 else max_steps
     module = POYOModule(model, scaler, cfg, total_steps=total)
     out_dir = Path(out_dir)
     loggers = [CSVLogger(out_dir, name="logs"), TensorBoardLogger(out_dir, name="tb")]
     trainer = pl.Trainer(
         default_root_dir=out_dir,
-        max_epochs=cfg.epochs,
+        max_epochs=stop_after_epochs or cfg.epochs,
         max_steps=max_steps,
         accelerator=accelerator,
         devices=devices,
@@ -304,12 +311,12 @@ def train_poyo(
         enable_progress_bar=progress,
         enable_model_summary=False,
         use_distributed_sampler=False,  # our ShardedSampler deals windows to ranks
-        reload_dataloaders_every_n_epochs=1,  # a new random tiling every epoch
         num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(50, steps_per_epoch)),
         deterministic=False,
     )
-    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None,
-                weights_only=True)
+    trainer.fit(
+        module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True
+    )
     final = out_dir / "last.ckpt"
     return module, final
