@@ -120,6 +120,16 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--plot", type=Path, help="write predicted-vs-true plot (PNG)")
     evaluate.add_argument("--json", action="store_true", help="print the R^2 as JSON")
 
+    ft = sub.add_parser("finetune", help="adapt a POYO checkpoint to a new session")
+    ft.add_argument("checkpoint", type=Path, help="pretrained POYO checkpoint")
+    ft.add_argument("catalog", type=Path, help="catalog with the new session (and its splits)")
+    ft.add_argument("--mode", choices=["unit-id", "full", "gradual"], default="unit-id")
+    ft.add_argument("--trials", type=int, help="labelled trials to train on (default all)")
+    ft.add_argument("--recording", help="recording id (default: the catalog's only one)")
+    ft.add_argument("--epochs", type=int, default=30)
+    ft.add_argument("--lr", type=float, default=3e-3)
+    ft.add_argument("--out", type=Path, required=True, help="output folder (checkpoint, logs)")
+
     run = sub.add_parser("run", help="run a pipeline spec (pipelines/*.yaml)")
     run.add_argument("pipeline", type=Path, help="pipeline YAML file")
     run.add_argument("--workdir", type=Path, help="override the spec's output folder")
@@ -128,6 +138,17 @@ def _parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="summarise a recording (.h5) or a catalog folder")
     info.add_argument("path", type=Path)
     info.add_argument("--json", action="store_true", help="print one JSON document")
+
+    analyze = sub.add_parser("analyze", help="run an analysis config (tables + plots)")
+    studies = analyze.add_subparsers(dest="study", metavar="STUDY", required=True)
+    for study, text in (
+        ("learning-regime", "initial-weight rank and rich vs lazy learning"),
+        ("bias-only", "random weights, learned biases (feed-forward and recurrent)"),
+    ):
+        one = studies.add_parser(study, help=text)
+        one.add_argument("config", type=Path, help=f"analysis YAML, e.g. pipelines/{study}.yaml")
+        one.add_argument("--out", type=Path, help="results folder (default: the config's out)")
+        one.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
 
@@ -169,7 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "run": _run,
             "train": _train,
             "evaluate": _evaluate,
+            "finetune": _finetune,
             "info": _info,
+            "analyze": _analyze,
         }[args.command](args)
         sys.stdout.flush()  # a closed pipe (`neurofm info C --json | head`) fails here
         return code
@@ -343,6 +366,26 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune(args: argparse.Namespace) -> int:
+    from neurofm.training.finetune import finetune
+
+    result = finetune(
+        args.checkpoint,
+        args.catalog,
+        args.out,
+        recording_id=args.recording,
+        mode=args.mode,
+        trials=args.trials,
+        epochs=args.epochs,
+        lr=args.lr,
+    )
+    print(f"fine-tuned ({result.mode}) on {result.recording_id} with {result.n_trials} trials")
+    print(f"  trains: {', '.join(result.trainable)}")
+    print(f"  test R^2 (stitched): {result.mean_r2:.3f}")
+    print(f"  checkpoint: {result.checkpoint}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from neurofm.pipeline import run_pipeline
 
@@ -354,6 +397,27 @@ def _run(args: argparse.Namespace) -> int:
     for line in result.summary:
         print(f"  {line}")
     return 0 if result.ok else 1
+
+
+# ---- analyze -------------------------------------------------------------------------------
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from neurofm.analysis.results import format_table
+
+    if args.study == "learning-regime":
+        from neurofm.analysis.learning_regime import run_learning_regime as run
+    else:
+        from neurofm.analysis.bias_only import run_bias_only as run
+    result = run(args.config, out=args.out, progress=not args.no_progress)
+    for name, rows in result.tables.items():
+        if name == "results" or name == "linear_theory":
+            continue  # per-seed rows: in the CSV; the summaries are printed
+        columns = [c for c in rows[0] if not c.endswith("_sd")] if rows else None
+        print(f"== {name}")
+        print(format_table(rows, columns))
+    print(f"results -> {result.out}")
+    return 0
 
 
 # ---- info ----------------------------------------------------------------------------------

@@ -32,7 +32,14 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "neurofm.poyo"
 
-__all__ = ["POYODataModule", "POYOModule", "TrainConfig", "load_poyo", "train_poyo"]
+__all__ = [
+    "POYODataModule",
+    "POYOModule",
+    "TrainConfig",
+    "fit_poyo",
+    "load_poyo",
+    "train_poyo",
+]
 
 
 @dataclass
@@ -80,13 +87,21 @@ def catalog_vocab(catalog: Catalog, ids: list[str]) -> tuple[list[str], list[str
 class POYODataModule(pl.LightningDataModule):
     """Random training windows and sequential validation windows from a catalog's splits."""
 
-    def __init__(self, catalog: str | Path, model: POYO, scaler: TargetScaler, cfg: TrainConfig):
+    def __init__(
+        self,
+        catalog: str | Path,
+        model: POYO,
+        scaler: TargetScaler,
+        cfg: TrainConfig,
+        train_domains: dict | None = None,
+        valid_domains: dict | None = None,
+    ):
         super().__init__()
         self.catalog_path, self.model, self.scaler, self.cfg = Path(catalog), model, scaler, cfg
         catalog_ = Catalog(self.catalog_path)
         ids = cfg.recordings or None
-        self.train_domains = split_domains_of(catalog_, "train", ids)
-        self.valid_domains = split_domains_of(catalog_, "valid", ids)
+        self.train_domains = train_domains or split_domains_of(catalog_, "train", ids)
+        self.valid_domains = valid_domains or split_domains_of(catalog_, "valid", ids)
 
     def tokenizer(self, augment: bool) -> SpikeTokenizer:
         c = self.model.config
@@ -178,6 +193,8 @@ class POYOModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         decay, no_decay = [], []
         for name, p in self.model.named_parameters():
+            if not p.requires_grad:  # frozen (fine-tuning): not even handed to the optimizer
+                continue
             (no_decay if p.ndim < 2 or name.endswith("emb.weight") else decay).append(p)
         opt = torch.optim.AdamW(
             [
@@ -282,17 +299,53 @@ def train_poyo(
     ``out_dir``. ``stop_after_epochs`` ends the run early while keeping the learning-rate
     schedule of ``cfg.epochs`` (resume later with ``resume=out_dir / "last.ckpt"``).
     """
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     model, scaler, train_domains = build_poyo(catalog, model_config, cfg)
     if resume is not None:
         model, scaler, _ = load_poyo(resume)
-    data = POYODataModule(catalog, model, scaler, cfg)
+    return fit_poyo(
+        model,
+        scaler,
+        catalog,
+        cfg,
+        out_dir,
+        train_domains=train_domains,
+        resume=resume,
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        progress=progress,
+        max_steps=max_steps,
+        stop_after_epochs=stop_after_epochs,
+    )
+
+
+def fit_poyo(
+    model: POYO,
+    scaler: TargetScaler,
+    catalog: str | Path,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    train_domains: dict | None = None,
+    valid_domains: dict | None = None,
+    callbacks: list[Any] | None = None,
+    resume: str | Path | None = None,
+    accelerator: str = "cpu",
+    devices: int = 1,
+    strategy: str = "auto",
+    progress: bool = True,
+    max_steps: int = -1,
+    stop_after_epochs: int | None = None,
+) -> tuple[POYOModule, Path]:
+    """Run the training loop on a given model (fresh, resumed or being fine-tuned)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    data = POYODataModule(catalog, model, scaler, cfg, train_domains, valid_domains)
     steps_per_epoch = max(
         1,
-        len(RandomWindowSampler(train_domains, model.config.window_length))
+        len(RandomWindowSampler(data.train_domains, model.config.window_length))
         // (cfg.batch_size * devices),
     )
     total = steps_per_epoch * cfg.epochs if max_steps < 0 else max_steps
@@ -307,7 +360,10 @@ def train_poyo(
         devices=devices,
         strategy=strategy,
         logger=loggers,
-        callbacks=[ModelCheckpoint(dirpath=out_dir, save_last=True, save_top_k=0)],
+        callbacks=[
+            ModelCheckpoint(dirpath=out_dir, save_last=True, save_top_k=0),
+            *(callbacks or []),
+        ],
         enable_progress_bar=progress,
         enable_model_summary=False,
         use_distributed_sampler=False,  # our ShardedSampler deals windows to ranks
@@ -318,5 +374,4 @@ def train_poyo(
     trainer.fit(
         module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True
     )
-    final = out_dir / "last.ckpt"
-    return module, final
+    return module, out_dir / "last.ckpt"

@@ -1,0 +1,230 @@
+"""Fine-tune a pretrained POYO on a new recording session (new, unmatched units).
+
+``unit-id`` (POYO's unit identification): the backbone stays frozen, only embeddings for the new
+units and the new session are learned from a few labelled trials. ``full``: everything trains
+from the start. ``gradual``: unit-id for the first epochs, then everything.
+
+The vocabularies are extended with fresh rows for the new keys (``"<recording id>/<unit id>"``,
+so they never collide with pretrained units) and then cut down to just them, so the checkpoint
+written here holds only what the new session needs and loads like any other POYO checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import numpy as np
+
+from neurofm.data.catalog import Catalog
+from neurofm.data.signals import Intervals
+from neurofm.errors import InvalidDataError
+from neurofm.models.poyo import POYO
+from neurofm.tokenizers.spikes import unit_keys
+from neurofm.training.data import split_domains_of
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["unit-id", "full", "gradual"]
+#: What unit identification trains; everything else (latents included) stays frozen.
+UNIT_ID_TRAINABLE = ("unit_emb.", "session_emb.")
+
+__all__ = ["FinetuneResult", "GradualUnfreezing", "finetune", "prepare_for_session"]
+
+
+@dataclass
+class FinetuneResult:
+    """Outcome of :func:`finetune`."""
+
+    checkpoint: Path
+    recording_id: str
+    mode: str
+    n_trials: int
+    trainable: list[str]
+    r2: dict[str, float] = field(default_factory=dict)
+    mean_r2: float = float("nan")
+
+
+def prepare_for_session(model: POYO, recording_id: str, unit_ids: list[str]) -> None:
+    """Give ``model`` fresh embeddings for a new session and its units, dropping the others.
+
+    Raises
+    ------
+    InvalidDataError
+        If the session is already in the model's vocabulary (its units would silently reuse
+        pretrained rows).
+    """
+    if recording_id in model.session_emb:
+        raise InvalidDataError(
+            f"session {recording_id!r} is already in the checkpoint's vocabulary: fine-tuning is "
+            "for new sessions (evaluate it directly, or give the recording a new id)"
+        )
+    keys = unit_keys(recording_id, unit_ids)
+    model.unit_emb.extend(keys)
+    model.unit_emb.subset(keys)
+    model.session_emb.extend([recording_id])
+    model.session_emb.subset([recording_id])
+
+
+def set_trainable(model: POYO, mode: str) -> list[str]:
+    """Freeze what ``mode`` keeps fixed; returns the names of the parameters that train."""
+    for name, p in model.named_parameters():
+        p.requires_grad = mode == "full" or name.startswith(UNIT_ID_TRAINABLE)
+    return [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+def first_trials(domain: Intervals, k: int | None) -> Intervals:
+    """The first ``k`` intervals (trials) of a domain; all of them if ``k`` is None."""
+    if k is None:
+        return domain
+    if k < 1:
+        raise InvalidDataError(f"--trials must be >= 1, got {k}")
+    if k > len(domain):
+        raise InvalidDataError(
+            f"asked for {k} labelled trials but the train domain has only {len(domain)}"
+        )
+    return domain.take(np.arange(k))
+
+
+def finetune(
+    checkpoint: str | Path,
+    catalog: str | Path,
+    out_dir: str | Path,
+    *,
+    recording_id: str | None = None,
+    mode: Mode = "unit-id",
+    trials: int | None = None,
+    epochs: int = 30,
+    batch_size: int = 8,
+    lr: float = 3e-3,
+    unfreeze_epoch: int = 10,
+    seed: int = 0,
+    progress: bool = True,
+    evaluate: bool = True,
+) -> FinetuneResult:
+    """Adapt a pretrained POYO checkpoint to a new session of a catalog.
+
+    Parameters
+    ----------
+    checkpoint : str or Path
+        A POYO checkpoint (``neurofm train``).
+    catalog : str or Path
+        Catalog holding the new recording, with train/valid/test domains.
+    out_dir : str or Path
+        Where the fine-tuned checkpoint and logs go.
+    recording_id : str, optional
+        The new session; default the catalog's only recording.
+    mode : {"unit-id", "full", "gradual"}
+        What trains (see the module docstring).
+    trials : int, optional
+        Use only the first ``trials`` labelled trials of the train domain (few-shot).
+    epochs, batch_size, lr, seed : int, int, float, int
+        Training settings.
+    unfreeze_epoch : int
+        For ``gradual``: the epoch from which everything trains.
+    evaluate : bool
+        Score the stitched R^2 on the session's test domain afterwards.
+
+    Raises
+    ------
+    InvalidDataError
+        A target whose dimension differs from the checkpoint's readout, a session already in
+        the vocabulary, too few trials, or a recording without splits.
+    """
+    from neurofm.training.poyo import fit_poyo, load_poyo
+
+    if mode not in ("unit-id", "full", "gradual"):
+        raise InvalidDataError(f"mode must be unit-id, full or gradual, got {mode!r}")
+    model, scaler, pre_cfg = load_poyo(checkpoint)
+    cat = Catalog(catalog)
+    if recording_id is None:
+        if len(cat) != 1:
+            raise InvalidDataError(
+                f"{cat.path}: holds {len(cat)} recordings; say which one to fine-tune on "
+                f"(recording_id=..., one of {cat.ids})"
+            )
+        recording_id = cat.ids[0]
+    with cat.open(recording_id) as rec:
+        target = pre_cfg.target
+        if target not in rec:
+            raise InvalidDataError(
+                f"{recording_id}: no target signal {target!r} (the checkpoint decodes {target!r})"
+            )
+        dim = len(rec[target].channels)
+        if dim != model.config.dim_out:
+            raise InvalidDataError(
+                f"{recording_id}: target {target!r} has {dim} dimensions but the checkpoint's "
+                f"readout predicts {model.config.dim_out}"
+            )
+        unit_ids = list(rec["spikes"].units.ids)
+    prepare_for_session(model, recording_id, unit_ids)
+    trainable = set_trainable(model, "full" if mode == "full" else "unit-id")
+    log.info("fine-tuning (%s) trains: %s", mode, ", ".join(trainable))
+    train_domains = split_domains_of(cat, "train", [recording_id])
+    if recording_id not in train_domains:
+        raise InvalidDataError(f"{recording_id}: the train domain is empty")
+    train_domains[recording_id] = first_trials(train_domains[recording_id], trials)
+    cfg = replace(
+        pre_cfg,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        recordings=[recording_id],
+        flat_fraction=0.5,
+    )
+    callbacks = [GradualUnfreezing(unfreeze_epoch)] if mode == "gradual" else []
+    module, ckpt = fit_poyo(
+        model,
+        scaler,
+        cat.path,
+        cfg,
+        out_dir,
+        train_domains=train_domains,
+        callbacks=callbacks,
+        progress=progress,
+    )
+    result = FinetuneResult(
+        ckpt,
+        recording_id,
+        mode,
+        len(train_domains[recording_id]),
+        [n for n, p in model.named_parameters() if p.requires_grad],
+    )
+    if evaluate:
+        from neurofm.training.evaluate import evaluate_poyo
+
+        ev = evaluate_poyo(model, scaler, cat.path, target, "test", [recording_id])
+        result.r2, result.mean_r2 = ev.r2, ev.mean_r2
+    return result
+
+
+class GradualUnfreezing(pl.Callback):
+    """From ``epoch`` on, every parameter trains (the backbone joins the optimizer)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: Any, module: Any) -> None:
+        if trainer.current_epoch != self.epoch:
+            return
+        frozen = [p for p in module.model.parameters() if not p.requires_grad]
+        for p in frozen:
+            p.requires_grad = True
+        opt = trainer.optimizers[0]
+        opt.add_param_group(
+            {
+                "params": frozen,
+                "weight_decay": module.cfg.weight_decay,
+                "lr": opt.param_groups[0]["lr"],
+                "initial_lr": module.cfg.lr,
+            }
+        )
+        # The schedule scales every group: extend it to the new one.
+        sched = trainer.lr_scheduler_configs[0].scheduler
+        sched.base_lrs.append(module.cfg.lr)
+        sched.lr_lambdas.append(sched.lr_lambdas[0])
+        log.info("gradual fine-tuning: backbone unfrozen at epoch %d", self.epoch)
