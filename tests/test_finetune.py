@@ -175,3 +175,18 @@ def test_cli_finetune(setup, tmp_path, capsys):
     assert code == 0
     assert "trains: unit_emb.weight, session_emb.weight" in out and "test R^2" in out
     assert (tmp_path / "cli" / "last.ckpt").is_file()
+
+
+def test_gaussian_code_length_and_prequential_blocks(setup, tmp_path):
+    from neurofm.training.fewshot import _block_edges, gaussian_code_bits, prequential_code_length
+
+    assert _block_edges(10) == [0, 1, 2, 4, 8, 10]
+    # a perfect prediction costs only the quantisation + normalisation bits
+    assert gaussian_code_bits(np.zeros((10, 2)), eps=0.5) == pytest.approx(
+        20 * (1 + 0.5 * np.log2(2 * np.pi))
+    )
+    assert gaussian_code_bits(np.ones((1, 1))) > gaussian_code_bits(np.zeros((1, 1)))
+    root, ckpt = setup
+    code = prequential_code_length(ckpt, root / "cat_new", tmp_path, n_trials=2, epochs=1)
+    assert [b[:2] for b in code.blocks] == [(0, 1), (1, 2)]
+    assert code.bits == pytest.approx(sum(b[2] for b in code.blocks)) and code.samples > 0

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from neurofm.data.catalog import Catalog
 from neurofm.data.sampling import SequentialWindowSampler
+from neurofm.data.signals import Intervals
 from neurofm.errors import InvalidDataError
 from neurofm.models.poyo import POYO
 from neurofm.tokenizers.spikes import SpikeTokenizer, TargetScaler, collate
@@ -80,14 +81,17 @@ def evaluate_poyo(
     step: float | None = None,
     batch_size: int = 32,
     device: str | torch.device = "cpu",
+    domains: dict[str, Intervals] | None = None,
 ) -> EvalResult:
     """Predict every window of ``split`` and score the stitched predictions per session.
 
+    ``domains`` replaces the split's domains (e.g. single trials, for prequential coding).
     Recordings whose units or session are not in the model's vocabulary raise an error (use
     fine-tuning to add them).
     """
     catalog_ = Catalog(catalog)
-    domains = split_domains_of(catalog_, split, recordings)
+    if domains is None:
+        domains = split_domains_of(catalog_, split, recordings)
     if not domains:
         raise InvalidDataError(f"{catalog}: no recording has a non-empty {split}_domain")
     c = model.config
@@ -125,7 +129,7 @@ def evaluate_poyo(
             np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         )
         with catalog_.open(rid) as rec:
-            truth = evaluation_targets(rec, target, split)
+            truth = evaluation_targets(rec, target, split, domains[rid])
         # Window times are float32 relative times plus a float64 start: match on the sample
         # grid, allowing for that rounding.
         idx = np.searchsorted(times, truth.timestamps)

@@ -2,7 +2,9 @@
 
 ``unit-id`` (POYO's unit identification): the backbone stays frozen, only embeddings for the new
 units and the new session are learned from a few labelled trials. ``full``: everything trains
-from the start. ``gradual``: unit-id for the first epochs, then everything.
+from the start. ``gradual``: unit-id for the first epochs, then everything. ``scratch``: the same
+architecture, randomly initialised and fully trained on the same trials (the baseline that
+pretraining must beat).
 
 The vocabularies are extended with fresh rows for the new keys (``"<recording id>/<unit id>"``,
 so they never collide with pretrained units) and then cut down to just them, so the checkpoint
@@ -28,7 +30,7 @@ from neurofm.training.data import split_domains_of
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["unit-id", "full", "gradual"]
+Mode = Literal["unit-id", "full", "gradual", "scratch"]
 #: What unit identification trains; everything else (latents included) stays frozen.
 UNIT_ID_TRAINABLE = ("unit_emb.", "session_emb.")
 
@@ -117,7 +119,7 @@ def finetune(
         Where the fine-tuned checkpoint and logs go.
     recording_id : str, optional
         The new session; default the catalog's only recording.
-    mode : {"unit-id", "full", "gradual"}
+    mode : {"unit-id", "full", "gradual", "scratch"}
         What trains (see the module docstring).
     trials : int, optional
         Use only the first ``trials`` labelled trials of the train domain (few-shot).
@@ -136,9 +138,14 @@ def finetune(
     """
     from neurofm.training.poyo import fit_poyo, load_poyo
 
-    if mode not in ("unit-id", "full", "gradual"):
-        raise InvalidDataError(f"mode must be unit-id, full or gradual, got {mode!r}")
+    if mode not in ("unit-id", "full", "gradual", "scratch"):
+        raise InvalidDataError(f"mode must be unit-id, full, gradual or scratch, got {mode!r}")
     model, scaler, pre_cfg = load_poyo(checkpoint)
+    if mode == "scratch":
+        import torch
+
+        torch.manual_seed(seed)
+        model = POYO(model.config)  # same shape and target scaling, nothing pretrained
     cat = Catalog(catalog)
     if recording_id is None:
         if len(cat) != 1:
@@ -161,7 +168,7 @@ def finetune(
             )
         unit_ids = list(rec["spikes"].units.ids)
     prepare_for_session(model, recording_id, unit_ids)
-    trainable = set_trainable(model, "full" if mode == "full" else "unit-id")
+    trainable = set_trainable(model, "full" if mode in ("full", "scratch") else "unit-id")
     log.info("fine-tuning (%s) trains: %s", mode, ", ".join(trainable))
     train_domains = split_domains_of(cat, "train", [recording_id])
     if recording_id not in train_domains:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from neurofm.data.recording import Recording
+from neurofm.data.signals import Intervals
 from neurofm.errors import InvalidDataError
 
 __all__ = ["EvalTargets", "evaluation_targets", "pearson_r", "r2_score"]
@@ -48,8 +49,10 @@ class EvalTargets:
     values: np.ndarray  # (T, D) in the target's units
 
 
-def evaluation_targets(rec: Recording, target: str, split: str = "test") -> EvalTargets:
-    """The points every decoder is scored on for ``rec`` and ``split``.
+def evaluation_targets(
+    rec: Recording, target: str, split: str = "test", domain: Intervals | None = None
+) -> EvalTargets:
+    """The points every decoder is scored on for ``rec`` and ``split`` (or ``domain``).
 
     Raises
     ------
@@ -57,7 +60,7 @@ def evaluation_targets(rec: Recording, target: str, split: str = "test") -> Eval
         If the recording has no ``<split>_domain`` or no ``target`` signal.
     """
     domain_name = f"{split}_domain"
-    for name in (target, domain_name):
+    for name in (target,) if domain is not None else (target, domain_name):
         if name not in rec:
             raise InvalidDataError(
                 f"recording {rec.id!r} has no signal {name!r} (has {sorted(rec.signals)}); "
@@ -66,5 +69,6 @@ def evaluation_targets(rec: Recording, target: str, split: str = "test") -> Eval
     series = rec[target].load()
     times = np.asarray(series.timestamps, dtype=np.float64)
     values = series.data if series.kind == "regular" else series.values
-    inside = rec[domain_name].load().contains(times)
+    domain = domain if domain is not None else rec[domain_name].load()
+    inside = domain.contains(times)
     return EvalTargets(rec.id, times[inside], np.asarray(values)[inside])

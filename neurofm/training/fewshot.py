@@ -1,0 +1,148 @@
+"""Data efficiency of adapting to a new session: few-shot curves and prequential code length.
+
+Prequential (online) coding (Blier & Ollivier, 2018; seed 3 of shared/reference/seeds.md): the
+session's trials are sent in order; each block of trials is encoded with a model fitted on all
+trials before it, so a learner that adapts from fewer trials pays fewer bits. Blocks double in
+size (1, 1, 2, 4, 8, ... trials), the standard schedule that needs only log(T) refits. A sample's
+code is the Gaussian code of its z-scored residual (unit variance) at a fixed quantisation
+``eps``: ``D * (-log2 eps) + sum_d [0.5 log2(2 pi) + r_d^2 / (2 ln 2)]`` bits.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from neurofm.data.catalog import Catalog
+from neurofm.training.data import split_domains_of
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CodeLength", "few_shot_curve", "gaussian_code_bits", "prequential_code_length"]
+
+
+def gaussian_code_bits(residuals: np.ndarray, eps: float = 0.01) -> float:
+    """Bits to send z-scored residuals under a unit Gaussian, quantised at ``eps``."""
+    r = np.asarray(residuals, dtype=np.float64)
+    per_value = -math.log2(eps) + 0.5 * math.log2(2 * math.pi) + r**2 / (2 * math.log(2))
+    return float(per_value.sum())
+
+
+@dataclass
+class CodeLength:
+    """Prequential code length of one session's behaviour under one adaptation method."""
+
+    mode: str
+    bits: float
+    samples: int
+    blocks: list[tuple[int, int, float]] = field(default_factory=list)  # (first, stop, bits)
+
+    @property
+    def bits_per_sample(self) -> float:
+        return self.bits / max(1, self.samples)
+
+
+def _block_edges(n_trials: int) -> list[int]:
+    edges, k = [0, 1], 1
+    while edges[-1] < n_trials:
+        k *= 2
+        edges.append(min(n_trials, k))
+    return sorted(set(edges))
+
+
+def prequential_code_length(
+    checkpoint: str | Path,
+    catalog: str | Path,
+    out_dir: str | Path,
+    *,
+    mode: str = "unit-id",
+    recording_id: str | None = None,
+    n_trials: int = 16,
+    epochs: int = 20,
+    eps: float = 0.01,
+    seed: int = 0,
+) -> CodeLength:
+    """Bits to encode the first ``n_trials`` train trials of a session, adapting online."""
+    from neurofm.training.evaluate import evaluate_poyo
+    from neurofm.training.finetune import finetune, first_trials, prepare_for_session
+    from neurofm.training.poyo import load_poyo
+
+    cat = Catalog(catalog)
+    rid = recording_id or cat.ids[0]
+    trials = first_trials(split_domains_of(cat, "train", [rid])[rid], n_trials)
+    out_dir = Path(out_dir)
+    result = CodeLength(mode, 0.0, 0)
+    edges = _block_edges(len(trials))
+    for first, stop in zip(edges[:-1], edges[1:], strict=True):
+        if first == 0:  # nothing seen yet: the untrained model for this session
+            model, scaler, _ = load_poyo(checkpoint)
+            if mode == "scratch":
+                from neurofm.models.poyo import POYO
+
+                model = POYO(model.config)
+            with cat.open(rid) as rec:
+                prepare_for_session(model, rid, list(rec["spikes"].units.ids))
+        else:
+            fitted = finetune(
+                checkpoint,
+                cat.path,
+                out_dir / f"{mode}_{first}",
+                recording_id=rid,
+                mode=mode,
+                trials=first,
+                epochs=epochs,
+                seed=seed,
+                progress=False,
+                evaluate=False,
+            )
+            model, scaler, _ = load_poyo(fitted.checkpoint)
+        block = trials.take(np.arange(first, stop))
+        target = load_poyo(checkpoint)[2].target
+        ev = evaluate_poyo(model, scaler, cat.path, target, domains={rid: block})
+        s = ev.sessions[rid]
+        residuals = scaler.forward(s.truth) - scaler.forward(s.prediction)
+        bits = gaussian_code_bits(residuals, eps)
+        result.blocks.append((first, stop, bits))
+        result.bits += bits
+        result.samples += len(residuals)
+        log.info("%s: trials [%d, %d) cost %.0f bits", mode, first, stop, bits)
+    return result
+
+
+def few_shot_curve(
+    checkpoint: str | Path,
+    catalog: str | Path,
+    out_dir: str | Path,
+    *,
+    trials: tuple[int | None, ...] = (5, 10, 20, None),
+    modes: tuple[str, ...] = ("unit-id", "full", "scratch"),
+    seeds: tuple[int, ...] = (0, 1, 2),
+    epochs: int = 30,
+    recording_id: str | None = None,
+    progress: bool = True,
+) -> list[dict[str, object]]:
+    """Test R^2 of each adaptation mode for each number of labelled trials and seed."""
+    from tqdm.auto import tqdm
+
+    from neurofm.training.finetune import finetune
+
+    runs = [(m, k, s) for k in trials for m in modes for s in seeds]
+    rows = []
+    for mode, k, seed in tqdm(runs, desc="few-shot", disable=not progress):
+        res = finetune(
+            checkpoint,
+            catalog,
+            Path(out_dir) / f"{mode}_{k or 'all'}_{seed}",
+            recording_id=recording_id,
+            mode=mode,
+            trials=k,
+            epochs=epochs,
+            seed=seed,
+            progress=False,
+        )
+        rows.append({"mode": mode, "trials": res.n_trials, "seed": seed, "r2": res.mean_r2})
+    return rows
