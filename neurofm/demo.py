@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "demo.yaml"
+HELD_OUT = "sub-S1_ses-20240312"  # not in the demo pipeline's train step
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     raw, work = args.out / "dandiset", args.out / "pipeline"
     shutil.rmtree(raw, ignore_errors=True)
-    print(f"[1/5] synthesising {args.subjects}x{args.sessions} reaching sessions -> {raw}")
+    print(f"[1/6] synthesising {args.subjects}x{args.sessions} reaching sessions -> {raw}")
     rc = cli(
         [
             "synth",
@@ -56,13 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The demo never touches the internet: a local DANDI server serves the synthetic dandiset
     # over the same REST API as the archive, and the real dandi client pulls from it.
     with serve_dandiset(raw, "000000") as server:
-        print(f"[2/5] serving it as dandi:000000 at {server.api_url}")
-        print("[3/5] neurofm run pipelines/demo.yaml (verified pull, ingest with splits)")
+        print(f"[2/6] serving it as dandi:000000 at {server.api_url}")
+        print("[3/6] neurofm run pipelines/demo.yaml: verified pull, ingest, train POYO, evaluate")
         rc = cli(["run", str(PIPELINE), "--api-url", server.api_url, "--workdir", str(work)])
     if rc:
         return rc
     catalog = work / "catalog"
-    print("[4/5] catalog summary")
+    print("[4/6] catalog summary")
     cli(["info", str(catalog)])
 
     from neurofm.data import Catalog
@@ -72,7 +73,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     figure = args.out / "trial_raster.png"
     with cat.open(cat.ids[0]) as rec:
         plot_trial(rec, trial=1, path=figure)
-    print(f"[5/5] raster + behaviour of one trial -> {figure}")
+    print(f"[5/6] raster + behaviour of one trial -> {figure}")
+
+    from neurofm.training.finetune import finetune
+
+    held_out = HELD_OUT
+    print(f"[6/6] unit-id fine-tuning on the held-out session {held_out} (20 labelled trials)")
+    result = finetune(
+        work / "poyo" / "last.ckpt",
+        catalog,
+        work / "finetune",
+        recording_id=held_out,
+        mode="unit-id",
+        trials=20,
+        epochs=30,
+    )
+    print(f"  trains: {', '.join(result.trainable)}")
+    print(f"  held-out session test R^2 (stitched): {result.mean_r2:.3f}")
     print(f"demo finished in {time.perf_counter() - t0:.1f} s")
     return 0
 

@@ -65,9 +65,12 @@ def run_evaluate_step(
     target = card.fields.target
     model, scaler, _ = load_poyo(checkpoint)
     report = EvaluateReport(opts.split)
-    poyo = evaluate_poyo(model, scaler, catalog, target, opts.split)
+    # The sessions the model was trained on (others, e.g. held out for fine-tuning, are not
+    # in its vocabulary); the baselines are scored on the same ones.
+    sessions = [rid for rid in Catalog(catalog).ids if rid in model.session_emb]
+    poyo = evaluate_poyo(model, scaler, catalog, target, opts.split, recordings=sessions)
     report.r2["POYO"] = poyo.r2
-    report.r2.update(evaluate_baselines(catalog, target, opts.split, opts.baselines))
+    report.r2.update(evaluate_baselines(catalog, target, opts.split, opts.baselines, sessions))
     if opts.plot:
         from neurofm.viz import plot_predictions
 
@@ -82,14 +85,14 @@ def run_evaluate_step(
 
 
 def evaluate_baselines(
-    catalog: Path, target: str, split: str, names: list[str]
+    catalog: Path, target: str, split: str, names: list[str], sessions: list[str] | None = None
 ) -> dict[str, dict[str, float]]:
     """Fit the named baselines on the train split and score them like POYO."""
     from neurofm.models.baselines import GRUDecoder, WienerFilter
 
     classes = {"wiener": ("Wiener", WienerFilter), "gru": ("GRU", GRUDecoder)}
     cat = Catalog(catalog)
-    recordings = [cat.open(rid) for rid in cat.ids]
+    recordings = [cat.open(rid) for rid in (sessions or cat.ids)]
     try:
         out = {}
         for name in names:
