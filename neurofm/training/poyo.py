@@ -226,6 +226,15 @@ class POYOModule(pl.LightningModule):
         }
 
 
+def _quiet_lightning() -> None:
+    """Lightning prints hardware banners, a product tip and a torch deprecation warning on every
+    run; a user of neurofm cannot act on any of them."""
+    import warnings
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
@@ -342,6 +351,7 @@ def fit_poyo(
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+    _quiet_lightning()
     data = POYODataModule(catalog, model, scaler, cfg, train_domains, valid_domains)
     steps_per_epoch = max(
         1,
