@@ -278,6 +278,10 @@ class RegularSeries(Signal):
         Name used in error messages.
     unit : str
         Physical unit of the samples (e.g. ``"m/s"``, ``"V"``).
+    channel_info : mapping of str to array-like, optional
+        Per-channel metadata, one value per channel: EEG channel ``type`` and electrode
+        position ``x``, ``y``, ``z`` (m, MNE head frame), fMRI parcel ``label`` and centroid
+        ``x``, ``y``, ``z`` (mm, atlas space)... Windows share it with the parent series.
     """
 
     kind: ClassVar[str] = "regular"
@@ -291,11 +295,13 @@ class RegularSeries(Signal):
         name: str = "series",
         unit: str = "",
         *,
+        channel_info: Mapping[str, Any] | None = None,
         validate: bool = True,
     ) -> None:
         self.name, self.unit = name, unit
         if not validate:
             self.data, self.rate, self.start, self.channels = data, rate, start, channels
+            self.channel_info = channel_info if channel_info is not None else {}
             return
         self.data = _as_2d(data, f"{name}.data")
         try:
@@ -307,6 +313,9 @@ class RegularSeries(Signal):
         if not (math.isfinite(self.start) and self.start >= 0):
             raise InvalidDataError(f"{name}.start: must be finite and >= 0 s, got {start}")
         self.channels = _channels(channels, self.data.shape[1], f"{name}.channels")
+        self.channel_info = _columns(
+            channel_info, len(self.channels), f"{name}.channel_info", "channels"
+        )
 
     def __len__(self) -> int:
         return self.data.shape[0]
@@ -343,6 +352,7 @@ class RegularSeries(Signal):
             self.channels,
             self.name,
             self.unit,
+            channel_info=self.channel_info,
             validate=False,
         )
 

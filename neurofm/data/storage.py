@@ -5,7 +5,8 @@ Layout of a signal group (``/signals/<name>``, attribute ``kind``)::
     spikes     timestamps f8[n], unit_index i4[n], time_index i8[K+1] (attr step),
                units/ids str[u], units/columns/<col>[u]
     irregular  timestamps f8[n], values [n, c], time_index i8[K+1], channels str[c]
-    regular    data [t, c] (attrs rate, start, unit), channels str[c]
+    regular    data [t, c] (attrs rate, start, unit), channels str[c],
+               channel_info/<col>[c]? (per-channel type, position, parcel centroid...)
     intervals  start f8[n], end f8[n], end_cummax f8[n], labels str[n]?, columns/<col>[n]
                (attr time_columns)
 
@@ -65,8 +66,10 @@ def _write_strings(group: h5py.Group, name: str, values: np.ndarray) -> None:
     group.create_dataset(name, data=np.asarray([str(v) for v in values], dtype=object), dtype=_STR)
 
 
-def _write_columns(group: h5py.Group, columns: dict[str, np.ndarray]) -> None:
-    cols = group.create_group("columns")
+def _write_columns(
+    group: h5py.Group, columns: dict[str, np.ndarray], name: str = "columns"
+) -> None:
+    cols = group.create_group(name)
     for key, col in columns.items():
         if col.dtype == object or col.dtype.kind in "US":
             _write_strings(cols, key, col)
@@ -80,10 +83,10 @@ def _read_column(ds: h5py.Dataset) -> np.ndarray:
     return ds[()]
 
 
-def _read_columns(group: h5py.Group) -> dict[str, np.ndarray]:
-    if "columns" not in group:
+def _read_columns(group: h5py.Group, name: str = "columns") -> dict[str, np.ndarray]:
+    if name not in group:
         return {}
-    return {key: _read_column(ds) for key, ds in group["columns"].items()}
+    return {key: _read_column(ds) for key, ds in group[name].items()}
 
 
 def write_units(parent: h5py.Group, units: Units) -> None:
@@ -118,6 +121,8 @@ def write_signal(parent: h5py.Group, name: str, signal: Signal) -> None:
         group.create_dataset("data", data=signal.data)
         group.attrs.update(rate=signal.rate, start=signal.start, unit=signal.unit)
         _write_strings(group, "channels", signal.channels)
+        if signal.channel_info:  # optional: files without it (format 1 as first written) stay valid
+            _write_columns(group, signal.channel_info, "channel_info")
     elif isinstance(signal, Intervals):
         group.create_dataset("start", data=signal.start)
         group.create_dataset("end", data=signal.end)
@@ -309,6 +314,8 @@ class LazyRegularSeries(LazySignal):
         self.start = float(group.attrs["start"])
         self.unit = str(group.attrs.get("unit", ""))
         self.channels = np.asarray(group["channels"].asstr()[()], dtype=object)
+        # Read once at open (one value per channel); windows share it, so they cost nothing more.
+        self.channel_info = _read_columns(group, "channel_info")
         self._data = direct(group["data"])
         self.shape = self._data.shape
 
@@ -329,7 +336,14 @@ class LazyRegularSeries(LazySignal):
         )
         first = self.start + lo / self.rate if hi > lo else max(self.start, start)
         return RegularSeries(
-            data, self.rate, first - start, self.channels, self.name, self.unit, validate=False
+            data,
+            self.rate,
+            first - start,
+            self.channels,
+            self.name,
+            self.unit,
+            channel_info=self.channel_info,
+            validate=False,
         )
 
     def load(self) -> RegularSeries:
@@ -340,6 +354,7 @@ class LazyRegularSeries(LazySignal):
             self.channels,
             self.name,
             self.unit,
+            channel_info=self.channel_info,
             validate=False,
         )
 

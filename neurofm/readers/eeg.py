@@ -1,0 +1,706 @@
+"""EEG files -> :class:`~neurofm.data.Recording` through MNE-Python; and back with :func:`to_mne`.
+
+Any format ``mne.io.read_raw`` reads (EDF/BDF, BrainVision ``.vhdr``, FIF, EEGLAB ``.set``,
+GDF, CNT...) is read; a file inside a BIDS dataset is read through ``mne_bids.read_raw_bids``,
+which applies its sidecars (channel types and bad channels from ``_channels.tsv``, electrode
+positions from ``_electrodes.tsv``, events from ``_events.tsv``).
+
+What the Recording holds:
+
+* ``eeg``: a :class:`RegularSeries` (time x channels, volts, float32 by default) of every
+  non-stimulus channel, with per-channel ``channel_info``: ``type`` (eeg, eog, ecg, emg,
+  misc...), electrode position ``x``, ``y``, ``z`` (metres, MNE head frame; NaN when unknown)
+  and ``bad``;
+* ``events``: every annotation and trigger (stimulus channels are turned into events) as
+  :class:`Intervals` labelled by their description;
+* ``volumes``: the scanner's volume markers (annotations matching ``volume_marker``, e.g.
+  BrainVision ``R128``), kept apart so EEG and fMRI can be aligned on them.
+
+A preprocessing chain (:class:`EEGPreprocessing`: bad channels, notch, band-pass,
+re-reference, resample) is run by MNE before the data is stored, and every step with its
+parameters is recorded in ``recording.provenance.extra["preprocessing"]``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+import neurofm
+from neurofm.data.recording import Metadata, Recording, provenance_from
+from neurofm.data.signals import Intervals, RegularSeries, Signal
+from neurofm.errors import InvalidDataError, NeuroFMError, ReaderError
+from neurofm.sources.bids import (
+    EEG_EXTENSIONS,
+    bids_root_of,
+    eeg_companions,
+    entities_of,
+    entity_string,
+    files_sha256,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "EEG_EXTENSIONS",
+    "VOLUME_MARKER",
+    "EEGPreprocessing",
+    "from_mne",
+    "load_preprocessing",
+    "read_eeg",
+    "to_mne",
+]
+
+#: Default pattern (a regular expression, matched against the whole description) of scanner
+#: volume markers: BrainVision's ``R128`` as MNE names it (``Response/R128``, or
+#: ``Comment/R128`` after MNE's own BrainVision export), ``Volume/...`` and ``Scanner/...``
+#: marker types, and the plain names used in BIDS events files.
+VOLUME_MARKER = r"((Response|Comment|Stimulus)/)?R\s*128|(Volume|Scanner)(/.*)?|TR|volume|scanner"
+
+# Channel names that give away a non-EEG channel in formats that store no channel types
+# (EDF, BrainVision): MNE reads every channel of those as 'eeg'.
+_NAME_TYPES = (
+    (re.compile(r"^(ECG|EKG)\d*$", re.I), "ecg"),
+    (re.compile(r"^([HV]?EOG\d*|EOG[LRHV]?\d*)$", re.I), "eog"),
+    (re.compile(r"^EMG\d*$", re.I), "emg"),
+)
+_SKIP_TYPES = ("stim", "syst")
+
+
+# --------------------------------------------------------------------------------------------
+# preprocessing configuration
+# --------------------------------------------------------------------------------------------
+
+
+class EEGPreprocessing(BaseModel):
+    """The preprocessing chain run by MNE before an EEG recording is stored.
+
+    Steps run in this order (each one only if configured): mark ``bad_channels`` ->
+    ``notch`` (``Raw.notch_filter``) -> band-pass ``l_freq``/``h_freq`` (``Raw.filter``) ->
+    bad channels interpolated (spherical splines, ``Raw.interpolate_bads``) or dropped ->
+    ``reference`` (``Raw.set_eeg_reference``) -> ``resample`` (``Raw.resample``). Bad channels
+    are handled before re-referencing so they never leak into an average reference.
+
+    In YAML (a dataset card's ``preprocessing:`` or a file given to ``neurofm ingest``)::
+
+        bad_channels: [T7]
+        bad_channel_action: interpolate
+        notch: [50, 100]
+        l_freq: 1.0
+        h_freq: 40.0
+        reference: average
+        resample: 200
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bad_channels: list[str] = Field(
+        default_factory=list, description="channels to mark bad (added to the file's own)"
+    )
+    bad_channel_action: Literal["interpolate", "drop", "keep"] = Field(
+        "interpolate", description="what to do with bad channels: interpolate, drop, or keep"
+    )
+    notch: list[float] = Field(default_factory=list, description="line-noise frequencies, Hz")
+    l_freq: float | None = Field(None, gt=0, description="high-pass edge of the band-pass, Hz")
+    h_freq: float | None = Field(None, gt=0, description="low-pass edge of the band-pass, Hz")
+    reference: Literal["average"] | list[str] | None = Field(
+        None, description="'average' or the reference channels' names"
+    )
+    resample: float | None = Field(None, gt=0, description="new sampling rate, Hz")
+
+    @model_validator(mode="after")
+    def _band(self) -> EEGPreprocessing:
+        if self.l_freq is not None and self.h_freq is not None and self.l_freq >= self.h_freq:
+            raise ValueError(f"l_freq ({self.l_freq}) must be below h_freq ({self.h_freq})")
+        if any(f <= 0 for f in self.notch):
+            raise ValueError(f"notch frequencies must be > 0 Hz (got {self.notch})")
+        return self
+
+    @property
+    def is_empty(self) -> bool:
+        return self == EEGPreprocessing()
+
+
+def _preprocessing(value: Any, where: str) -> EEGPreprocessing:
+    if value is None:
+        return EEGPreprocessing()
+    if isinstance(value, EEGPreprocessing):
+        return value
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if not isinstance(value, Mapping):
+        raise InvalidDataError(f"{where}: preprocessing must be a mapping, got {value!r}")
+    try:
+        return EEGPreprocessing.model_validate(dict(value))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = "".join(f".{p}" for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        raise InvalidDataError(f"{where}: preprocessing{loc}: {msg}") from None
+
+
+def load_preprocessing(path: str | os.PathLike[str]) -> EEGPreprocessing:
+    """Read an :class:`EEGPreprocessing` from a YAML file (a mapping of its fields).
+
+    Raises
+    ------
+    SpecError
+        Not YAML, not a mapping, or an unknown or invalid key; the message names the file and
+        the key.
+    """
+    from neurofm.specs import _read_yaml, _validate
+
+    path = Path(path)
+    return _validate(EEGPreprocessing, _read_yaml(path), path)
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------------
+
+
+def read_eeg(
+    path: str | os.PathLike[str],
+    *,
+    preprocessing: EEGPreprocessing | Mapping[str, Any] | None = None,
+    recording_id: str | None = None,
+    require_type: str = "eeg",
+    channel_types: Mapping[str, str] | None = None,
+    montage: str | os.PathLike[str] | None = "auto",
+    volume_marker: str = VOLUME_MARKER,
+    dtype: Any = np.float32,
+    sha256: str | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> Recording:
+    """Read an EEG file (any format MNE reads, or a BIDS EEG file) into a Recording.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.vhdr`` (BrainVision), ``.edf``, ``.bdf``, ``.fif``, ``.set`` (EEGLAB), ``.gdf``,
+        ``.cnt``... A file named ``sub-*_eeg.*`` inside a BIDS dataset is read with mne-bids.
+    preprocessing : EEGPreprocessing or dict, optional
+        The MNE preprocessing chain to run (see :class:`EEGPreprocessing`); none by default.
+    recording_id : str, optional
+        Default: the BIDS entities (``sub-01_ses-01_task-rest_run-1``), else the file stem.
+    require_type : str
+        Channel type the file must have at least one of (``"eeg"``); else an error.
+    channel_types : mapping of str to str, optional
+        Channel name -> MNE type, applied after reading (``{"EKG": "ecg"}``). Without it,
+        channels named like ECG/EKG, EOG/HEOG/VEOG, EMG are typed so in formats that store no
+        types (EDF, BrainVision outside BIDS).
+    montage : str, path or None
+        Electrode positions when the file has none: ``"auto"`` (MNE's template 10-05 montage
+        on the fsaverage head, matched case-insensitively; channels it lacks stay without
+        position), a built-in montage name, a montage file (``read_custom_montage``), or None.
+    volume_marker : str
+        Regular expression matching the whole description of the scanner's volume markers.
+    dtype : numpy dtype
+        Storage type of the samples. float32 holds 24 bits of mantissa, the resolution of the
+        best EEG amplifiers and more than EDF (16 bit) or BrainVision's float32 store.
+    sha256 : str, optional
+        Fingerprint of the source, when the caller computed it.
+    provenance : mapping, optional
+        Extra provenance fields.
+
+    Returns
+    -------
+    Recording
+        In memory: ``eeg``, ``events`` and, if any markers are found, ``volumes``.
+
+    Raises
+    ------
+    ReaderError
+        Missing file, a format MNE cannot read, or no channel of ``require_type``.
+    InvalidDataError
+        A preprocessing step that does not fit the file (unknown bad channel, a band edge at
+        or above the Nyquist frequency, interpolation without electrode positions).
+    """
+    import mne
+
+    path = Path(path)
+    if path.is_dir():
+        raise ReaderError(
+            f"{path}: is a folder, expected an EEG file ({', '.join(EEG_EXTENSIONS)})"
+        )
+    if not path.is_file():
+        raise ReaderError(f"{path}: no such file")
+    config = _preprocessing(preprocessing, str(path))
+    bids_root = bids_root_of(path)
+    raw, how = _read_raw(path, bids_root)
+    notes: dict[str, Any] = {"read_with": how}
+    if channel_types:
+        unknown = sorted(set(channel_types) - set(raw.ch_names))
+        if unknown:
+            raise InvalidDataError(
+                f"{path}: channel_types: no channel {unknown[0]!r} in the file "
+                f"(channels: {', '.join(raw.ch_names[:8])}{'...' if len(raw.ch_names) > 8 else ''})"
+            )
+        raw.set_channel_types(dict(channel_types), on_unit_change="ignore")
+    elif how == "mne.io.read_raw" and set(raw.get_channel_types()) <= {"eeg", "stim", "misc"}:
+        inferred = _types_from_names(raw.ch_names, raw.get_channel_types())
+        if inferred:
+            raw.set_channel_types(inferred, on_unit_change="ignore")
+            notes["channel_types_from_names"] = inferred
+    _stim_to_annotations(raw, path)
+    picks = [i for i, t in enumerate(raw.get_channel_types()) if t not in _SKIP_TYPES]
+    types = raw.get_channel_types()
+    if not any(types[i] == require_type for i in picks):
+        counts = {t: types.count(t) for t in sorted(set(types))}
+        found = ", ".join(f"{t} x{n}" for t, n in counts.items()) or "none"
+        raise ReaderError(
+            f"{path}: channel types: no channel of type {require_type!r} (found: {found})"
+        )
+    raw.pick(picks)
+    notes["montage"] = _apply_montage(raw, montage, path)
+    steps = _run_preprocessing(raw, config, path)
+    rec_id = recording_id or _default_id(path, bids_root)
+    signals = _signals(raw, path, volume_marker, dtype)
+    entities = entities_of(path) if bids_root is not None else {}
+    meta = _metadata(raw, entities)
+    prov = provenance_from(
+        {
+            "source_path": str(path.resolve()),
+            "sha256": sha256 or files_sha256(eeg_companions(path)),
+            "reader": "neurofm.readers.eeg",
+            "neurofm_version": neurofm.__version__,
+            "mne_version": mne.__version__,
+            "format": _format_name(path),
+            "preprocessing": steps,
+            "volume_marker": volume_marker,
+            **({"bids_root": str(bids_root), "bids_entities": entities} if bids_root else {}),
+            **notes,
+            **(dict(provenance) if provenance else {}),
+        }
+    )
+    return Recording(
+        rec_id, signals, duration=raw.n_times / raw.info["sfreq"], metadata=meta, provenance=prov
+    )
+
+
+def from_mne(
+    raw: Any,
+    *,
+    recording_id: str,
+    preprocessing: EEGPreprocessing | Mapping[str, Any] | None = None,
+    volume_marker: str = VOLUME_MARKER,
+    dtype: Any = np.float32,
+    provenance: Mapping[str, Any] | None = None,
+) -> Recording:
+    """A Recording from an ``mne.io.Raw`` already in memory (e.g. after custom artefact removal).
+
+    The raw object is copied, never modified. Parameters as in :func:`read_eeg`.
+    """
+    import mne
+
+    raw = raw.copy().load_data()
+    where = f"<mne.io.Raw {recording_id}>"
+    config = _preprocessing(preprocessing, where)
+    _stim_to_annotations(raw, Path(where))
+    raw.pick([i for i, t in enumerate(raw.get_channel_types()) if t not in _SKIP_TYPES])
+    if not len(raw.ch_names):
+        raise ReaderError(f"{where}: channel types: no data channels")
+    steps = _run_preprocessing(raw, config, Path(where))
+    prov = provenance_from(
+        {
+            "reader": "neurofm.readers.eeg.from_mne",
+            "neurofm_version": neurofm.__version__,
+            "mne_version": mne.__version__,
+            "preprocessing": steps,
+            "volume_marker": volume_marker,
+            **(dict(provenance) if provenance else {}),
+        }
+    )
+    return Recording(
+        recording_id,
+        _signals(raw, Path(where), volume_marker, dtype),
+        duration=raw.n_times / raw.info["sfreq"],
+        metadata=_metadata(raw, {}),
+        provenance=prov,
+    )
+
+
+def _format_name(path: Path) -> str:
+    name = path.name.lower()
+    for ext, fmt in (
+        (".vhdr", "BrainVision"),
+        (".edf", "EDF"),
+        (".bdf", "BDF"),
+        (".set", "EEGLAB"),
+        (".fif", "FIF"),
+        (".fif.gz", "FIF"),
+        (".gdf", "GDF"),
+        (".cnt", "CNT"),
+    ):
+        if name.endswith(ext):
+            return fmt
+    return path.suffix.lstrip(".")
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def _read_raw(path: Path, bids_root: Path | None) -> tuple[Any, str]:
+    """The file as a preloaded mne Raw; MNE's warnings about the file go to the log."""
+    import mne
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if bids_root is not None:
+                from mne_bids import BIDSPath, get_bids_path_from_fname, read_raw_bids
+
+                # The file name gives the entities; the root makes mne-bids find the sidecars
+                # (channels, electrodes, events) that hold types, positions and events.
+                parsed = get_bids_path_from_fname(path, check=False, verbose=False)
+                bp = BIDSPath(
+                    **parsed.entities,
+                    datatype=parsed.datatype,
+                    suffix=parsed.suffix,
+                    extension=parsed.extension,
+                    root=bids_root,
+                    check=False,
+                )
+                raw = read_raw_bids(bp, verbose=False)
+                how = "mne_bids.read_raw_bids"
+            else:
+                raw = mne.io.read_raw(path, preload=False, verbose=False)
+                how = "mne.io.read_raw"
+            raw.load_data(verbose=False)
+        except NeuroFMError:
+            raise
+        except Exception as exc:  # MNE raises many types for unreadable or unsupported files
+            raise ReaderError(f"{path}: cannot read as EEG ({_reason(exc)})") from None
+    for w in caught:
+        log.info("%s: mne: %s", path, w.message)
+    if raw.n_times == 0:
+        raise ReaderError(f"{path}: data: the recording holds no samples")
+    return raw, how
+
+
+def _types_from_names(names: Sequence[str], types: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for name, kind in zip(names, types, strict=True):
+        if kind != "eeg":
+            continue
+        for pattern, new in _NAME_TYPES:
+            if pattern.match(name.strip()):
+                out[name] = new
+                break
+    return out
+
+
+def _stim_to_annotations(raw: Any, path: Path) -> None:
+    """Trigger channels become annotations (labelled by their code) and are dropped from data."""
+    import mne
+
+    stim = [n for n, t in zip(raw.ch_names, raw.get_channel_types(), strict=True) if t == "stim"]
+    if not stim:
+        return
+    try:
+        events = mne.find_events(raw, stim_channel=stim, shortest_event=1, verbose=False)
+    except Exception as exc:  # a malformed trigger channel must not hide the EEG
+        log.warning("%s: trigger channels %s not decoded (%s)", path, stim, _reason(exc))
+        return
+    if len(events):
+        found = mne.annotations_from_events(
+            events,
+            raw.info["sfreq"],
+            first_samp=raw.first_samp,
+            orig_time=raw.annotations.orig_time,
+        )
+        raw.set_annotations(raw.annotations + found)
+
+
+def _apply_montage(raw: Any, montage: str | os.PathLike[str] | None, path: Path) -> str:
+    """Give electrodes positions when the file has none; returns what was done (provenance)."""
+    import mne
+
+    eeg = [i for i, t in enumerate(raw.get_channel_types()) if t == "eeg"]
+    locs = np.array([raw.info["chs"][i]["loc"][:3] for i in eeg]).reshape(-1, 3)
+    have = np.isfinite(locs).all(axis=1) & (np.abs(locs).sum(axis=1) > 0)
+    if montage is None:
+        return "none"
+    if montage == "auto":
+        if have.any():
+            return "from file"
+        builtin = mne.channels.get_builtin_montages()
+        # fsaverage_1005 (MNE >= 1.13) is the template the deprecated standard_1005 points to.
+        montage = "fsaverage_1005" if "fsaverage_1005" in builtin else "standard_1005"
+        on_missing = "ignore"
+    else:
+        on_missing = "warn"
+    try:
+        if isinstance(montage, str) and montage in mne.channels.get_builtin_montages():
+            dig = mne.channels.make_standard_montage(montage)
+        else:
+            dig = mne.channels.read_custom_montage(montage)
+    except Exception as exc:
+        raise ReaderError(
+            f"{path}: montage: cannot load {str(montage)!r} ({_reason(exc)})"
+        ) from None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        raw.set_montage(dig, match_case=False, on_missing=on_missing, verbose=False)
+    for w in caught:
+        log.info("%s: montage %s: %s", path, montage, w.message)
+    return str(montage)
+
+
+def _run_preprocessing(raw: Any, config: EEGPreprocessing, path: Path) -> list[dict[str, Any]]:
+    """Run the chain with MNE and return the steps as they were run (for provenance)."""
+    steps: list[dict[str, Any]] = []
+    if config.is_empty:
+        return steps
+    nyquist = raw.info["sfreq"] / 2
+    for key in ("l_freq", "h_freq"):
+        value = getattr(config, key)
+        if value is not None and value >= nyquist:
+            raise InvalidDataError(
+                f"{path}: preprocessing.{key}: {value} Hz is at or above the Nyquist frequency "
+                f"({nyquist:g} Hz at {raw.info['sfreq']:g} Hz)"
+            )
+    high_notch = [f for f in config.notch if f >= nyquist]
+    if high_notch:
+        raise InvalidDataError(
+            f"{path}: preprocessing.notch: {high_notch[0]} Hz is at or above the Nyquist "
+            f"frequency ({nyquist:g} Hz)"
+        )
+    bads = list(dict.fromkeys([*raw.info["bads"], *config.bad_channels]))
+    unknown = [b for b in config.bad_channels if b not in raw.ch_names]
+    if unknown:
+        raise InvalidDataError(
+            f"{path}: preprocessing.bad_channels: no channel {unknown[0]!r} in the file"
+        )
+    raw.info["bads"] = bads
+    if bads:
+        steps.append({"step": "mark_bads", "channels": bads})
+    if config.notch:
+        raw.notch_filter(config.notch, picks="all", verbose=False)
+        steps.append({"step": "notch", "mne": "Raw.notch_filter", "freqs": list(config.notch)})
+    if config.l_freq is not None or config.h_freq is not None:
+        raw.filter(config.l_freq, config.h_freq, picks="all", verbose=False)
+        steps.append(
+            {
+                "step": "filter",
+                "mne": "Raw.filter",
+                "l_freq": config.l_freq,
+                "h_freq": config.h_freq,
+                "method": "fir",
+                "phase": "zero",
+            }
+        )
+    if bads and config.bad_channel_action == "interpolate":
+        eeg_bads = [b for b in bads if raw.get_channel_types([b])[0] == "eeg"]
+        locs = np.array([raw.info["chs"][raw.ch_names.index(b)]["loc"][:3] for b in eeg_bads])
+        if len(eeg_bads) and not (np.isfinite(locs).all() and (np.abs(locs).sum(axis=1) > 0).all()):
+            raise InvalidDataError(
+                f"{path}: preprocessing.bad_channel_action: cannot interpolate {eeg_bads} without "
+                "electrode positions (set a montage, or use 'drop')"
+            )
+        raw.interpolate_bads(reset_bads=True, verbose=False)
+        steps.append(
+            {
+                "step": "interpolate_bads",
+                "mne": "Raw.interpolate_bads",
+                "channels": bads,
+                "method": "spline",
+            }
+        )
+    elif bads and config.bad_channel_action == "drop":
+        raw.drop_channels(bads)
+        steps.append({"step": "drop_bads", "mne": "Raw.drop_channels", "channels": bads})
+    if config.reference is not None:
+        ref = config.reference
+        missing = [] if ref == "average" else [c for c in ref if c not in raw.ch_names]
+        if missing:
+            raise InvalidDataError(
+                f"{path}: preprocessing.reference: no channel {missing[0]!r} in the file"
+            )
+        raw.set_eeg_reference(ref, projection=False, verbose=False)
+        steps.append({"step": "reference", "mne": "Raw.set_eeg_reference", "ref_channels": ref})
+    if config.resample is not None:
+        old = raw.info["sfreq"]
+        raw.resample(config.resample, verbose=False)
+        steps.append(
+            {"step": "resample", "mne": "Raw.resample", "from_hz": old, "sfreq": config.resample}
+        )
+    return steps
+
+
+def _default_id(path: Path, bids_root: Path | None) -> str:
+    if bids_root is not None:
+        ident = entity_string(entities_of(path))
+        if ident:
+            return ident
+    name = path.name
+    for ext in EEG_EXTENSIONS:
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return path.stem
+
+
+def _signals(raw: Any, path: Path, volume_marker: str, dtype: Any) -> dict[str, Signal]:
+    sfreq = float(raw.info["sfreq"])
+    types = raw.get_channel_types()
+    locs = np.array([ch["loc"][:3] for ch in raw.info["chs"]], dtype=np.float64).reshape(-1, 3)
+    # MNE stores "no position" as NaN or as all zeros.
+    unknown = ~np.isfinite(locs).all(axis=1) | (np.abs(locs).sum(axis=1) == 0)
+    locs[unknown] = np.nan
+    info = {
+        "type": np.asarray(types, dtype=object),
+        "x": locs[:, 0],
+        "y": locs[:, 1],
+        "z": locs[:, 2],
+        "bad": np.asarray([n in raw.info["bads"] for n in raw.ch_names]),
+    }
+    data = np.ascontiguousarray(raw.get_data().T, dtype=dtype)
+    signals: dict[str, Signal] = {
+        "eeg": RegularSeries(data, sfreq, 0.0, raw.ch_names, "eeg", "V", channel_info=info)
+    }
+    ann = raw.annotations
+    # Onsets count from meas_date when the annotations carry it: subtract the first sample's
+    # time so 0 is the recording's first sample, as everywhere in neurofm.
+    shift = raw.first_time if ann.orig_time is not None else 0.0
+    onset = np.asarray(ann.onset, dtype=np.float64) - shift
+    duration = np.asarray(ann.duration, dtype=np.float64)
+    desc = np.asarray([str(d) for d in ann.description], dtype=object)
+    order = np.argsort(onset, kind="stable")
+    onset, duration, desc = onset[order], duration[order], desc[order]
+    try:
+        pattern = re.compile(volume_marker)
+    except re.error as exc:
+        raise InvalidDataError(f"volume_marker: not a regular expression ({exc})") from None
+    is_volume = np.asarray([bool(pattern.fullmatch(d)) for d in desc], dtype=bool)
+    for name, keep in (("events", ~is_volume), ("volumes", is_volume)):
+        if name == "volumes" and not keep.any():
+            continue
+        try:
+            signals[name] = Intervals(
+                onset[keep], onset[keep] + duration[keep], desc[keep], name=name
+            )
+        except InvalidDataError as exc:
+            raise InvalidDataError(f"{path}: annotations: {exc}") from None
+    return signals
+
+
+def _metadata(raw: Any, entities: Mapping[str, str]) -> Metadata:
+    info = raw.info
+    subject = info.get("subject_info") or {}
+    meas = info.get("meas_date")
+    extra: dict[str, Any] = {
+        "sampling_rate_hz": float(info["sfreq"]),
+        "n_channels": len(raw.ch_names),
+        "line_freq": info.get("line_freq"),
+        "highpass_hz": float(info["highpass"]),
+        "lowpass_hz": float(info["lowpass"]),
+    }
+    return Metadata(
+        subject_id=str(entities.get("subject") or subject.get("his_id") or ""),
+        session_id=str(entities.get("session") or ""),
+        task=str(entities.get("task") or ""),
+        modality="eeg",
+        session_start_time=meas.isoformat() if isinstance(meas, dt.datetime) else "",
+        description=str(info.get("description") or ""),
+        extra=extra,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# back to MNE
+# --------------------------------------------------------------------------------------------
+
+
+def to_mne(
+    recording: Recording,
+    signal: str = "eeg",
+    annotations: Sequence[str] = ("events", "volumes"),
+) -> Any:
+    """An ``mne.io.RawArray`` of a Recording's EEG, with channel types, positions, bad
+    channels and annotations: what :func:`read_eeg` read, back in MNE's hands.
+
+    Parameters
+    ----------
+    recording : Recording
+        In memory or lazy (the signal is loaded), or a window of one.
+    signal : str
+        The :class:`RegularSeries` to convert.
+    annotations : sequence of str
+        Interval signals that become annotations (missing ones are skipped); their labels are
+        the descriptions.
+
+    Returns
+    -------
+    mne.io.RawArray
+        Data in float64 volts, ``info["sfreq"]`` the series' rate; annotations count from the
+        series' first sample, as in the original file.
+    """
+    import mne
+
+    series = recording[signal].load()
+    if not isinstance(series, RegularSeries):
+        raise InvalidDataError(
+            f"recording {recording.id!r}: signal {signal!r} is a {type(series).__name__}, "
+            "expected a RegularSeries"
+        )
+    info_cols = series.channel_info
+    names = [str(c) for c in series.channels]
+    types = [str(t) for t in info_cols.get("type", ["eeg"] * len(names))]
+    info = mne.create_info(names, series.rate, types)
+    if recording.metadata.extra.get("line_freq") is not None:
+        info["line_freq"] = float(recording.metadata.extra["line_freq"])
+    data = np.asarray(series.data, dtype=np.float64).T
+    raw = mne.io.RawArray(data, info, verbose=False)
+    if all(k in info_cols for k in ("x", "y", "z")):
+        pos = np.column_stack([info_cols["x"], info_cols["y"], info_cols["z"]]).astype(float)
+        ch_pos = {
+            n: p
+            for n, p, t in zip(names, pos, types, strict=True)
+            if np.isfinite(p).all() and t in ("eeg", "seeg", "ecog", "dbs")
+        }
+        if ch_pos:
+            raw.set_montage(
+                mne.channels.make_dig_montage(ch_pos=ch_pos, coord_frame="head"),
+                on_missing="ignore",
+                verbose=False,
+            )
+    if "bad" in info_cols:
+        raw.info["bads"] = [n for n, b in zip(names, info_cols["bad"], strict=True) if bool(b)]
+    onsets, durations, descriptions = [], [], []
+    for name in annotations:
+        if name not in recording:
+            continue
+        table = recording[name].load()
+        onsets.append(table.start - series.start)
+        durations.append(table.end - table.start)
+        labels = table.labels if table.labels is not None else np.full(len(table), name)
+        descriptions.append(np.asarray(labels, dtype=str))
+    if onsets:
+        onset = np.concatenate(onsets)
+        order = np.argsort(onset, kind="stable")
+        raw.set_annotations(
+            mne.Annotations(
+                onset[order], np.concatenate(durations)[order], np.concatenate(descriptions)[order]
+            )
+        )
+    meas = recording.metadata.session_start_time
+    if meas:
+        try:
+            when = dt.datetime.fromisoformat(meas)
+            raw.set_meas_date(when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc))
+        except (ValueError, RuntimeError):
+            log.info(
+                "recording %s: session_start_time %r not used as meas_date", recording.id, meas
+            )
+    return raw
