@@ -208,8 +208,13 @@ def test_cli_pull_ingest_and_errors(server, folder, tmp_path, capsys):
 
 
 def test_demo_pipeline_pulls_and_ingests_with_splits(server, tmp_path):
+    # the pull and ingest steps of the demo (its train/evaluate steps are tested elsewhere)
     result = run_pipeline(
-        REPO / "pipelines" / "demo.yaml", api_url=server.api_url, workdir=tmp_path, progress=False
+        REPO / "pipelines" / "demo.yaml",
+        api_url=server.api_url,
+        workdir=tmp_path,
+        progress=False,
+        only=("pull", "ingest"),
     )
     assert result.ok, result.summary
     assert result.summary[0].startswith("pull: 2 downloaded")
@@ -222,7 +227,11 @@ def test_demo_pipeline_pulls_and_ingests_with_splits(server, tmp_path):
         expected = trials.start[valid & (trials.columns["split"] == split)]
         np.testing.assert_array_equal(dom.start, expected)
     again = run_pipeline(
-        REPO / "pipelines" / "demo.yaml", api_url=server.api_url, workdir=tmp_path, progress=False
+        REPO / "pipelines" / "demo.yaml",
+        api_url=server.api_url,
+        workdir=tmp_path,
+        progress=False,
+        only=("pull", "ingest"),
     )
     assert again.summary == [
         f"pull: 0 downloaded, 2 up to date, 0 failed (0 bytes transferred) -> {tmp_path / 'raw'}",

@@ -229,7 +229,7 @@ def _pipeline(tmp_path: Path, steps: str, card: Path = DATASETS / "mc_maze_small
         ),
         pytest.param(
             "[{pull: {}}, {ingst: {out: catalog}}]",
-            "steps[1].ingst: unknown key (expected one of: ingest, pull)",
+            "steps[1].ingst: unknown key (expected one of: evaluate, ingest, pull, train)",
             id="unknown-step",
         ),
     ],
