@@ -73,7 +73,7 @@ def test_round_trip_keeps_data_channels_rate_events(fmt, run, exported, tmp_path
     # through the HDF5 file too: what a catalog holds must convert back the same
     rec.save(tmp_path / "r.h5")
     with Recording.open(tmp_path / "r.h5") as lazy:
-        back = to_mne(lazy)
+        back = lazy.to_mne()  # the Recording method delegates to readers.eeg.to_mne
     n = len(run.eeg)
     data = back.get_data()
     truth = run.eeg.T

@@ -296,6 +296,17 @@ class Recording:
     def is_lazy(self) -> bool:
         return any(isinstance(s, LazySignal) for s in self.signals.values())
 
+    # ---- conversions ----------------------------------------------------------------------
+
+    def to_mne(self, signal: str = "eeg", annotations: tuple[str, ...] = ("events", "volumes")):
+        """The EEG as an ``mne.io.RawArray`` (types, positions, bads, annotations).
+
+        See :func:`neurofm.readers.eeg.to_mne`, which this calls.
+        """
+        from neurofm.readers.eeg import to_mne  # MNE is heavy: only when asked for
+
+        return to_mne(self, signal, annotations)
+
     # ---- summaries ------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
