@@ -32,6 +32,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from neurofm.errors import SpecError
+from neurofm.readers.eeg import EEGPreprocessing
 
 __all__ = [
     "DatasetCard",
@@ -91,7 +92,7 @@ class FieldMapping(_Strict):
     """Which parts of the files matter: decoding target, trials, validity, split column."""
 
     spikes: str = Field("units", description="NWB Units table")
-    target: str = Field(description="behaviour series to decode, e.g. 'hand_vel'")
+    target: str | None = Field(None, description="behaviour series to decode, e.g. 'hand_vel'")
     trials: str = Field("trials", description="interval table of trials")
     valid_trials: str | None = Field(
         None, description="boolean trials column marking trials to use (e.g. 'is_success')"
@@ -126,10 +127,19 @@ class DatasetCard(_Strict):
     description: str = ""
     citation: str = ""
     source: SourceSpec
-    reader: Literal["nwb"] = "nwb"
-    fields: FieldMapping
+    reader: Literal["nwb", "eeg", "fmri", "bids"] = "nwb"
+    fields: FieldMapping = FieldMapping()
     splits: SplitSpec = SplitSpec()
+    preprocessing: EEGPreprocessing | None = Field(
+        None, description="EEG preprocessing chain run by MNE (band-pass, notch, reference...)"
+    )
     notes: str = ""
+
+    @model_validator(mode="after")
+    def _target_for_spikes(self) -> DatasetCard:
+        if self.reader == "nwb" and self.fields.target is None:
+            raise ValueError("fields.target is required for NWB (decoding) datasets")
+        return self
 
 
 class PullStep(_Strict):

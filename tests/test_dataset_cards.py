@@ -183,7 +183,7 @@ splits: {by: column, values: {val: valid}}
         pytest.param(
             "fields: {target: hand_vel, split_column: split}",
             "fields: {split_column: split}",
-            "fields.target: required key is missing",
+            "fields.target is required for NWB (decoding) datasets",
             id="missing-target",
         ),
     ],
