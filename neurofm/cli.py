@@ -146,7 +146,8 @@ def _parser() -> argparse.ArgumentParser:
         ("bias-only", "random weights, learned biases (feed-forward and recurrent)"),
     ):
         one = studies.add_parser(study, help=text)
-        one.add_argument("config", type=Path, help=f"analysis YAML, e.g. pipelines/{study}.yaml")
+        example = f"pipelines/{study.replace('-', '_')}.yaml"
+        one.add_argument("config", type=Path, help=f"analysis YAML, e.g. {example}")
         one.add_argument("--out", type=Path, help="results folder (default: the config's out)")
         one.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser

@@ -1,0 +1,200 @@
+"""Analysis configs and results folders.
+
+Configs (``pipelines/learning_regime.yaml``, ``pipelines/bias_only.yaml``) are validated by
+pydantic models with the same one-line errors as pipeline specs
+(:func:`neurofm.specs._validate`): an unknown key or a wrong type raises
+:class:`~neurofm.errors.SpecError` naming the file and the key.
+
+A results folder holds the tables (CSV), the plots (PNG) and a verbatim copy of the config. It
+is written under a temporary name beside its final path and renamed into place only when
+complete, so an interrupted analysis never leaves a half-written folder under the final name;
+an older folder of the same name is replaced only at that moment.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from neurofm.errors import SpecError
+from neurofm.specs import _read_yaml, _validate
+
+__all__ = [
+    "StrictModel",
+    "format_table",
+    "load_config",
+    "summarise",
+    "write_results",
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base of analysis config models: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def load_config(model: type[M], path: str | os.PathLike[str]) -> tuple[M, str]:
+    """Load and validate a YAML config; returns the model and the file's text (for the copy).
+
+    Raises
+    ------
+    SpecError
+        Missing file, invalid YAML, unknown key, wrong type: one line naming the file and key.
+    """
+    path = Path(path)
+    data = _read_yaml(path)
+    return _validate(model, data, path), path.read_text()
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float | np.floating):
+        return "" if math.isnan(float(value)) else repr(float(value))
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, list | tuple | np.ndarray):
+        return json.dumps(np.asarray(value).tolist())
+    return value
+
+
+def _csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    fields: list[str] = []
+    for row in rows:
+        fields.extend(k for k in row if k not in fields)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def summarise(
+    rows: Sequence[Mapping[str, Any]], by: Sequence[str], metrics: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Mean and standard deviation of ``metrics`` over rows grouped by the ``by`` columns.
+
+    Groups keep their first-seen order; NaN values (e.g. diverged runs) are left out of the
+    mean, and ``n`` counts the rows of each group.
+    """
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        key = tuple(row[k] if not _isnan(row[k]) else "nan" for k in by)
+        groups.setdefault(key, []).append(row)
+    out = []
+    for key, members in groups.items():
+        entry: dict[str, Any] = dict(zip(by, key, strict=True))
+        entry["n"] = len(members)
+        for m in metrics:
+            values = np.asarray([float(r[m]) for r in members], float)
+            values = values[np.isfinite(values)]
+            entry[f"{m}_mean"] = float(values.mean()) if values.size else math.nan
+            entry[f"{m}_sd"] = float(values.std()) if values.size else math.nan
+        out.append(entry)
+    return out
+
+
+def _isnan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """A plain-text table (for the CLI and logs): floats with 4 significant digits."""
+    if not rows:
+        return "(empty)"
+    columns = list(columns or rows[0].keys())
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float | np.floating):
+            return "nan" if math.isnan(float(v)) else f"{float(v):.4g}"
+        return str(v)
+
+    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines.extend("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells)
+    return "\n".join(lines)
+
+
+def write_results(
+    out: str | os.PathLike[str],
+    tables: Mapping[str, Sequence[Mapping[str, Any]]],
+    figures: Mapping[str, Any],
+    config_text: str,
+    config_name: str = "config.yaml",
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a results folder atomically.
+
+    Parameters
+    ----------
+    out : path
+        Final folder; replaced as a whole if it exists.
+    tables : mapping of str to rows
+        ``name -> list of dicts``, written as ``name.csv``.
+    figures : mapping of str to matplotlib Figure
+        ``name -> figure``, written as ``name.png`` (and closed).
+    config_text : str
+        Verbatim copy of the config, written as ``config_name``.
+    extra : mapping, optional
+        JSON-ready values written to ``summary.json``.
+
+    Returns
+    -------
+    Path
+        The folder.
+    """
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        for name, rows in tables.items():
+            (tmp / f"{name}.csv").write_text(_csv_text(rows))
+        for name, fig in figures.items():
+            fig.savefig(tmp / f"{name}.png", dpi=110, format="png")
+            plt.close(fig)
+        (tmp / config_name).write_text(config_text)
+        if extra is not None:
+            (tmp / "summary.json").write_text(json.dumps(extra, indent=1, default=_json_default))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; honour the user's umask
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            os.replace(out, old / "previous")
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise SpecError(f"summary.json: cannot serialise {type(value).__name__}")
