@@ -43,13 +43,7 @@ def catalog(tmp_path_factory) -> Path:
     return root / "catalog"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two torch threads on a 2-core machine shared with anything else thrash; one is faster.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_tiny_poyo_learns_to_decode_velocity(catalog, tmp_path):
