@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from neurofm.data.catalog import Catalog, split_domains
+from neurofm.data.catalog import Catalog, split_domains, time_domains
 from neurofm.data.recording import Recording
 from neurofm.data.signals import Intervals
 from neurofm.errors import CatalogError, InvalidDataError, NeuroFMError, ReaderError
@@ -324,7 +324,7 @@ def _ingest_sources(
                         provenance=source.provenance,
                     )
                 try:
-                    if card is not None and source.read is None:
+                    if card is not None and card.fields.target is not None:
                         rec = apply_card(rec, card, source.name)
                     _check_id_is_free(catalog, rec, source.name)
                     catalog.add(rec)
@@ -370,17 +370,44 @@ def apply_card(rec: Recording, card: Any, name: str = "") -> Recording:
     The card's field mapping must match the file (the target series and the trials table
     exist; the validity and split columns exist). Trials marked invalid are dropped, the rest
     split by the card's rules into ``train_domain``, ``valid_domain`` and ``test_domain``
-    (:class:`Intervals` that never overlap in time).
+    (:class:`Intervals` that never overlap in time). With ``splits.by: time`` the span of the
+    target is cut into contiguous blocks instead (no trials needed); a subject listed in
+    ``splits.held_out_subjects`` is test data from start to end.
     """
     fields, splits = card.fields, card.splits
     where = f"{name or rec.id}: dataset card {card.name!r}"
-    for key in ("target", "trials"):
+    needed = ("target",) if splits.by == "time" else ("target", "trials")
+    for key in needed:
         signal = getattr(fields, key)
         if signal not in rec:
             raise InvalidDataError(
                 f"{where}: fields.{key} is {signal!r} but the file has no such signal "
                 f"(has {sorted(rec.signals)})"
             )
+    if rec.metadata.subject_id in splits.held_out_subjects or splits.by == "time":
+        target = rec[fields.target]
+        times = target.load().timestamps
+        # The span of the target's samples, with the last sample's own period included.
+        span_end = float(times[-1]) + (1.0 / target.rate if target.kind == "regular" else 0.0)
+        held_out = rec.metadata.subject_id in splits.held_out_subjects
+        fractions = (0.0, 0.0, 1.0) if held_out else splits.fractions
+        domains = time_domains(float(times[0]), span_end, fractions)
+    else:
+        domains = _trial_domains(rec, card, where)
+    signals = dict(rec.signals)
+    for split, dom in domains.items():
+        signals[f"{split}_domain"] = Intervals(
+            dom.start, dom.end, name=f"{split}_domain", validate=False
+        )
+    out = Recording(rec.id, signals, rec.duration, rec.metadata, rec.provenance, rec.absolute_start)
+    out._closers, rec._closers = rec._closers, []
+    out.metadata.extra["dataset_card"] = card.name
+    return out
+
+
+def _trial_domains(rec: Recording, card: Any, where: str) -> dict[str, Intervals]:
+    """Train/valid/test domains from the card's trial rules (validity, split column)."""
+    fields, splits = card.fields, card.splits
     trials = rec[fields.trials].load()
     keep = np.ones(len(trials), dtype=bool)
     if fields.valid_trials is not None:
@@ -403,20 +430,8 @@ def apply_card(rec: Recording, card: Any, name: str = "") -> Recording:
         keep &= labels != "drop"
         kept = trials.take(np.flatnonzero(keep))
         kept.columns["_split"] = labels[keep]
-        domains = split_domains(kept, column="_split")
-    else:
-        domains = split_domains(
-            trials.take(np.flatnonzero(keep)), splits.fractions, seed=splits.seed
-        )
-    signals = dict(rec.signals)
-    for split, dom in domains.items():
-        signals[f"{split}_domain"] = Intervals(
-            dom.start, dom.end, name=f"{split}_domain", validate=False
-        )
-    out = Recording(rec.id, signals, rec.duration, rec.metadata, rec.provenance, rec.absolute_start)
-    out._closers, rec._closers = rec._closers, []
-    out.metadata.extra["dataset_card"] = card.name
-    return out
+        return split_domains(kept, column="_split")
+    return split_domains(trials.take(np.flatnonzero(keep)), splits.fractions, seed=splits.seed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -470,6 +485,7 @@ def run_pipeline(
     result = PipelineResult(spec.name, work)
     source = card.source
     pulled = None
+    generated: Path | None = None
     catalog = work / "catalog"
     checkpoint: Path | None = None
     for step in spec.steps:
@@ -479,7 +495,10 @@ def run_pipeline(
                 catalog = work / opts.out
             continue
         if step.kind == "pull":
-            if source.dandi is None:
+            if source.synthetic is not None:
+                generated = work / opts.to
+                result.summary.append(_synthesize(source.synthetic, generated, progress))
+            elif source.dandi is None:
                 result.summary.append(f"pull: skipped (local source {source.local})")
             elif opts.stream:
                 result.summary.append("pull: streaming at ingest (nothing downloaded)")
@@ -500,6 +519,13 @@ def run_pipeline(
             kw = {"force": opts.force, "progress": progress, "card": card}
             if source.local is not None:
                 report = ingest(source.local, out, **kw)
+            elif source.synthetic is not None:
+                if generated is None:
+                    raise NeuroFMError(
+                        f"{path}: the card's source is synthetic: a pull step must generate it "
+                        "before the ingest step"
+                    )
+                report = ingest(generated, out, **kw)
             elif pulled is not None:
                 report = _ingest_pulled(pulled, out, **kw)
             else:  # DANDI without a download step: stream
@@ -533,6 +559,35 @@ def run_pipeline(
             result.reports["evaluate"] = report
             result.summary.extend(lines)
     return result
+
+
+def _synthesize(source: Any, out: Path, progress: bool) -> str:
+    """Generate the card's synthetic dataset into ``out`` unless it is there with the same
+    parameters (the generator is deterministic, so the files would be identical)."""
+    import json
+
+    params = source.model_dump()
+    stamp = out / ".neurofm-synthetic.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) == params:
+        return f"pull: synthetic {source.kind} dataset up to date -> {out}"
+    if source.kind == "eeg-fmri":
+        from neurofm.synthetic.eeg_fmri import generate_eeg_fmri_dataset
+
+        runs = generate_eeg_fmri_dataset(
+            out,
+            n_subjects=source.subjects,
+            n_runs=source.runs,
+            duration=source.duration,
+            tr=source.tr,
+            n_parcels=source.parcels,
+            seed=source.seed,
+            bold_band=source.bold_band,
+            progress=progress,
+        )
+    else:  # pragma: no cover - the spec only admits the kinds above
+        raise NeuroFMError(f"synthetic source kind {source.kind!r} is not known")
+    stamp.write_text(json.dumps(params, indent=2))
+    return f"pull: generated a synthetic {source.kind} dataset ({len(runs)} runs) -> {out}"
 
 
 def _last_checkpoint(spec: Any, work: Path) -> Path:

@@ -43,6 +43,7 @@ __all__ = [
     "PipelineSpec",
     "PullStep",
     "SourceSpec",
+    "SyntheticSource",
     "SplitSpec",
     "load_card",
     "load_pipeline",
@@ -53,8 +54,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SyntheticSource(_Strict):
+    """A dataset neurofm generates itself (deterministic per seed), for demos and tests."""
+
+    kind: Literal["eeg-fmri"] = Field(description="generator: 'eeg-fmri' (BIDS EEG-fMRI)")
+    subjects: int = Field(3, ge=1, le=99)
+    runs: int = Field(1, ge=1, le=9)
+    duration: float = Field(480.0, gt=0, description="scanning time per run, s")
+    tr: float = Field(2.0, gt=0, description="repetition time, s")
+    parcels: int = Field(20, ge=2, le=500)
+    bold_band: Literal["alpha", "beta", "gamma"] = "gamma"
+    seed: int = 0
+
+
 class SourceSpec(_Strict):
-    """Where the raw files are: a DANDI dandiset (and version) or a local folder."""
+    """Where the raw files are: a DANDI dandiset (and version), a local folder, or a
+    synthetic dataset neurofm generates."""
 
     dandi: Annotated[str, Field(pattern=r"^\d{6}$")] | None = Field(
         None, description="6-digit dandiset id, e.g. '000128'"
@@ -64,6 +79,9 @@ class SourceSpec(_Strict):
     )
     include: list[str] = Field(default_factory=list, description="glob patterns on asset paths")
     local: str | None = Field(None, description="a local folder or NWB file instead of DANDI")
+    synthetic: SyntheticSource | None = Field(
+        None, description="generate the dataset (the pull step writes it)"
+    )
     url: str = Field("", description="the dataset's landing page")
 
     @field_validator("dandi", mode="before")
@@ -79,8 +97,12 @@ class SourceSpec(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> SourceSpec:
-        if (self.dandi is None) == (self.local is None):
-            raise ValueError("give exactly one of 'dandi' (a dandiset id) or 'local' (a folder)")
+        given = [k for k in ("dandi", "local", "synthetic") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of 'dandi' (a dandiset id), 'local' (a folder) or "
+                f"'synthetic' (a generator), got {given or 'none'}"
+            )
         return self
 
     @property
@@ -105,12 +127,20 @@ class FieldMapping(_Strict):
 class SplitSpec(_Strict):
     """How trials become train/valid/test domains (never overlapping in time)."""
 
-    by: Literal["column", "random"] = "random"
+    by: Literal["column", "random", "time"] = Field(
+        "random",
+        description="per trial from a column, per trial at random, or contiguous blocks of "
+        "time (train first) for continuous recordings such as EEG-fMRI runs",
+    )
     fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
     seed: int = 0
     values: dict[str, Literal["train", "valid", "test", "drop"]] = Field(
         default_factory=dict,
         description="rename split-column values, e.g. {val: valid}; 'drop' discards trials",
+    )
+    held_out_subjects: list[str] = Field(
+        default_factory=list,
+        description="subjects whose recordings are test data only (for cross-subject scores)",
     )
 
     @model_validator(mode="after")
@@ -139,6 +169,8 @@ class DatasetCard(_Strict):
     def _target_for_spikes(self) -> DatasetCard:
         if self.reader == "nwb" and self.fields.target is None:
             raise ValueError("fields.target is required for NWB (decoding) datasets")
+        if self.splits.by == "time" and self.fields.target is None:
+            raise ValueError("splits.by 'time' splits the span of fields.target; give one")
         return self
 
 

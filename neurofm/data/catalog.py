@@ -31,7 +31,7 @@ INDEX_NAME = "catalog.json"
 FORMAT_NAME = "neurofm.catalog"
 FORMAT_VERSION = 1
 
-__all__ = ["Catalog", "split_domains"]
+__all__ = ["Catalog", "split_domains", "time_domains"]
 
 
 def _index_entry(rec: Recording, file_name: str) -> dict[str, Any]:
@@ -257,3 +257,49 @@ def split_domains(
         for name, lo, hi in zip(names, bounds[:-1], bounds[1:], strict=True):
             assignment[order[lo:hi]] = name
     return {name: trials.take(np.flatnonzero(assignment == name)) for name in names}
+
+
+def time_domains(
+    start: float,
+    end: float,
+    fractions: Sequence[float] = (0.7, 0.1, 0.2),
+    names: Sequence[str] = ("train", "valid", "test"),
+) -> dict[str, Intervals]:
+    """Cut ``[start, end)`` into contiguous train/valid/test blocks, in that order.
+
+    For continuous recordings without trials (EEG-fMRI runs, resting state) a held-out block
+    at the end is the honest split: random short blocks would leak through the slow
+    autocorrelation of BOLD and of the hemodynamic response.
+
+    Parameters
+    ----------
+    start, end : float
+        The span to split, seconds.
+    fractions : sequence of float
+        Share of the span per split, summing to 1; a zero share gives an empty domain.
+    names : sequence of str
+        Names of the splits, in time order.
+
+    Returns
+    -------
+    dict of str to Intervals
+        One Intervals (one block, or none) per split.
+    """
+    if len(fractions) != len(names) or not np.isclose(sum(fractions), 1.0):
+        raise InvalidDataError(
+            f"split fractions {list(fractions)} must have one value per split {list(names)} "
+            "and sum to 1"
+        )
+    if not end > start:
+        raise InvalidDataError(f"time_domains: empty span [{start}, {end})")
+    edges = start + (end - start) * np.cumsum([0.0, *fractions])
+    edges[-1] = end
+    out = {}
+    for name, lo, hi in zip(names, edges[:-1], edges[1:], strict=True):
+        keep = hi > lo
+        out[name] = Intervals(
+            np.array([lo] if keep else [], dtype=np.float64),
+            np.array([hi] if keep else [], dtype=np.float64),
+            name=f"{name}_domain",
+        )
+    return out
