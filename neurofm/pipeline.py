@@ -86,7 +86,8 @@ def ingest(
         Show progress bars (files, and spikes within a file).
     card : DatasetCard, optional
         Apply its field mapping and split rules to NWB recordings (see :func:`apply_card`);
-        its ``preprocessing`` (if it has one) is the EEG preprocessing chain.
+        its ``preprocessing`` (if it has one) is the EEG preprocessing chain, its
+        ``fmri_cleaning`` the BOLD cleaning.
     atlas : str or Path, optional
         Parcellation for NIfTI files (see :func:`neurofm.readers.fmri.read_fmri`); for a BIDS
         dataset, default the one atlas under ``derivatives/``.
@@ -107,9 +108,13 @@ def ingest(
         If ``src`` does not exist or is a folder without NWB files.
     """
     eeg_options = dict(eeg_options or {})
+    fmri_options = dict(fmri_options or {})
     if getattr(card, "preprocessing", None) is not None:
         eeg_options.setdefault("preprocessing", card.preprocessing)
-    sources = _local_sources(Path(src), atlas, subjects, eeg_options, dict(fmri_options or {}))
+    if getattr(card, "fmri_cleaning", None) is not None:
+        for key, value in card.fmri_cleaning.model_dump().items():
+            fmri_options.setdefault(key, value)
+    sources = _local_sources(Path(src), atlas, subjects, eeg_options, fmri_options)
     return _ingest_sources(sources, Path(out), force=force, progress=progress, card=card)
 
 

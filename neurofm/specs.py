@@ -39,6 +39,7 @@ __all__ = [
     "EvaluateStep",
     "TrainStep",
     "FieldMapping",
+    "FMRICleaning",
     "IngestStep",
     "PipelineSpec",
     "PullStep",
@@ -150,6 +151,17 @@ class SplitSpec(_Strict):
         return self
 
 
+class FMRICleaning(_Strict):
+    """Parcel time-series cleaning done by nilearn's masker at ingest (``read_fmri``)."""
+
+    standardize: Literal[False, "zscore_sample", "zscore", "psc"] = Field(
+        False, description="False keeps raw parcel means; 'psc' = percent signal change"
+    )
+    detrend: bool = False
+    high_pass: float | None = Field(None, gt=0, description="Hz")
+    low_pass: float | None = Field(None, gt=0, description="Hz")
+
+
 class DatasetCard(_Strict):
     """A dataset card: source, reader, field mapping and split rules."""
 
@@ -162,6 +174,9 @@ class DatasetCard(_Strict):
     splits: SplitSpec = SplitSpec()
     preprocessing: EEGPreprocessing | None = Field(
         None, description="EEG preprocessing chain run by MNE (band-pass, notch, reference...)"
+    )
+    fmri_cleaning: FMRICleaning | None = Field(
+        None, description="BOLD parcel cleaning by nilearn (detrend, filters, standardize)"
     )
     notes: str = ""
 
