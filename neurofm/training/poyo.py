@@ -371,7 +371,10 @@ def fit_poyo(
         strategy=strategy,
         logger=loggers,
         callbacks=[
-            ModelCheckpoint(dirpath=out_dir, save_last=True, save_top_k=0),
+            # overwrite last.ckpt on a re-run (Lightning would write last-v1.ckpt beside it)
+            ModelCheckpoint(
+                dirpath=out_dir, save_last=True, save_top_k=0, enable_version_counter=False
+            ),
             *(callbacks or []),
         ],
         enable_progress_bar=progress,
