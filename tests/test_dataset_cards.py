@@ -59,14 +59,15 @@ def _offline_dandi(monkeypatch):
 def test_card_validates(path):
     card = load_card(path)
     assert card.name == path.stem, "a card's name is its file name"
-    assert card.reader == "nwb"
+    # NWB cards decode behaviour from spikes; BIDS cards (EEG-fMRI) translate EEG to BOLD.
+    assert card.reader in ("nwb", "bids")
     assert card.description.strip(), "description is empty"
     assert card.citation.strip(), "citation is empty"
     source = card.source
     if source.dandi is not None:
         assert re.fullmatch(r"\d{6}", source.dandi)
         assert source.local is None
-    else:
+    elif source.synthetic is None:
         assert source.local
     if card.name in EXPECTED_IDS:
         assert source.dandi == EXPECTED_IDS[card.name]
@@ -177,7 +178,8 @@ splits: {by: column, values: {val: valid}}
         pytest.param(
             'dandi: "000140"',
             'dandi: "000140", local: /data/maze',
-            "source: give exactly one of 'dandi' (a dandiset id) or 'local' (a folder)",
+            "source: give exactly one of 'dandi' (a dandiset id), 'local' (a folder) or "
+            "'synthetic' (a generator)",
             id="dandi-and-local",
         ),
         pytest.param(
