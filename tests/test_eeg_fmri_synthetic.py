@@ -110,7 +110,9 @@ def test_bold_is_the_hrf_convolved_band_envelope(noiseless):
     drive = env[: len(env) // 25 * 25].reshape(-1, 25, 12).mean(1)  # 0.1 s grid
     hrf = glover_hrf(t_r=2.0, oversampling=20, time_length=32.0)
     np.testing.assert_allclose(truth["hrf"], hrf)
-    conv = np.stack([np.convolve(drive[:, p], hrf)[: len(drive)] for p in range(12)], 1)
+    # the run starts in steady state: the drive before the EEG is its mean, not zero
+    level = drive.mean(0)
+    conv = np.stack([np.convolve(drive[:, p] - level[p], hrf)[: len(drive)] for p in range(12)], 1)
     grid = (np.arange(len(drive)) + 0.5) * 0.1
     at = np.stack([np.interp(truth["volume_onsets"], grid, conv[:, p]) for p in range(12)], 1)
     y = truth["bold_percent"]

@@ -515,7 +515,13 @@ def simulate_run(
     n_full = n_samp // per_grid
     drive = envelopes[b_idx, : n_full * per_grid].reshape(n_full, per_grid, n_par).mean(axis=1)
     hrf = glover_hrf(t_r=tr, oversampling=int(round(tr / _GRID_DT)), time_length=32.0)
-    conv = np.stack([np.convolve(drive[:, p], hrf)[:n_full] for p in range(n_par)], axis=1)
+    # Before the EEG starts the brain was already active: take the drive's mean as its past
+    # (zeros would make every run's BOLD ramp up over its first ~25 s).
+    level = drive.mean(axis=0)
+    conv = (
+        np.stack([np.convolve(drive[:, p] - level[p], hrf)[:n_full] for p in range(n_par)], axis=1)
+        + level * hrf.sum()
+    )
     # grid cell i covers [i, i+1) * _GRID_DT: its centre is (i + 0.5) * _GRID_DT
     at_volumes = np.stack(
         [
