@@ -227,7 +227,11 @@ class EvaluateStep(_Strict):
     """Score the trained model (and baselines) on a split, stitched per session."""
 
     split: Literal["train", "valid", "test"] = "test"
-    baselines: list[Literal["wiener", "gru"]] = Field(default_factory=lambda: ["wiener", "gru"])
+    baselines: list[Literal["wiener", "gru", "ridge"]] | None = Field(
+        None,
+        description="baselines scored on the same points: wiener, gru (spikes; the default "
+        "for POYO) or ridge (EEG band power x HRF; the default for SAMBA)",
+    )
     plot: bool = Field(True, description="write predicted-vs-true plots (PNG)")
 
 

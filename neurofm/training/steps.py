@@ -18,15 +18,31 @@ log = logging.getLogger(__name__)
 __all__ = ["EvaluateReport", "run_evaluate_step", "run_train_step"]
 
 
+def model_kind(path: Path) -> str:
+    """The ``model:`` tag of a model config file (``poyo`` when absent)."""
+    import yaml
+
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise NeuroFMError(f"{path}: cannot read model config ({exc})") from None
+    kind = values.get("model", "poyo") if isinstance(values, dict) else None
+    if kind not in ("poyo", "samba"):
+        raise NeuroFMError(f"{path}: model: expected 'poyo' or 'samba', got {kind!r}")
+    return kind
+
+
 def run_train_step(
     opts: Any, card: Any, catalog: Path, work: Path, spec_dir: Path, progress: bool = True
 ) -> tuple[Path, str]:
-    """Train POYO as the step says; returns the checkpoint and a summary line."""
+    """Train POYO or SAMBA as the step says; returns the checkpoint and a summary line."""
     from neurofm.training.poyo import TrainConfig, train_poyo
 
     if not (catalog / "catalog.json").is_file():
         raise NeuroFMError(f"{catalog}: no catalog to train on; run the ingest step first")
     model_path = (spec_dir / opts.model).resolve()
+    if model_kind(model_path) == "samba":
+        return _train_samba(opts, card, catalog, work, model_path, progress)
     model_config = POYOConfig.from_yaml(model_path)
     cfg = TrainConfig(
         target=card.fields.target,
@@ -45,6 +61,31 @@ def run_train_step(
     return ckpt, f"train: POYO {model_path.name}, {module.global_step} steps{val_text} -> {ckpt}"
 
 
+def _train_samba(
+    opts: Any, card: Any, catalog: Path, work: Path, model_path: Path, progress: bool
+) -> tuple[Path, str]:
+    from neurofm.models.samba import SambaConfig
+    from neurofm.training.samba import SambaTrainConfig, train_samba
+
+    if opts.unit_dropout is not None:
+        raise NeuroFMError(f"{model_path}: unit_dropout is a POYO option; SAMBA has no units")
+    cfg = SambaTrainConfig(
+        epochs=opts.epochs,
+        batch_size=opts.batch_size,
+        lr=opts.lr,
+        weight_decay=opts.weight_decay,
+        seed=opts.seed,
+        bold=card.fields.target or "bold",
+        recordings=list(opts.recordings),
+    )
+    module, ckpt = train_samba(
+        catalog, SambaConfig.from_yaml(model_path), cfg, work / opts.out, progress=progress
+    )
+    val = module.trainer.callback_metrics.get("val_r")
+    val_text = f", valid r {float(val):.3f}" if val is not None else ""
+    return ckpt, f"train: SAMBA {model_path.name}, {module.global_step} steps{val_text} -> {ckpt}"
+
+
 @dataclass
 class EvaluateReport:
     """R^2 per session of every model scored, and where the plots went."""
@@ -53,15 +94,22 @@ class EvaluateReport:
     r2: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> session -> R^2
     plots: list[Path] = field(default_factory=list)
     ok: bool = True
+    metrics: dict[str, Any] = field(default_factory=dict)  # model-specific extras (SAMBA)
 
 
 def run_evaluate_step(
     opts: Any, card: Any, catalog: Path, checkpoint: Path, work: Path
 ) -> tuple[EvaluateReport, list[str]]:
-    """Score POYO and the baselines on the same split; returns the report and summary lines."""
+    """Score the trained model and the baselines on the same split; returns the report and
+    summary lines."""
     from neurofm.training.evaluate import evaluate_poyo, results_table
     from neurofm.training.poyo import load_poyo
+    from neurofm.training.samba import is_samba_checkpoint
 
+    if is_samba_checkpoint(checkpoint):
+        from neurofm.training.samba_report import run_samba_evaluation
+
+        return run_samba_evaluation(opts, catalog, checkpoint, work)
     target = card.fields.target
     model, scaler, _ = load_poyo(checkpoint)
     report = EvaluateReport(opts.split)
@@ -70,7 +118,10 @@ def run_evaluate_step(
     sessions = [rid for rid in Catalog(catalog).ids if rid in model.session_emb]
     poyo = evaluate_poyo(model, scaler, catalog, target, opts.split, recordings=sessions)
     report.r2["POYO"] = poyo.r2
-    report.r2.update(evaluate_baselines(catalog, target, opts.split, opts.baselines, sessions))
+    baselines = ["wiener", "gru"] if opts.baselines is None else opts.baselines
+    if "ridge" in baselines:
+        raise NeuroFMError("evaluate: the ridge baseline is for SAMBA (EEG-fMRI), not POYO")
+    report.r2.update(evaluate_baselines(catalog, target, opts.split, baselines, sessions))
     if opts.plot:
         from neurofm.viz import plot_predictions
 
