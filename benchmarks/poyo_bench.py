@@ -44,12 +44,14 @@ CPU-time (``time.process_time``) figures, less sensitive to time-slicing by othe
 printed too.
 
 Allocator. With glibc's default malloc, tensors over its (dynamic, <= 32 MB) mmap threshold --
-the encoder's attention matrices are 32 x 2 x 128 x ~2300 floats, ~75 MB -- are mapped and
-unmapped every step, so every step pays fresh zero-filled pages; how many depends on each
-process's allocation history, and measured 36k-185k page faults per step for the same model.
-The headline figures use the default allocator (what a user's training process gets); page
-faults and system time per step are printed. ``--malloc-no-mmap`` runs both workers with glibc
-tunables that serve everything from the heap and never trim it: compute only.
+torch_brain's encoder attention matrices are 32 x 2 x 128 x ~2300 floats, ~75 MB -- are mapped
+and unmapped every step, so every step pays fresh zero-filled pages; how many depends on each
+process's allocation history (torch_brain: 55k-110k page faults per step measured; neurofm,
+whose CPU attention works a few windows at a time, ~3k). The headline figures use the default
+allocator (what a user's training process gets); page faults and system time per step are
+printed. ``--malloc-no-mmap`` runs both workers with glibc tunables that serve everything from
+the heap and never trim it: compute only (it changed neurofm's speedup by less than the noise
+when measured).
 
 ``--profile`` adds a torch.profiler table (top ops by self CPU time) of one training step per
 library and a per-block breakdown of the training forward pass.

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from neurofm.models.layers import (
+    Dropout,
     FeedForward,
     RotaryCrossAttention,
     RotarySelfAttention,
@@ -110,7 +111,7 @@ class POYO(nn.Module):
             )
             for _ in range(c.depth)
         )
-        self.dropout = nn.Dropout(c.lin_dropout)
+        self.dropout = Dropout(c.lin_dropout)
         self.dec_atn = RotaryCrossAttention(
             c.dim, c.cross_heads, c.dim_head, c.atn_dropout, rotate_value=False
         )
@@ -130,13 +131,21 @@ class POYO(nn.Module):
         **_: Any,
     ) -> torch.Tensor:
         """Predicted behaviour at the output times, shape ``(B, Q, dim_out)``."""
-        inputs = self.unit_emb(input_unit_index) + self.token_type_emb(input_token_type)
+        # A spike token is its unit's embedding plus its type's: embed, normalise and project
+        # each distinct (unit, type) pair once; the encoder gathers them per token.
+        n_types = self.token_type_emb.num_embeddings
+        pairs, which = torch.unique(
+            input_unit_index * n_types + input_token_type, return_inverse=True
+        )
+        tokens = self.unit_emb(pairs // n_types) + self.token_type_emb(pairs % n_types)  # (U, D)
         latents = self.latent_emb(latent_index)  # (B, L, D)
         in_angles = self.rotary(input_timestamps)
         lat_angles = self.rotary(latent_timestamps)
         out_angles = self.rotary(output_timestamps)
 
-        latents = latents + self.enc_atn(latents, inputs, lat_angles, in_angles, input_mask)
+        latents = latents + self.enc_atn(
+            latents, tokens, lat_angles, in_angles, input_mask, context_index=which
+        )  # which: (B, N) -> rows of tokens
         latents = latents + self.enc_ffn(latents)
         for attn, ffn in self.proc_layers:
             latents = latents + self.dropout(attn(latents, lat_angles))

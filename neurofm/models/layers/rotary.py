@@ -10,6 +10,7 @@ carries content that is invariant to time.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -54,14 +55,65 @@ class RotaryTimeEmbedding(nn.Module):
         )
 
 
+class _Rotate(torch.autograd.Function):
+    """Rotation of the leading feature pairs, written straight into one output tensor (used by
+    the ``scaled_dot_product_attention`` path; the CPU windowed path rotates complex pairs).
+
+    A rotation is orthogonal, so the gradient is the inverse rotation of the incoming gradient:
+    nothing is saved but the angles, and neither pass slices, concatenates or zero-fills a copy
+    of ``x`` (what autograd through ``cat`` of slices does).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, inverse: bool
+    ) -> torch.Tensor:
+        ctx.save_for_backward(cos, sin)
+        ctx.inverse = inverse
+        return _rotate_into(torch.empty_like(x), x, cos, sin, inverse)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        cos, sin = ctx.saved_tensors
+        dx = _rotate_into(torch.empty_like(grad), grad, cos, sin, not ctx.inverse)
+        return dx, None, None, None
+
+
+def _rotate_into(
+    out: torch.Tensor, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, inverse: bool
+) -> torch.Tensor:
+    """``out = R(+-angles) x`` on pairs ``(i, i + half)``: ``(x1 cos - x2 sin, x2 cos + x1 sin)``,
+    or the inverse with the signs of the ``sin`` terms flipped. Separate multiplies and adds (no
+    fused multiply-add), so the result is bitwise that of the formula."""
+    half = cos.shape[-1]
+    x1, x2 = x[..., :half], x[..., half : 2 * half]
+    o1, o2 = out[..., :half], out[..., half : 2 * half]
+    tmp = torch.mul(x2, sin)
+    torch.mul(x1, cos, out=o1)
+    if inverse:
+        o1.add_(tmp)
+    else:
+        o1.sub_(tmp)
+    torch.mul(x1, sin, out=tmp)
+    torch.mul(x2, cos, out=o2)
+    if inverse:
+        o2.sub_(tmp)
+    else:
+        o2.add_(tmp)
+    out[..., 2 * half :] = x[..., 2 * half :]
+    return out
+
+
 def rotate(
     x: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor], inverse: bool = False
 ) -> torch.Tensor:
-    """Rotate the leading feature pairs of ``x`` (B, H, N, Dh) by precomputed ``(cos, sin)``."""
+    """Rotate the leading feature pairs of ``x`` (B, H, N, Dh) by precomputed ``(cos, sin)``.
+
+    Feature ``i`` is paired with ``i + rotate_dim // 2``; with ``inverse`` the rotation is by the
+    opposite angles (counter-rotation).
+    """
     cos, sin = cos_sin
-    half = cos.shape[-1]
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    if inverse:
-        sin = -sin
-    x1, x2, rest = x[..., :half], x[..., half : 2 * half], x[..., 2 * half :]
-    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos, rest), dim=-1)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _Rotate.apply(x, cos, sin, inverse)
+    return _rotate_into(torch.empty_like(x), x, cos, sin, inverse)
