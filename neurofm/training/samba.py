@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ __all__ = [
     "RunPrediction",
     "SambaModule",
     "SambaTrainConfig",
+    "StimulusScores",
     "evaluate_samba",
     "is_samba_checkpoint",
     "load_runs",
@@ -549,27 +551,65 @@ def parcel_scores(true: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     }
 
 
-def _probe_accuracy(
-    train: list[RunPrediction], test: list[RunPrediction]
-) -> tuple[float | None, float | None]:
-    """Linear probe (logistic regression) on decoder states: accuracy and chance level."""
-    from sklearn.linear_model import LogisticRegression
+@dataclass
+class StimulusScores:
+    """Stimulus decoding from decoder states on labelled held-out volumes.
+
+    Plain accuracy is compared with the majority-class rate, balanced accuracy (the mean of
+    per-class recalls) with ``1 / K``: held-out stretches are short, so their class mix is
+    uneven and balanced accuracy is the fairer score.
+    """
+
+    accuracy: float
+    balanced_accuracy: float
+    majority_chance: float
+    chance: float
+    n_volumes: int
+
+
+def _stimulus_scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> StimulusScores:
+    from sklearn.metrics import balanced_accuracy_score
+
+    return StimulusScores(
+        accuracy=float(np.mean(y_true == y_pred)),
+        balanced_accuracy=float(balanced_accuracy_score(y_true, y_pred)),
+        majority_chance=float(np.bincount(y_true).max() / len(y_true)),
+        chance=1.0 / n_classes,
+        n_volumes=len(y_true),
+    )
+
+
+def _labelled(preds: list[RunPrediction], attr: str) -> tuple[np.ndarray, np.ndarray]:
+    x = np.concatenate([getattr(p, attr) for p in preds])
+    y = np.concatenate([p.labels for p in preds])
+    return x[y != NO_LABEL], y[y != NO_LABEL]
+
+
+def _probe_scores(
+    train: list[RunPrediction], test: list[RunPrediction], n_classes: int
+) -> StimulusScores | None:
+    """Linear probe (logistic regression) on decoder states, fitted on training volumes."""
+    from sklearn.linear_model import LogisticRegressionCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    def stack(preds: list[RunPrediction]) -> tuple[np.ndarray, np.ndarray]:
-        x = np.concatenate([p.hidden for p in preds]) if preds else np.zeros((0, 1))
-        y = np.concatenate([p.labels for p in preds]) if preds else np.zeros(0, int)
-        return x[y != NO_LABEL], y[y != NO_LABEL]
-
-    x_tr, y_tr = stack(train)
-    x_te, y_te = stack(test)
+    if not train or not test:
+        return None
+    x_tr, y_tr = _labelled(train, "hidden")
+    x_te, y_te = _labelled(test, "hidden")
     if len(np.unique(y_tr)) < 2 or len(y_te) == 0:
-        return None, None
-    probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
-    probe.fit(x_tr, y_tr)
-    chance = float(np.bincount(y_te).max() / len(y_te))
-    return float(probe.score(x_te, y_te)), chance
+        return None
+    # the penalty is picked by 3-fold cross-validation on the training volumes
+    probe = make_pipeline(
+        StandardScaler(),
+        LogisticRegressionCV(
+            Cs=6, cv=3, max_iter=2000, class_weight="balanced", scoring="balanced_accuracy"
+        ),
+    )
+    with warnings.catch_warnings():  # scikit-learn 1.8 announces changed defaults we don't use
+        warnings.simplefilter("ignore", FutureWarning)
+        probe.fit(x_tr, y_tr)
+    return _stimulus_scores(y_te, probe.predict(x_te), n_classes)
 
 
 @dataclass
@@ -580,9 +620,8 @@ class SambaReport:
     per_recording: dict[str, dict[str, Any]] = field(default_factory=dict)
     shuffled: dict[str, dict[str, Any]] = field(default_factory=dict)
     predictions: dict[str, RunPrediction] = field(default_factory=dict)
-    probe_accuracy: float | None = None
-    head_accuracy: float | None = None
-    chance: float | None = None
+    probe: StimulusScores | None = None  # linear probe on decoder states
+    head: StimulusScores | None = None  # the model's end-to-end stimulus head
     alpha: np.ndarray | None = None  # mean attention per wavelet band
     hrf_peaks: np.ndarray | None = None  # s, per parcel
 
@@ -632,13 +671,11 @@ def evaluate_samba(
         raise InvalidDataError(f"{catalog}: no recording has a {split}_domain of a whole window")
     report.alpha = np.mean(alphas, axis=0)
     report.hrf_peaks = bundle.model.hrf.peaks()
-    if bundle.model.config.classes:
+    classes = bundle.model.config.classes
+    if classes:
         tests = list(report.predictions.values())
-        report.probe_accuracy, report.chance = _probe_accuracy(train_preds, tests)
-        labelled = [(p.logits, p.labels) for p in tests if p.logits is not None]
-        y = np.concatenate([lab for _, lab in labelled])
-        logits = np.concatenate([lg for lg, _ in labelled])
-        keep = y != NO_LABEL
-        if keep.any():
-            report.head_accuracy = float(np.mean(logits[keep].argmax(axis=1) == y[keep]))
+        report.probe = _probe_scores(train_preds, tests, len(classes))
+        logits, y = _labelled([p for p in tests if p.logits is not None], "logits")
+        if len(y):
+            report.head = _stimulus_scores(y, logits.argmax(axis=1), len(classes))
     return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -128,9 +129,8 @@ def run_samba_evaluation(
         "baselines": {n: {r: _plain(s) for r, s in b.items()} for n, b in baselines.items()},
         "stimulus": {
             "classes": config.classes,
-            "probe_accuracy": report.probe_accuracy,
-            "head_accuracy": report.head_accuracy,
-            "chance": report.chance,
+            "linear_probe": dataclasses.asdict(report.probe) if report.probe else None,
+            "head": dataclasses.asdict(report.head) if report.head else None,
         },
         "wavelet_attention": dict(zip(bands, np.asarray(report.alpha).tolist(), strict=True)),
         "hrf_peak_s": np.asarray(report.hrf_peaks).tolist(),
@@ -149,11 +149,13 @@ def run_samba_evaluation(
         f"learned HRF peak: median {np.median(peaks):.2f} s "
         f"(parcels {peaks.min():.2f}-{peaks.max():.2f} s)",
     ]
-    if report.chance is not None:
-        lines.append(
-            f"stimulus from decoder states: linear probe {report.probe_accuracy:.2f}, "
-            f"end-to-end head {report.head_accuracy:.2f} (chance {report.chance:.2f})"
-        )
+    for name, sc in (("linear probe", report.probe), ("end-to-end head", report.head)):
+        if sc is not None:
+            lines.append(
+                f"stimulus ({name} on decoder states, {sc.n_volumes} volumes): balanced "
+                f"accuracy {sc.balanced_accuracy:.2f} (chance {sc.chance:.2f}), accuracy "
+                f"{sc.accuracy:.2f} (majority class {sc.majority_chance:.2f})"
+            )
     lines += [f"plot: {p}" for p in out.plots]
     return out, lines
 
