@@ -338,10 +338,10 @@ def connectivity_graph(series: np.ndarray, k: int) -> torch.Tensor:
     n = x.shape[1]
     if n < 2:
         raise InvalidDataError(f"connectivity_graph: need at least 2 nodes, got {n}")
-    r = np.nan_to_num(np.corrcoef(x, rowvar=False))
-    np.fill_diagonal(r, -np.inf)
+    strength = np.abs(np.nan_to_num(np.corrcoef(x, rowvar=False)))
+    np.fill_diagonal(strength, -1.0)  # never one's own neighbour
     k = min(k, n - 1)
-    nearest = np.argsort(-np.abs(np.where(np.isinf(r), 0.0, r)) - np.eye(n) * 1e9, axis=1)[:, :k]
+    nearest = np.argsort(-strength, axis=1, kind="stable")[:, :k]
     adj = np.zeros((n, n), dtype=bool)
     adj[np.repeat(np.arange(n), k), nearest.ravel()] = True
     adj |= adj.T

@@ -776,6 +776,7 @@ def write_bids(
                 "classes_mni_foci": CLASSES,
                 "bold_band": run.bold_band,
                 "hrf_model": f"nilearn glover_hrf(t_r={run.tr}), sampled every {run.hrf_dt} s",
+                "hrf_dt_s": run.hrf_dt,
                 "leadfield_kind": run.leadfield_kind,
                 "parcel_names": parcellation.names,
                 "atlas": str(atlas_path.relative_to(root)),
@@ -930,7 +931,8 @@ def load_ground_truth(path: str | os.PathLike[str]) -> dict[str, Any]:
     Arrays: ``sources`` (T, P) A*m, ``envelopes`` (3, T, P), ``leadfield`` (30, P) V/(A*m),
     ``source_pos_head`` (P, 3) m, ``centroids_mni`` (P, 3) mm, ``volume_onsets`` (V,) s on the
     EEG clock, ``bold_percent`` (V, P), ``hrf``, ``event_onset``/``event_duration``/
-    ``event_type``. Parameters: ``lead_in_s``, ``repetition_time_s``, ``bold_band``, ...
+    ``event_type``. Parameters: ``lead_in_s``, ``repetition_time_s``, ``bold_band``,
+    ``hrf_dt_s`` (the spacing of ``hrf``), ...
     """
     path = Path(path)
     with np.load(path) as npz:
