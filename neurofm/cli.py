@@ -112,12 +112,18 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("pipeline", type=Path, help="pipeline YAML file with a train step")
     train.add_argument("--workdir", type=Path, help="override the spec's output folder")
 
-    evaluate = sub.add_parser("evaluate", help="stitched R^2 of a POYO checkpoint on a catalog")
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="score a POYO (stitched R^2) or SAMBA (per-parcel r, with the ridge baseline) "
+        "checkpoint on a catalog",
+    )
     evaluate.add_argument("checkpoint", type=Path, help="a .ckpt written by neurofm train")
     evaluate.add_argument("catalog", type=Path, help="catalog folder with split domains")
     evaluate.add_argument("--split", default="test", choices=["train", "valid", "test"])
     evaluate.add_argument("--target", help="behaviour signal (default: the one trained on)")
-    evaluate.add_argument("--plot", type=Path, help="write predicted-vs-true plot (PNG)")
+    evaluate.add_argument(
+        "--plot", type=Path, help="predicted-vs-true plot (POYO: a PNG; SAMBA: a folder)"
+    )
     evaluate.add_argument("--json", action="store_true", help="print the R^2 as JSON")
 
     ft = sub.add_parser("finetune", help="adapt a POYO checkpoint to a new session")
@@ -352,6 +358,10 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from neurofm.training.evaluate import evaluate_poyo, results_table
     from neurofm.training.poyo import load_poyo
+    from neurofm.training.samba import is_samba_checkpoint
+
+    if is_samba_checkpoint(args.checkpoint):
+        return _evaluate_samba(args)
 
     model, scaler, cfg = load_poyo(args.checkpoint)
     result = evaluate_poyo(model, scaler, args.catalog, args.target or cfg.target, args.split)
@@ -364,6 +374,21 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         print(f"stitched R^2 on the {args.split} split of {args.catalog}")
         print(results_table({"POYO": result.r2}))
+    return 0
+
+
+def _evaluate_samba(args: argparse.Namespace) -> int:
+    from types import SimpleNamespace
+
+    from neurofm.training.samba_report import run_samba_evaluation
+
+    opts = SimpleNamespace(split=args.split, baselines=None, plot=args.plot is not None)
+    work = args.plot if args.plot is not None else args.checkpoint.parent
+    report, lines = run_samba_evaluation(opts, args.catalog, args.checkpoint, work)
+    if args.json:
+        print(json.dumps(report.metrics))
+    else:
+        print("\n".join(lines))
     return 0
 
 

@@ -362,3 +362,16 @@ def test_mismatched_montage_and_foreign_checkpoints_are_refused(tiny_model, tmp_
         load_samba(junk)
     with pytest.raises(NeuroFMError, match="no such checkpoint"):
         load_samba(tmp_path / "missing.ckpt")
+
+
+def test_cli_evaluate_scores_a_samba_checkpoint(tiny_model, tiny_catalog, capsys):
+    import json
+
+    from neurofm.cli import main
+
+    assert main(["evaluate", str(tiny_model[1]), str(tiny_catalog), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["samba"]) == {"sub-01_run-1", "sub-02_run-1"}
+    assert set(out["baselines"]["Ridge"]) == set(out["samba"])
+    assert out["stimulus"]["classes"] == ["a", "b"]
+    assert len(out["wavelet_attention"]) == 4

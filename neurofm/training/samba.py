@@ -365,8 +365,15 @@ def load_samba(path: str | Path) -> SambaBundle:
         )
     config = SambaConfig(**meta["model_config"])
     state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
-    model = Samba(config, state["eeg_gat.edge_index"], state["fmri_gat.edge_index"])
-    model.load_state_dict(state)
+    try:
+        model = Samba(config, state["eeg_gat.edge_index"], state["fmri_gat.edge_index"])
+        model.load_state_dict(state)
+    except (KeyError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise NeuroFMError(
+            f"{path}: its weights do not fit this version's SAMBA ({first}); it was written "
+            "by another neurofm version: retrain it"
+        ) from None
     model.eval()
     return SambaBundle(
         model,
