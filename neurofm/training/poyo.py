@@ -23,9 +23,10 @@ from torch.utils.data import DataLoader
 
 from neurofm.data.catalog import Catalog
 from neurofm.data.sampling import RandomWindowSampler, SequentialWindowSampler
-from neurofm.errors import InvalidDataError, NeuroFMError
+from neurofm.errors import InvalidDataError
 from neurofm.models.poyo import POYO, POYOConfig
 from neurofm.tokenizers.spikes import SpikeTokenizer, TargetScaler, collate, unit_keys
+from neurofm.training.checkpoints import read_checkpoint
 from neurofm.training.data import ShardedSampler, WindowDataset, split_domains_of
 
 log = logging.getLogger(__name__)
@@ -248,23 +249,9 @@ def load_poyo(path: str | Path) -> tuple[POYO, TargetScaler, TrainConfig]:
     NeuroFMError
         If the file is not a neurofm POYO checkpoint.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise NeuroFMError(f"{path}: no such checkpoint")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        msg = f"{path}: not a loadable checkpoint ({type(exc).__name__}: {exc})"
-        raise NeuroFMError(msg) from None
-    meta = ckpt.get("neurofm") if isinstance(ckpt, dict) else None
-    if not meta or meta.get("format") != CHECKPOINT_FORMAT:
-        raise NeuroFMError(
-            f"{path}: not a neurofm POYO checkpoint (no 'neurofm' section with format "
-            f"{CHECKPOINT_FORMAT!r}); was it written by another model or tool?"
-        )
+    meta, state = read_checkpoint(path, CHECKPOINT_FORMAT, "POYO")
     config = POYOConfig(**meta["model_config"])
     model = POYO(config)
-    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
     model.load_state_dict(state)
     train = dict(meta["train_config"])
     if train.get("unit_dropout") is not None:

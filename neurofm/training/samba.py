@@ -36,6 +36,7 @@ from neurofm.tokenizers.multimodal import (
     PairedRun,
     load_paired_run,
 )
+from neurofm.training.checkpoints import checkpoint_format, read_checkpoint
 from neurofm.training.data import ShardedSampler
 
 log = logging.getLogger(__name__)
@@ -331,15 +332,7 @@ def build_samba(
 
 def is_samba_checkpoint(path: str | Path) -> bool:
     """Whether ``path`` is a neurofm SAMBA checkpoint (False for POYO's or a missing file)."""
-    path = Path(path)
-    if not path.is_file():
-        return False
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        return False
-    meta = ckpt.get("neurofm") if isinstance(ckpt, dict) else None
-    return bool(meta) and meta.get("format") == CHECKPOINT_FORMAT
+    return checkpoint_format(path) == CHECKPOINT_FORMAT
 
 
 def load_samba(path: str | Path) -> SambaBundle:
@@ -350,21 +343,8 @@ def load_samba(path: str | Path) -> SambaBundle:
     NeuroFMError
         If the file is not a neurofm SAMBA checkpoint.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise NeuroFMError(f"{path}: no such checkpoint")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise NeuroFMError(f"{path}: not a loadable checkpoint ({type(exc).__name__})") from None
-    meta = ckpt.get("neurofm") if isinstance(ckpt, dict) else None
-    if not meta or meta.get("format") != CHECKPOINT_FORMAT:
-        raise NeuroFMError(
-            f"{path}: not a neurofm SAMBA checkpoint (no 'neurofm' section with format "
-            f"{CHECKPOINT_FORMAT!r})"
-        )
+    meta, state = read_checkpoint(path, CHECKPOINT_FORMAT, "SAMBA")
     config = SambaConfig(**meta["model_config"])
-    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
     try:
         model = Samba(config, state["eeg_gat.edge_index"], state["fmri_gat.edge_index"])
         model.load_state_dict(state)
