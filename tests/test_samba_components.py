@@ -375,3 +375,34 @@ def test_cli_evaluate_scores_a_samba_checkpoint(tiny_model, tiny_catalog, capsys
     assert set(out["baselines"]["Ridge"]) == set(out["samba"])
     assert out["stimulus"]["classes"] == ["a", "b"]
     assert len(out["wavelet_attention"]) == 4
+
+
+def test_resumed_training_continues_exactly(tiny_catalog, tmp_path, one_torch_thread):
+    cfg = SambaTrainConfig(epochs=2, batch_size=4)
+    whole, _ = train_samba(tiny_catalog, small_config(), cfg, tmp_path / "a", progress=False)
+    _, last = train_samba(
+        tiny_catalog, small_config(), cfg, tmp_path / "b", progress=False, stop_after_epochs=1
+    )
+    first = tmp_path / "epoch1.ckpt"
+    first.write_bytes(last.read_bytes())  # the resumed run overwrites last.ckpt
+    resumed, _ = train_samba(
+        tiny_catalog, small_config(), cfg, tmp_path / "b", progress=False, resume=first
+    )
+    assert resumed.global_step == whole.global_step > 0
+    assert torch.load(first, weights_only=True)["global_step"] == whole.global_step // 2
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+    # the resumed run really starts from the checkpoint: change it and the result changes
+    ckpt = torch.load(first, weights_only=True)
+    ckpt["state_dict"]["model.parcel_bias"] += 1.0
+    torch.save(ckpt, tmp_path / "changed.ckpt")
+    changed, _ = train_samba(
+        tiny_catalog,
+        small_config(),
+        cfg,
+        tmp_path / "c",
+        progress=False,
+        resume=tmp_path / "changed.ckpt",
+    )
+    assert not torch.equal(changed.model.parcel_bias, whole.model.parcel_bias)

@@ -373,10 +373,15 @@ def train_samba(
     progress: bool = True,
     accelerator: str = "cpu",
     max_steps: int = -1,
+    resume: str | Path | None = None,
+    stop_after_epochs: int | None = None,
 ) -> tuple[SambaModule, Path]:
     """Train SAMBA on a catalog's train domains; returns the module and ``last.ckpt``.
 
     Writes CSV and TensorBoard logs and a checkpoint every epoch to ``out_dir``.
+    ``stop_after_epochs`` ends the run early while keeping the schedules of ``cfg.epochs``;
+    ``resume`` (a ``last.ckpt``) continues it exactly: window order, dropout and teacher
+    forcing draw from ``(seed, epoch)`` and ``(seed, step)``, not from the run's history.
     """
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -409,7 +414,7 @@ def train_samba(
     out_dir = Path(out_dir)
     trainer = pl.Trainer(
         default_root_dir=out_dir,
-        max_epochs=cfg.epochs,
+        max_epochs=stop_after_epochs or cfg.epochs,
         max_steps=max_steps,
         accelerator=accelerator,
         devices=1,
@@ -426,7 +431,13 @@ def train_samba(
         log_every_n_steps=max(1, min(50, steps_per_epoch)),
         limit_val_batches=1.0 if valid_loader is not None else 0,
     )
-    trainer.fit(module, train_loader, valid_loader)
+    trainer.fit(
+        module,
+        train_loader,
+        valid_loader,
+        ckpt_path=str(resume) if resume is not None else None,
+        weights_only=True,
+    )
     model.eval()
     return module, out_dir / "last.ckpt"
 
