@@ -401,7 +401,7 @@ def test_resumed_training_continues_exactly(tiny_catalog, tmp_path, one_torch_th
         tiny_catalog,
         small_config(),
         cfg,
-        tmp_path / "c",
+        tmp_path / "b",
         progress=False,
         resume=tmp_path / "changed.ckpt",
     )
