@@ -31,7 +31,7 @@ def test_card_promises():
     assert card.splits.by == "time"
     assert card.splits.held_out_subjects == ["xp110"]
     pre = card.preprocessing
-    assert pre is not None and pre.notch == [50.0] and pre.resample == 100
+    assert pre is not None and pre.notch == [50.0] and pre.resample == 128
     assert pre.l_freq is not None and pre.h_freq is not None and pre.h_freq < pre.resample / 2
     notes = " ".join(card.notes.split())
     for must in ("openneuro-py", "datalad", "gradient", "ballistocardiogram", "eeg_pp", "atlas"):
@@ -109,7 +109,7 @@ def test_standin_ingests_with_the_card(ingested):
     for rid in ingested.ids:
         with ingested.open(rid) as rec:
             eeg, bold = rec["eeg"].load(), rec["bold"].load()
-            assert eeg.rate == 100.0  # the card's resample
+            assert eeg.rate == 128.0  # the card's resample
             assert bold.data.shape[1] == 20 and len(bold) == 60  # 120 s at TR 2 s
             domains = {s: rec[f"{s}_domain"].load() for s in ("train", "valid", "test")}
             held_out = rec.metadata.subject_id == "xp110"
