@@ -123,6 +123,21 @@ class PairedRun:
             return np.zeros(0, dtype=np.int64)
         return np.flatnonzero(dom.contains(self.bold_times))
 
+    def split_data(self, split: str, eeg_step: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """The split's BOLD volumes (V, P) and the EEG spanning them (C, n), every
+        ``eeg_step``-th sample; both empty when the run has no such split."""
+        idx = self.volumes_in(split)
+        if len(idx) == 0:
+            return self.bold[:0], self.eeg[:, :0]
+        lo, hi = (int((self.bold_times[i] - self.eeg_t0) * self.eeg_rate) for i in idx[[0, -1]])
+        return self.bold[idx], self.eeg[:, max(lo, 0) : hi : eeg_step]
+
+    def window_eeg_start(self, volume: int, geometry: WindowGeometry) -> int:
+        """EEG sample where the window starting at ``volume`` begins: ``history_s`` and half a
+        grid step before that volume, so each volume sits at the centre of its grid step."""
+        t = self.bold_times[volume] - geometry.history_steps * geometry.dt - geometry.dt / 2
+        return int(round((t - self.eeg_t0) * self.eeg_rate))
+
     def window_starts(self, split: str, window_trs: int, stride: int = 1) -> np.ndarray:
         """First volumes of the windows lying wholly inside the split, every ``stride`` volumes,
         plus the last possible one of each contiguous stretch (so every volume is covered)."""
@@ -283,15 +298,9 @@ class MultimodalScaler:
     @classmethod
     def fit(cls, runs: list[PairedRun], split: str = "train") -> MultimodalScaler:
         """Statistics over the split's volumes (BOLD) and the EEG spanning them."""
-        eeg_parts, bold_parts = [], []
-        for run in runs:
-            idx = run.volumes_in(split)
-            if len(idx) == 0:
-                continue
-            bold_parts.append(run.bold[idx])
-            lo = int((run.bold_times[idx[0]] - run.eeg_t0) * run.eeg_rate)
-            hi = int((run.bold_times[idx[-1]] - run.eeg_t0) * run.eeg_rate)
-            eeg_parts.append(run.eeg[:, max(lo, 0) : hi])
+        parts = [run.split_data(split) for run in runs]
+        bold_parts = [b for b, _ in parts if len(b)]
+        eeg_parts = [e for b, e in parts if len(b)]
         if not bold_parts:
             raise InvalidDataError(f"no run has volumes in its {split}_domain")
         eeg = np.concatenate(eeg_parts, axis=1).astype(np.float64)
@@ -349,8 +358,7 @@ class MultimodalTokenizer:
         if not 0 <= start <= len(run.bold) - w:
             raise IndexError(f"{run.recording_id}: window start {start} out of range")
         src = start if eeg_start is None else eeg_start
-        t_first = run.bold_times[src] - g.history_steps * g.dt - g.dt / 2
-        i0 = int(round((t_first - run.eeg_t0) * run.eeg_rate))
+        i0 = run.window_eeg_start(src, g)
         eeg = run.eeg[:, i0 : i0 + g.n_samples]
         if i0 < 0 or eeg.shape[1] != g.n_samples:  # pragma: no cover - load_paired_run pads
             raise InvalidDataError(f"{run.recording_id}: EEG does not cover window {src}")

@@ -28,6 +28,7 @@ from neurofm.models.poyo import POYO, POYOConfig
 from neurofm.tokenizers.spikes import SpikeTokenizer, TargetScaler, collate, unit_keys
 from neurofm.training.checkpoints import read_checkpoint
 from neurofm.training.data import ShardedSampler, WindowDataset, split_domains_of
+from neurofm.training.trainer import make_trainer
 
 log = logging.getLogger(__name__)
 
@@ -227,15 +228,6 @@ class POYOModule(pl.LightningModule):
         }
 
 
-def _quiet_lightning() -> None:
-    """Lightning prints hardware banners, a product tip and a torch deprecation warning on every
-    run; a user of neurofm cannot act on any of them."""
-    import warnings
-
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-
-
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
@@ -335,10 +327,6 @@ def fit_poyo(
     stop_after_epochs: int | None = None,
 ) -> tuple[POYOModule, Path]:
     """Run the training loop on a given model (fresh, resumed or being fine-tuned)."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-
-    _quiet_lightning()
     data = POYODataModule(catalog, model, scaler, cfg, train_domains, valid_domains)
     steps_per_epoch = max(
         1,
@@ -347,31 +335,18 @@ def fit_poyo(
     )
     total = steps_per_epoch * cfg.epochs if max_steps < 0 else max_steps
     module = POYOModule(model, scaler, cfg, total_steps=total)
-    out_dir = Path(out_dir)
-    loggers = [CSVLogger(out_dir, name="logs"), TensorBoardLogger(out_dir, name="tb")]
-    trainer = pl.Trainer(
-        default_root_dir=out_dir,
+    trainer = make_trainer(
+        out_dir,
         max_epochs=stop_after_epochs or cfg.epochs,
+        steps_per_epoch=steps_per_epoch,
         max_steps=max_steps,
         accelerator=accelerator,
         devices=devices,
         strategy=strategy,
-        logger=loggers,
-        callbacks=[
-            # overwrite last.ckpt on a re-run (Lightning would write last-v1.ckpt beside it)
-            ModelCheckpoint(
-                dirpath=out_dir, save_last=True, save_top_k=0, enable_version_counter=False
-            ),
-            *(callbacks or []),
-        ],
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        use_distributed_sampler=False,  # our ShardedSampler deals windows to ranks
-        num_sanity_val_steps=0,
-        log_every_n_steps=max(1, min(50, steps_per_epoch)),
-        deterministic=False,
+        progress=progress,
+        callbacks=callbacks,
     )
     trainer.fit(
         module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True
     )
-    return module, out_dir / "last.ckpt"
+    return module, Path(out_dir) / "last.ckpt"

@@ -38,6 +38,7 @@ from neurofm.tokenizers.multimodal import (
 )
 from neurofm.training.checkpoints import checkpoint_format, read_checkpoint
 from neurofm.training.data import ShardedSampler
+from neurofm.training.trainer import make_trainer
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +141,7 @@ class RunFeatures:
     def __init__(self, run: PairedRun, model: Samba, scaler: MultimodalScaler) -> None:
         g = model.config.geometry
         self.run = run
-        t_first = run.bold_times[0] - g.history_steps * g.dt - g.dt / 2
-        offset = int(round((t_first - run.eeg_t0) * run.eeg_rate))
+        offset = run.window_eeg_start(0, g)
         eeg = (run.eeg - scaler.eeg_mean[:, None]) / scaler.eeg_std[:, None]
         eeg = torch.from_numpy(eeg[:, offset:].astype(np.float32))[None]
         with torch.no_grad():
@@ -313,13 +313,10 @@ def build_samba(
     channels, parcels = runs[0].channels, runs[0].parcels
     _check_montage(runs, channels, parcels)
     scaler = MultimodalScaler.fit(runs)
-    eeg_parts, bold_parts = [], []
-    for run in runs:
-        idx = run.volumes_in("train")
-        bold_parts.append(run.bold[idx])
-        lo = int((run.bold_times[idx[0]] - run.eeg_t0) * run.eeg_rate)
-        hi = int((run.bold_times[idx[-1]] - run.eeg_t0) * run.eeg_rate)
-        eeg_parts.append(run.eeg[:, lo:hi:5].T)  # every 5th sample is plenty for correlations
+    # every 5th EEG sample is plenty for correlations
+    parts = [run.split_data("train", eeg_step=5) for run in runs]
+    bold_parts = [b for b, _ in parts]
+    eeg_parts = [e.T for _, e in parts]
     config = dataclasses.replace(config, n_channels=len(channels), n_parcels=len(parcels))
     torch.manual_seed(cfg.seed)
     model = Samba(
@@ -383,12 +380,6 @@ def train_samba(
     ``resume`` (a ``last.ckpt``) continues it exactly: window order, dropout and teacher
     forcing draw from ``(seed, epoch)`` and ``(seed, step)``, not from the run's history.
     """
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-
-    from neurofm.training.poyo import _quiet_lightning
-
-    _quiet_lightning()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     bundle, runs = build_samba(catalog, config, cfg)
     model = bundle.model
@@ -411,24 +402,13 @@ def train_samba(
     valid_loader = (
         DataLoader(data, batch_size=cfg.batch_size, sampler=valid_items) if valid_items else None
     )
-    out_dir = Path(out_dir)
-    trainer = pl.Trainer(
-        default_root_dir=out_dir,
+    trainer = make_trainer(
+        out_dir,
         max_epochs=stop_after_epochs or cfg.epochs,
+        steps_per_epoch=steps_per_epoch,
         max_steps=max_steps,
         accelerator=accelerator,
-        devices=1,
-        logger=[CSVLogger(out_dir, name="logs"), TensorBoardLogger(out_dir, name="tb")],
-        callbacks=[
-            ModelCheckpoint(
-                dirpath=out_dir, save_last=True, save_top_k=0, enable_version_counter=False
-            )
-        ],
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=max(1, min(50, steps_per_epoch)),
+        progress=progress,
         limit_val_batches=1.0 if valid_loader is not None else 0,
     )
     trainer.fit(
@@ -439,7 +419,7 @@ def train_samba(
         weights_only=True,
     )
     model.eval()
-    return module, out_dir / "last.ckpt"
+    return module, Path(out_dir) / "last.ckpt"
 
 
 # --------------------------------------------------------------------------------------------
@@ -471,6 +451,7 @@ def predict_run(
     shuffle_eeg: bool = False,
     seed: int = 0,
     batch_size: int = 32,
+    features: RunFeatures | None = None,
 ) -> RunPrediction:
     """Predict the volumes of ``run`` inside ``<split>_domain``, stitching overlapping windows.
 
@@ -493,7 +474,7 @@ def predict_run(
         perm = np.empty(len(starts), dtype=np.int64)
         perm[idx] = np.roll(idx, -1)
         eeg_starts = [int(starts[j]) for j in perm]
-    feats = RunFeatures(run, model, bundle.scaler)
+    feats = features if features is not None else RunFeatures(run, model, bundle.scaler)
     n_vol, p = run.bold.shape
     h = model.config.hidden
     k = len(model.config.classes)
@@ -643,9 +624,9 @@ def evaluate_samba(
     """Score a trained SAMBA on a split of every recording that has one.
 
     Returns per-recording parcel scores (:func:`parcel_scores`), the time-shuffled control,
-    the stimulus classifier's accuracy on the split's labelled volumes (a linear probe fitted
-    on the training recordings' train volumes, and the end-to-end head) against chance (the
-    majority class), the mean attention over wavelet bands and the learned HRF peaks.
+    stimulus decoding on the split's labelled volumes (:class:`StimulusScores` of a linear
+    probe fitted on the training recordings' train volumes, and of the end-to-end head), the
+    mean attention over wavelet bands and the learned HRF peaks.
     """
     cfg = bundle.cfg
     runs = load_runs(catalog, bundle.model.config, cfg, recordings)
@@ -654,17 +635,18 @@ def evaluate_samba(
     for run in runs:
         if len(run.window_starts(split, bundle.model.config.window_trs)) == 0:
             continue
-        pred = predict_run(bundle, run, split)
+        feats = RunFeatures(run, bundle.model, bundle.scaler)  # one DWT per run, used 3 times
+        pred = predict_run(bundle, run, split, features=feats)
         report.predictions[run.recording_id] = pred
         report.per_recording[run.recording_id] = parcel_scores(pred.true, pred.pred)
         alphas.append(pred.alpha)
         if shuffled_control:
-            ctrl = predict_run(bundle, run, split, shuffle_eeg=True, seed=cfg.seed)
+            ctrl = predict_run(bundle, run, split, shuffle_eeg=True, seed=cfg.seed, features=feats)
             report.shuffled[run.recording_id] = parcel_scores(ctrl.true, ctrl.pred)
         if bundle.model.config.classes and len(
             run.window_starts("train", bundle.model.config.window_trs)
         ):
-            train_preds.append(predict_run(bundle, run, "train"))
+            train_preds.append(predict_run(bundle, run, "train", features=feats))
     if not report.per_recording:
         raise InvalidDataError(f"{catalog}: no recording has a {split}_domain of a whole window")
     report.alpha = np.mean(alphas, axis=0)
