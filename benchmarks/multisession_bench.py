@@ -57,7 +57,7 @@ from neurofm.models.poyo import POYO, POYOConfig
 from neurofm.pipeline import ingest
 from neurofm.specs import load_card
 from neurofm.synthetic import generate_reaching_dataset
-from neurofm.training.data import split_domains_of
+from neurofm.training.datasets import split_domains_of
 from neurofm.training.evaluate import evaluate_poyo
 from neurofm.training.finetune import first_trials
 from neurofm.training.poyo import TrainConfig, catalog_vocab, fit_poyo, fit_scaler

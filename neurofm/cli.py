@@ -366,7 +366,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     model, scaler, cfg = load_poyo(args.checkpoint)
     result = evaluate_poyo(model, scaler, args.catalog, args.target or cfg.target, args.split)
     if args.plot:
-        from neurofm.viz import plot_predictions
+        from neurofm.viz.decoding import plot_predictions
 
         plot_predictions(result, args.plot)
     if args.json:

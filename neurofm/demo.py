@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
 
     from neurofm.cli import main as cli
-    from neurofm.synthetic.dandi_server import serve_dandiset
+    from neurofm.testing.dandi_server import serve_dandiset
 
     t0 = time.perf_counter()
     raw, work = args.out / "dandiset", args.out / "pipeline"
@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli(["info", str(catalog)])
 
     from neurofm.data import Catalog
-    from neurofm.viz import plot_trial
+    from neurofm.viz.decoding import plot_trial
 
     cat = Catalog(catalog)
     figure = args.out / "trial_raster.png"

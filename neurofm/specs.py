@@ -25,17 +25,26 @@ A pipeline names a card and its steps::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from neurofm.errors import SpecError
-from neurofm.readers.eeg import EEGPreprocessing
 
 __all__ = [
     "DatasetCard",
+    "EEGPreprocessing",
     "EvaluateStep",
     "TrainStep",
     "FieldMapping",
@@ -48,11 +57,65 @@ __all__ = [
     "SplitSpec",
     "load_card",
     "load_pipeline",
+    "load_yaml",
+    "read_yaml",
+    "validate",
 ]
+
+T = TypeVar("T")
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EEGPreprocessing(BaseModel):
+    """The preprocessing chain run by MNE before an EEG recording is stored.
+
+    Steps run in this order (each one only if configured): mark ``bad_channels`` ->
+    ``notch`` (``Raw.notch_filter``) -> band-pass ``l_freq``/``h_freq`` (``Raw.filter``) ->
+    bad channels interpolated (spherical splines, ``Raw.interpolate_bads``) or dropped ->
+    ``reference`` (``Raw.set_eeg_reference``) -> ``resample`` (``Raw.resample``). Bad channels
+    are handled before re-referencing so they never leak into an average reference.
+
+    In YAML (a dataset card's ``preprocessing:`` or a file given to ``neurofm ingest``)::
+
+        bad_channels: [T7]
+        bad_channel_action: interpolate
+        notch: [50, 100]
+        l_freq: 1.0
+        h_freq: 40.0
+        reference: average
+        resample: 200
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bad_channels: list[str] = Field(
+        default_factory=list, description="channels to mark bad (added to the file's own)"
+    )
+    bad_channel_action: Literal["interpolate", "drop", "keep"] = Field(
+        "interpolate", description="what to do with bad channels: interpolate, drop, or keep"
+    )
+    notch: list[float] = Field(default_factory=list, description="line-noise frequencies, Hz")
+    l_freq: float | None = Field(None, gt=0, description="high-pass edge of the band-pass, Hz")
+    h_freq: float | None = Field(None, gt=0, description="low-pass edge of the band-pass, Hz")
+    reference: Literal["average"] | list[str] | None = Field(
+        None, description="'average' or the reference channels' names"
+    )
+    resample: float | None = Field(None, gt=0, description="new sampling rate, Hz")
+
+    @model_validator(mode="after")
+    def _band(self) -> EEGPreprocessing:
+        if self.l_freq is not None and self.h_freq is not None and self.l_freq >= self.h_freq:
+            raise ValueError(f"l_freq ({self.l_freq}) must be below h_freq ({self.h_freq})")
+        if any(f <= 0 for f in self.notch):
+            raise ValueError(f"notch frequencies must be > 0 Hz (got {self.notch})")
+        return self
+
+    @property
+    def is_empty(self) -> bool:
+        return self == EEGPreprocessing()
 
 
 class SyntheticSource(_Strict):
@@ -284,13 +347,27 @@ class PipelineSpec(_Strict):
 # --------------------------------------------------------------------------------------------
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml(path: str | os.PathLike[str]) -> Any:
+    """Parse a YAML file safely (no Python tags); every failure is a :class:`SpecError`.
+
+    Raises
+    ------
+    SpecError
+        Missing file, not UTF-8, or not valid YAML: one line naming the file (and the line).
+    """
     import yaml
 
+    path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: no such spec file")
     try:
-        return yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -327,11 +404,30 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return sorted(getattr(current, "model_fields", {}))
 
 
-def _validate(model: type[BaseModel], data: Any, path: Path) -> Any:
+def validate(model: type[T], data: Any, path: str | os.PathLike[str]) -> T:
+    """Validate already-parsed ``data`` against ``model`` (a pydantic model or a dataclass).
+
+    Raises
+    ------
+    SpecError
+        Not a mapping, an unknown key, a missing key or a wrong value: one message naming the
+        file, each key path and what was expected.
+    """
     if not isinstance(data, dict):
         raise SpecError(f"{path}: expected a mapping of keys at the top level, got {data!r}")
+    if dataclasses.is_dataclass(model):
+        # pydantic validates (and coerces) a dataclass's fields but ignores unknown keys.
+        known = sorted(f.name for f in dataclasses.fields(model))
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise SpecError(
+                "; ".join(
+                    f"{path}: {key}: unknown key (expected one of: {', '.join(known)})"
+                    for key in unknown
+                )
+            )
     try:
-        return model.model_validate(data)
+        return TypeAdapter(model).validate_python(data)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
@@ -349,10 +445,35 @@ def _validate(model: type[BaseModel], data: Any, path: Path) -> Any:
         raise SpecError("; ".join(lines)) from None
 
 
+def load_yaml(path: str | os.PathLike[str], model: type[T]) -> T:
+    """Read a YAML spec and validate it against ``model``: the one way neurofm loads a spec.
+
+    Dataset cards, pipelines, model configs, EEG preprocessing and analysis configs all come
+    through here, so every mistake in any of them reads the same way.
+
+    Parameters
+    ----------
+    path : path-like
+        The YAML file.
+    model : type
+        A pydantic model (unknown keys are errors when it forbids extras, as neurofm's do) or a
+        dataclass (unknown keys are always errors).
+
+    Returns
+    -------
+    An instance of ``model``.
+
+    Raises
+    ------
+    SpecError
+        One line per problem, each naming the file, the key path and what was expected.
+    """
+    return validate(model, read_yaml(path), path)
+
+
 def load_card(path: str | os.PathLike[str]) -> DatasetCard:
     """Load and validate a dataset card."""
-    path = Path(path)
-    return _validate(DatasetCard, _read_yaml(path), path)
+    return load_yaml(path, DatasetCard)
 
 
 def load_pipeline(path: str | os.PathLike[str]) -> tuple[PipelineSpec, DatasetCard, Path]:
@@ -362,7 +483,7 @@ def load_pipeline(path: str | os.PathLike[str]) -> tuple[PipelineSpec, DatasetCa
     next to the pipeline's folder.
     """
     path = Path(path)
-    spec = _validate(PipelineSpec, _read_yaml(path), path)
+    spec = load_yaml(path, PipelineSpec)
     candidates = [
         path.parent / spec.dataset,
         path.parent.parent / "datasets" / spec.dataset,

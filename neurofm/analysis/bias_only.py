@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
-from neurofm.analysis._threads import single_thread
+from neurofm.analysis.threads import single_thread
 from neurofm.analysis.results import StrictModel
 from neurofm.analysis.tasks import (
     Task,
@@ -838,7 +838,7 @@ def run_bias_only(
         Tables among ``width_sweep``, ``multitask``, ``task_variance_clusters``,
         ``generation``, ``lorenz``, ``recording``; one PNG per study.
     """
-    from neurofm.analysis import plots
+    from neurofm.viz import analysis as plots
     from neurofm.analysis.learning_regime import AnalysisResult
     from neurofm.analysis.results import load_config, write_results
 

@@ -10,7 +10,7 @@ structure shapes rich and lazy learning in neural circuits" (ICLR 2024), at CPU 
 * initial ``W_rec`` from one random base ``W0 = g N(0,1)/sqrt(N)`` per seed: SVD truncation to
   rank ``r`` at fixed ``||W0||_F``, power-law spectra, task-aligned rank-``r`` weights, and
   "experimentally driven" weights from a recording (:mod:`neurofm.analysis.initializers`);
-* metrics (:mod:`neurofm.analysis.metrics`): ``||dW_rec||_F``, representation alignment on a
+* metrics (:mod:`neurofm.analysis.regime_metrics`): ``||dW_rec||_F``, representation alignment on a
   probe set (last decision step), tangent-kernel alignment of the empirical NTK restricted to
   ``W_rec`` (rows: probe trials x steps x outputs), sign similarity over the decision window;
 * the two-layer linear theory check (:func:`linear_theory`).
@@ -43,8 +43,8 @@ from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
 from neurofm.analysis import initializers as inits
-from neurofm.analysis._threads import single_thread
-from neurofm.analysis.metrics import (
+from neurofm.analysis.threads import single_thread
+from neurofm.analysis.regime_metrics import (
     alignment,
     empirical_ntk,
     representation_alignment,
@@ -702,7 +702,7 @@ def run_learning_regime(
         Tables ``results`` (one row per task x init x seed), ``summary`` (mean and sd over
         seeds) and ``linear_theory``; figures ``<task>.png`` and ``linear_theory.png``.
     """
-    from neurofm.analysis import plots
+    from neurofm.viz import analysis as plots
     from neurofm.analysis.results import load_config, summarise, write_results
     from neurofm.analysis.tasks import make_task
 

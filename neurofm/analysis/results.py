@@ -2,7 +2,7 @@
 
 Configs (``pipelines/learning_regime.yaml``, ``pipelines/bias_only.yaml``) are validated by
 pydantic models with the same one-line errors as pipeline specs
-(:func:`neurofm.specs._validate`): an unknown key or a wrong type raises
+(:func:`neurofm.specs.load_yaml`): an unknown key or a wrong type raises
 :class:`~neurofm.errors.SpecError` naming the file and the key.
 
 A results folder holds the tables (CSV), the plots (PNG) and a verbatim copy of the config. It
@@ -28,7 +28,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from neurofm.errors import SpecError
-from neurofm.specs import _read_yaml, _validate
+from neurofm.specs import load_yaml
 
 __all__ = [
     "StrictModel",
@@ -56,8 +56,7 @@ def load_config(model: type[M], path: str | os.PathLike[str]) -> tuple[M, str]:
         Missing file, invalid YAML, unknown key, wrong type: one line naming the file and key.
     """
     path = Path(path)
-    data = _read_yaml(path)
-    return _validate(model, data, path), path.read_text()
+    return load_yaml(path, model), path.read_text(encoding="utf-8")
 
 
 def _cell(value: Any) -> Any:

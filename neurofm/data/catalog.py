@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from neurofm._atomic import atomic_path
+from neurofm.atomic import atomic_path
 from neurofm.data.recording import Recording
 from neurofm.data.signals import Intervals
 from neurofm.errors import CatalogError, InvalidDataError

@@ -13,7 +13,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from neurofm._atomic import atomic_path
+from neurofm.atomic import atomic_path
 from neurofm.data.signals import Intervals, IrregularSeries, RegularSeries, Signal, Spikes
 from neurofm.data.storage import (
     LazyIrregularSeries,
@@ -297,17 +297,6 @@ class Recording:
         return any(isinstance(s, LazySignal) for s in self.signals.values())
 
     # ---- conversions ----------------------------------------------------------------------
-
-    def to_mne(self, signal: str = "eeg", annotations: tuple[str, ...] = ("events", "volumes")):
-        """The EEG as an ``mne.io.RawArray`` (types, positions, bads, annotations).
-
-        See :func:`neurofm.readers.eeg.to_mne`, which this calls.
-        """
-        from neurofm.readers.eeg import to_mne  # MNE is heavy: only when asked for
-
-        return to_mne(self, signal, annotations)
-
-    # ---- summaries ------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready description: signals, duration, units, spike counts, trials, provenance."""

@@ -85,7 +85,7 @@ def _columns(
     return out
 
 
-def _check_window(start: float, end: float, owner: str) -> None:
+def check_window(start: float, end: float, owner: str) -> None:
     if not (math.isfinite(start) and math.isfinite(end)):
         raise InvalidDataError(f"{owner}.window: start and end must be finite ({start}, {end})")
     if end < start:
@@ -222,7 +222,7 @@ class Spikes(Signal):
 
     def window(self, start: float, end: float) -> Spikes:
         """Spikes in ``[start, end)``, times relative to ``start``; the units table is kept."""
-        _check_window(start, end, self.name)
+        check_window(start, end, self.name)
         lo, hi = np.searchsorted(self.timestamps, [start, end], side="left")
         return Spikes(
             self.timestamps[lo:hi] - start,
@@ -338,7 +338,7 @@ class RegularSeries(Signal):
 
     def window(self, start: float, end: float) -> RegularSeries:
         """Samples whose times lie in ``[start, end)``, the new start relative to ``start``."""
-        _check_window(start, end, self.name)
+        check_window(start, end, self.name)
         lo, hi = regular_index_range(self.start, self.rate, len(self), start, end)
         return self._slice(lo, hi, start)
 
@@ -404,7 +404,7 @@ class IrregularSeries(Signal):
 
     def window(self, start: float, end: float) -> IrregularSeries:
         """Samples in ``[start, end)`` with times relative to ``start``."""
-        _check_window(start, end, self.name)
+        check_window(start, end, self.name)
         lo, hi = np.searchsorted(self.timestamps, [start, end], side="left")
         return IrregularSeries(
             self.timestamps[lo:hi] - start,
@@ -513,7 +513,7 @@ class Intervals(Signal):
 
     def window(self, start: float, end: float) -> Intervals:
         """Intervals overlapping ``[start, end)``, times relative to ``start``, not clipped."""
-        _check_window(start, end, self.name)
+        check_window(start, end, self.name)
         return self.take(self.overlapping(start, end, np.maximum.accumulate(self.end)), start)
 
     def take(self, idx: np.ndarray, origin: float = 0.0) -> Intervals:

@@ -42,7 +42,7 @@ from neurofm.data.signals import (
     Signal,
     Spikes,
     Units,
-    _check_window,
+    check_window,
     regular_index_range,
 )
 from neurofm.errors import InvalidDataError
@@ -239,7 +239,7 @@ class LazySpikes(LazySignal):
         return self._events.last_time
 
     def window(self, start: float, end: float) -> Spikes:
-        _check_window(start, end, self.name)
+        check_window(start, end, self.name)
         lo, hi, times = self._events.span(start, end)
         unit_index = np.array(self._unit_index[lo:hi]) if hi > lo else np.empty(0, np.int32)
         return Spikes(times - start, unit_index, self.units, self.name, validate=False)
@@ -281,7 +281,7 @@ class LazyIrregularSeries(LazySignal):
         return self._events.last_time
 
     def window(self, start: float, end: float) -> IrregularSeries:
-        _check_window(start, end, self.name)
+        check_window(start, end, self.name)
         lo, hi, times = self._events.span(start, end)
         return IrregularSeries(
             times - start,
@@ -327,7 +327,7 @@ class LazyRegularSeries(LazySignal):
         return self.start + len(self) / self.rate
 
     def window(self, start: float, end: float) -> RegularSeries:
-        _check_window(start, end, self.name)
+        check_window(start, end, self.name)
         lo, hi = regular_index_range(self.start, self.rate, len(self), start, end)
         data = (
             np.array(self._data[lo:hi])
@@ -389,7 +389,7 @@ class LazyIntervals(LazySignal):
         return self._cache
 
     def window(self, start: float, end: float) -> Intervals:
-        _check_window(start, end, self.name)
+        check_window(start, end, self.name)
         intervals, cummax = self._loaded()
         return intervals.take(intervals.overlapping(start, end, cummax), start)
 

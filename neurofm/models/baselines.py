@@ -45,7 +45,8 @@ from torch import nn
 from neurofm.data.recording import Recording
 from neurofm.errors import InvalidDataError
 from neurofm.models.binning import Binning, recording_bins, recording_lagged_counts, spikes_of
-from neurofm.training.metrics import EvalTargets, evaluation_targets, r2_score
+from neurofm.data.targets import EvalTargets, evaluation_targets
+from neurofm.metrics import r2_score
 
 __all__ = ["GRUDecoder", "WienerFilter"]
 

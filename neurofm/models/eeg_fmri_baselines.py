@@ -51,7 +51,8 @@ import numpy as np
 from neurofm.data.recording import Recording
 from neurofm.data.signals import RegularSeries
 from neurofm.errors import InvalidDataError
-from neurofm.training.metrics import EvalTargets, evaluation_targets, pearson_r, r2_score
+from neurofm.data.targets import EvalTargets, evaluation_targets
+from neurofm.metrics import pearson_r, r2_score
 
 __all__ = [
     "DEFAULT_ALPHAS",

@@ -52,28 +52,20 @@ class POYOConfig:
     emb_init_scale: float = 0.02
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], where: str = "model config") -> POYOConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            from neurofm.errors import SpecError
-
-            raise SpecError(f"{where}: unknown key(s) {unknown} (expected one of {sorted(known)})")
-        return cls(**values)
-
-    @classmethod
     def from_yaml(cls, path: str | Path) -> POYOConfig:
-        import yaml
+        """Read ``models/poyo_*.yaml`` (a ``model: poyo`` tag is allowed).
 
-        from neurofm.errors import SpecError
+        Raises
+        ------
+        SpecError
+            Unknown key or a value of the wrong type, naming the file and the key.
+        """
+        from neurofm.specs import read_yaml, validate
 
-        path = Path(path)
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise SpecError(f"{path}: cannot read model config ({exc})") from None
-        values.pop("model", None)  # a `model: poyo` tag is allowed
-        return cls.from_dict(values, str(path))
+        values = read_yaml(path) or {}
+        if isinstance(values, dict):
+            values.pop("model", None)
+        return validate(cls, values, path)
 
 
 class POYO(nn.Module):

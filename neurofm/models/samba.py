@@ -123,21 +123,21 @@ class SambaConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SambaConfig:
-        """Read a config file; unknown keys are an error naming the file."""
-        import yaml
+        """Read ``models/samba.yaml`` (a ``model: samba`` tag is allowed).
 
-        path = Path(path)
-        if not path.is_file():
-            raise InvalidDataError(f"{path}: no such model config")
-        raw = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(raw, dict):
-            raise InvalidDataError(f"{path}: expected a mapping of config keys")
-        raw.pop("model", None)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise InvalidDataError(f"{path}: unknown keys {unknown} (known: {sorted(known)})")
-        config = cls(**raw)
+        Raises
+        ------
+        SpecError
+            Unknown key or a value of the wrong type, naming the file and the key.
+        InvalidDataError
+            Values that are each valid but inconsistent together (see :meth:`check`).
+        """
+        from neurofm.specs import read_yaml, validate
+
+        values = read_yaml(path) or {}
+        if isinstance(values, dict):
+            values.pop("model", None)
+        config = validate(cls, values, path)
         config.check()
         return config
 

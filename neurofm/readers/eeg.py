@@ -1,4 +1,5 @@
-"""EEG files -> :class:`~neurofm.data.Recording` through MNE-Python; and back with :func:`to_mne`.
+"""EEG files -> :class:`~neurofm.data.Recording` through MNE-Python; back with
+:func:`neurofm.writers.to_mne`.
 
 Any format ``mne.io.read_raw`` reads (EDF/BDF, BrainVision ``.vhdr``, FIF, EEGLAB ``.set``,
 GDF, CNT...) is read; a file inside a BIDS dataset is read through ``mne_bids.read_raw_bids``,
@@ -30,10 +31,10 @@ import re
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ValidationError
 
 import neurofm
 from neurofm.data.recording import Metadata, Recording, provenance_from
@@ -47,6 +48,7 @@ from neurofm.sources.bids import (
     entity_string,
     files_sha256,
 )
+from neurofm.specs import EEGPreprocessing, load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,6 @@ __all__ = [
     "from_mne",
     "load_preprocessing",
     "read_eeg",
-    "to_mne",
 ]
 
 #: Default pattern (a regular expression, matched against the whole description) of scanner
@@ -79,55 +80,6 @@ _SKIP_TYPES = ("stim", "syst")
 # --------------------------------------------------------------------------------------------
 # preprocessing configuration
 # --------------------------------------------------------------------------------------------
-
-
-class EEGPreprocessing(BaseModel):
-    """The preprocessing chain run by MNE before an EEG recording is stored.
-
-    Steps run in this order (each one only if configured): mark ``bad_channels`` ->
-    ``notch`` (``Raw.notch_filter``) -> band-pass ``l_freq``/``h_freq`` (``Raw.filter``) ->
-    bad channels interpolated (spherical splines, ``Raw.interpolate_bads``) or dropped ->
-    ``reference`` (``Raw.set_eeg_reference``) -> ``resample`` (``Raw.resample``). Bad channels
-    are handled before re-referencing so they never leak into an average reference.
-
-    In YAML (a dataset card's ``preprocessing:`` or a file given to ``neurofm ingest``)::
-
-        bad_channels: [T7]
-        bad_channel_action: interpolate
-        notch: [50, 100]
-        l_freq: 1.0
-        h_freq: 40.0
-        reference: average
-        resample: 200
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    bad_channels: list[str] = Field(
-        default_factory=list, description="channels to mark bad (added to the file's own)"
-    )
-    bad_channel_action: Literal["interpolate", "drop", "keep"] = Field(
-        "interpolate", description="what to do with bad channels: interpolate, drop, or keep"
-    )
-    notch: list[float] = Field(default_factory=list, description="line-noise frequencies, Hz")
-    l_freq: float | None = Field(None, gt=0, description="high-pass edge of the band-pass, Hz")
-    h_freq: float | None = Field(None, gt=0, description="low-pass edge of the band-pass, Hz")
-    reference: Literal["average"] | list[str] | None = Field(
-        None, description="'average' or the reference channels' names"
-    )
-    resample: float | None = Field(None, gt=0, description="new sampling rate, Hz")
-
-    @model_validator(mode="after")
-    def _band(self) -> EEGPreprocessing:
-        if self.l_freq is not None and self.h_freq is not None and self.l_freq >= self.h_freq:
-            raise ValueError(f"l_freq ({self.l_freq}) must be below h_freq ({self.h_freq})")
-        if any(f <= 0 for f in self.notch):
-            raise ValueError(f"notch frequencies must be > 0 Hz (got {self.notch})")
-        return self
-
-    @property
-    def is_empty(self) -> bool:
-        return self == EEGPreprocessing()
 
 
 def _preprocessing(value: Any, where: str) -> EEGPreprocessing:
@@ -157,10 +109,7 @@ def load_preprocessing(path: str | os.PathLike[str]) -> EEGPreprocessing:
         Not YAML, not a mapping, or an unknown or invalid key; the message names the file and
         the key.
     """
-    from neurofm.specs import _read_yaml, _validate
-
-    path = Path(path)
-    return _validate(EEGPreprocessing, _read_yaml(path), path)
+    return load_yaml(path, EEGPreprocessing)
 
 
 # --------------------------------------------------------------------------------------------
@@ -622,85 +571,3 @@ def _metadata(raw: Any, entities: Mapping[str, str]) -> Metadata:
 # --------------------------------------------------------------------------------------------
 
 
-def to_mne(
-    recording: Recording,
-    signal: str = "eeg",
-    annotations: Sequence[str] = ("events", "volumes"),
-) -> Any:
-    """An ``mne.io.RawArray`` of a Recording's EEG, with channel types, positions, bad
-    channels and annotations: what :func:`read_eeg` read, back in MNE's hands.
-
-    Parameters
-    ----------
-    recording : Recording
-        In memory or lazy (the signal is loaded), or a window of one.
-    signal : str
-        The :class:`RegularSeries` to convert.
-    annotations : sequence of str
-        Interval signals that become annotations (missing ones are skipped); their labels are
-        the descriptions.
-
-    Returns
-    -------
-    mne.io.RawArray
-        Data in float64 volts, ``info["sfreq"]`` the series' rate; annotations count from the
-        series' first sample, as in the original file.
-    """
-    import mne
-
-    series = recording[signal].load()
-    if not isinstance(series, RegularSeries):
-        raise InvalidDataError(
-            f"recording {recording.id!r}: signal {signal!r} is a {type(series).__name__}, "
-            "expected a RegularSeries"
-        )
-    info_cols = series.channel_info
-    names = [str(c) for c in series.channels]
-    types = [str(t) for t in info_cols.get("type", ["eeg"] * len(names))]
-    info = mne.create_info(names, series.rate, types)
-    if recording.metadata.extra.get("line_freq") is not None:
-        info["line_freq"] = float(recording.metadata.extra["line_freq"])
-    data = np.asarray(series.data, dtype=np.float64).T
-    raw = mne.io.RawArray(data, info, verbose=False)
-    if all(k in info_cols for k in ("x", "y", "z")):
-        pos = np.column_stack([info_cols["x"], info_cols["y"], info_cols["z"]]).astype(float)
-        ch_pos = {
-            n: p
-            for n, p, t in zip(names, pos, types, strict=True)
-            if np.isfinite(p).all() and t in ("eeg", "seeg", "ecog", "dbs")
-        }
-        if ch_pos:
-            raw.set_montage(
-                mne.channels.make_dig_montage(ch_pos=ch_pos, coord_frame="head"),
-                on_missing="ignore",
-                verbose=False,
-            )
-    if "bad" in info_cols:
-        raw.info["bads"] = [n for n, b in zip(names, info_cols["bad"], strict=True) if bool(b)]
-    onsets, durations, descriptions = [], [], []
-    for name in annotations:
-        if name not in recording:
-            continue
-        table = recording[name].load()
-        onsets.append(table.start - series.start)
-        durations.append(table.end - table.start)
-        labels = table.labels if table.labels is not None else np.full(len(table), name)
-        descriptions.append(np.asarray(labels, dtype=str))
-    if onsets:
-        onset = np.concatenate(onsets)
-        order = np.argsort(onset, kind="stable")
-        raw.set_annotations(
-            mne.Annotations(
-                onset[order], np.concatenate(durations)[order], np.concatenate(descriptions)[order]
-            )
-        )
-    meas = recording.metadata.session_start_time
-    if meas:
-        try:
-            when = dt.datetime.fromisoformat(meas)
-            raw.set_meas_date(when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc))
-        except (ValueError, RuntimeError):
-            log.info(
-                "recording %s: session_start_time %r not used as meas_date", recording.id, meas
-            )
-    return raw

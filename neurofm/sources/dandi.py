@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from neurofm._atomic import atomic_path
+from neurofm.atomic import atomic_path
 from neurofm.errors import DigestMismatchError, SourceError
 
 log = logging.getLogger(__name__)

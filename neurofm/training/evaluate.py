@@ -20,8 +20,9 @@ from neurofm.data.signals import Intervals
 from neurofm.errors import InvalidDataError
 from neurofm.models.poyo import POYO
 from neurofm.tokenizers.spikes import SpikeTokenizer, TargetScaler, collate
-from neurofm.training.data import WindowDataset, split_domains_of
-from neurofm.training.metrics import evaluation_targets, r2_score
+from neurofm.training.datasets import WindowDataset, split_domains_of
+from neurofm.data.targets import evaluation_targets
+from neurofm.metrics import r2_score
 
 __all__ = ["EvalResult", "evaluate_poyo", "stitch"]
 

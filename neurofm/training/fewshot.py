@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from neurofm.data.catalog import Catalog
-from neurofm.training.data import split_domains_of
+from neurofm.training.datasets import split_domains_of
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from neurofm.data.signals import Intervals
 from neurofm.errors import InvalidDataError
 from neurofm.models.poyo import POYO
 from neurofm.tokenizers.spikes import unit_keys
-from neurofm.training.data import split_domains_of
+from neurofm.training.datasets import split_domains_of
 
 log = logging.getLogger(__name__)
 

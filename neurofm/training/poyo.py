@@ -27,7 +27,7 @@ from neurofm.errors import InvalidDataError
 from neurofm.models.poyo import POYO, POYOConfig
 from neurofm.tokenizers.spikes import SpikeTokenizer, TargetScaler, collate, unit_keys
 from neurofm.training.checkpoints import read_checkpoint
-from neurofm.training.data import ShardedSampler, WindowDataset, split_domains_of
+from neurofm.training.datasets import ShardedSampler, WindowDataset, split_domains_of
 from neurofm.training.trainer import make_trainer
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ class POYOModule(pl.LightningModule):
         )
 
     def on_validation_epoch_end(self) -> None:
-        from neurofm.training.metrics import r2_score
+        from neurofm.metrics import r2_score
 
         if self._val:
             y = np.concatenate([v[0] for v in self._val])

@@ -37,7 +37,7 @@ from neurofm.tokenizers.multimodal import (
     load_paired_run,
 )
 from neurofm.training.checkpoints import checkpoint_format, read_checkpoint
-from neurofm.training.data import ShardedSampler
+from neurofm.training.datasets import ShardedSampler
 from neurofm.training.trainer import make_trainer
 
 log = logging.getLogger(__name__)
@@ -252,7 +252,7 @@ class SambaModule(pl.LightningModule):
         self._val.append((batch["bold"].numpy(), out["bold"].detach().cpu().numpy()))
 
     def on_validation_epoch_end(self) -> None:
-        from neurofm.training.metrics import pearson_r
+        from neurofm.metrics import pearson_r
 
         if self._val:
             # r per parcel over every validation window's volumes (not stitched: a quick score)
@@ -518,7 +518,7 @@ def predict_run(
 
 def parcel_scores(true: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     """Per-parcel Pearson r (mean, SD, all), R^2 (mean over parcels) and MSE."""
-    from neurofm.training.metrics import pearson_r, r2_score
+    from neurofm.metrics import pearson_r, r2_score
 
     r = pearson_r(true, pred)
     return {

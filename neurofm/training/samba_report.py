@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from neurofm._atomic import atomic_path
+from neurofm.atomic import atomic_path
 from neurofm.data.catalog import Catalog
 from neurofm.training.samba import SambaBundle, SambaReport, evaluate_samba, load_samba
 
@@ -69,7 +69,7 @@ def _atlas_of(catalog: Path, recording_id: str) -> tuple[str | None, list[int] |
 
 
 def _plots(report: SambaReport, bundle: SambaBundle, catalog: Path, out: Path) -> list[Path]:
-    from neurofm.viz_brain import plot_bold_predictions, plot_parcel_map
+    from neurofm.viz.brain import plot_bold_predictions, plot_parcel_map
 
     plots = []
     for rid, pred in report.predictions.items():
@@ -96,7 +96,7 @@ def run_samba_evaluation(
     """Score a SAMBA checkpoint and the ridge baseline; write ``results_<split>.json`` and
     the plots; return the pipeline's report and summary lines."""
     from neurofm.models.eeg_fmri_baselines import HRFRidge
-    from neurofm.training.steps import EvaluateReport
+    from neurofm.pipeline.steps import EvaluateReport
 
     bundle = load_samba(checkpoint)
     report = evaluate_samba(bundle, catalog, opts.split)

@@ -1,45 +1,31 @@
-"""Attention blocks with rotary time embeddings.
+"""Attention blocks with rotary time embeddings (POYO's encoder, processor and decoder).
 
 ``rotate_value=True`` also rotates the values by their key's time and counter-rotates the output
 by the query's time, so what a query receives is expressed relative to its own time (POYO does
 this in the encoder and the processor, not in the decoder).
 
-Two implementations of the same function, with the same parameters:
-
-* ``scaled_dot_product_attention`` on the whole padded batch (:func:`_attend`): on GPUs, whose
-  fused kernels also do the attention dropout, and for masks other than "the first n keys";
-* on CPU, :class:`_WindowedAttention`, a few windows at a time. With dropout, SDPA's fused CPU
-  kernels do not apply and its math fallback works on the whole padded batch: the encoder's
-  attention weights are B x H x 128 x ~2300 floats (~75 MB a tensor), each elementwise pass
-  (mask, softmax, Bernoulli mask, rescale) streams from memory, and each temporary is a fresh
-  mmap (page faults); the rotations likewise run over whole padded tensors, through slices and
-  concatenations. Window by window, everything from the rotation to the weighted sum stays in
-  cache and padded keys are skipped instead of masked. The projections are computed with their
-  features reordered so that rotated pairs sit side by side (:func:`interleaving`; the output
-  projection's columns reordered alike), which makes a rotation one complex multiplication, and
-  gradients are written straight into the projections' gradients.
-
-Same softmax, same dropout distribution (each weight kept with probability ``1 - p`` and scaled
-by ``1 / (1 - p)``), same rotations: the two agree to float32 rounding (the summation order
-differs) and differ only in their random streams.
+The reference path is :func:`attend`: ``scaled_dot_product_attention`` on the whole padded batch
+(on GPUs its fused kernels also do the attention dropout). On CPU, with the standard "first n
+keys are real" mask, the same function is computed window by window by
+:mod:`neurofm.models.layers.attention_cpu` (1.7x faster there, same parameters, equal to float32
+rounding; ``tests/models/test_poyo_attention.py`` keeps the two paths equal).
 """
 
 from __future__ import annotations
-
-import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neurofm.models.layers.attention_cpu import (
+    HeadGeometry,
+    interleaving,
+    windowed_attention,
+    windowed_lengths,
+)
 from neurofm.models.layers.rotary import rotate
 
 Angles = tuple[torch.Tensor, torch.Tensor]
-
-#: Attention weights (H x queries x keys, summed over the windows of a group) computed at once on
-#: CPU: small enough to stay in cache, big enough that per-call overhead does not matter.
-GROUP_WEIGHTS = 1 << 18
 
 
 class Dropout(nn.Module):
@@ -80,7 +66,7 @@ class FeedForward(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------
-# the whole padded batch on scaled_dot_product_attention
+# the reference path: the whole padded batch on scaled_dot_product_attention
 # ------------------------------------------------------------------------------------------------
 
 
@@ -94,7 +80,7 @@ def _merge(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(b, n, h * d)
 
 
-def _attend(
+def attend(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
@@ -113,265 +99,6 @@ def _attend(
     if rotate_value:
         out = rotate(out, q_angles, inverse=True)
     return out
-
-
-# ------------------------------------------------------------------------------------------------
-# CPU: a few windows at a time
-# ------------------------------------------------------------------------------------------------
-
-
-def _windowed_lengths(
-    x: torch.Tensor,
-    angles: Angles,
-    dim_head: int,
-    key_mask: torch.Tensor | None,
-    batch: int,
-    n_keys: int,
-) -> list[int] | None:
-    """Real keys per window if the windowed CPU path applies (CPU, float32/64, a quarter of the
-    head in rotated pairs, no mask or "n Trues then padding" rows as ``collate`` builds them);
-    None otherwise."""
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
-        return None
-    if angles[0].shape[-1] != dim_head // 4:
-        return None
-    if key_mask is None:
-        return [n_keys] * batch
-    lengths = key_mask.sum(dim=1)
-    prefix = torch.arange(n_keys, device=key_mask.device)[None, :] < lengths[:, None]
-    return lengths.tolist() if torch.equal(prefix, key_mask) else None
-
-
-def _groups(lengths: list[int], per_key: int) -> list[tuple[int, int, int]]:
-    """``(first, stop, n)``: runs of consecutive windows with the same number of keys ``n``,
-    each holding at most ``GROUP_WEIGHTS`` attention weights (``per_key`` per key)."""
-    most = max(1, GROUP_WEIGHTS // max(1, per_key * max(lengths, default=1)))
-    groups, first = [], 0
-    for b in range(1, len(lengths) + 1):
-        if b == len(lengths) or lengths[b] != lengths[first] or b - first == most:
-            groups.append((first, b, lengths[first]))
-            first = b
-    return groups
-
-
-def interleaving(heads: int, dim_head: int, blocks: int = 1) -> torch.Tensor:
-    """Feature order that puts each rotated pair side by side: per head ``0, r, 1, r + 1, ...,
-    r - 1, 2r - 1`` then the unrotated rest (``r = dim_head // 4`` pairs), for ``blocks``
-    consecutive projections (q; k, v; or q, k, v).
-
-    The windowed path computes its projections with rows permuted this way (and the output
-    projection with columns permuted alike), so a pair is one complex number and a rotation is
-    one complex multiplication. A dot product does not depend on the order of its features:
-    same function, same parameters.
-    """
-    r = dim_head // 4
-    head = torch.cat(
-        [
-            torch.stack([torch.arange(r), torch.arange(r, 2 * r)], 1).flatten(),
-            torch.arange(2 * r, dim_head),
-        ]
-    )
-    one = torch.cat([head + h * dim_head for h in range(heads)])
-    return torch.cat([one + i * heads * dim_head for i in range(blocks)])
-
-
-def _rotate_pairs(dst: torch.Tensor, x: torch.Tensor, cis: torch.Tensor | None) -> torch.Tensor:
-    """``dst = x`` with its leading interleaved pairs multiplied by ``cis`` (unit complex
-    numbers, ``(..., 1, R)`` against ``x``'s ``(..., H, Dh)``), or a plain copy if None."""
-    if cis is None:
-        return dst.copy_(x)
-    r = cis.shape[-1]
-    pairs = torch.view_as_complex(x[..., : 2 * r].unflatten(-1, (r, 2)))
-    torch.mul(pairs, cis, out=torch.view_as_complex(dst[..., : 2 * r].unflatten(-1, (r, 2))))
-    dst[..., 2 * r :] = x[..., 2 * r :]
-    return dst
-
-
-class _Geometry:
-    """Heads, where queries, keys and values sit in the projections' outputs, and the rotations
-    (``e^(i omega t)`` per token, ``(B, N, 1, R)``; conjugates for the counter-rotations)."""
-
-    def __init__(
-        self,
-        heads: int,
-        dim_head: int,
-        q_col: int,
-        k_col: int,
-        q_angles: Angles,
-        k_angles: Angles,
-        rotate_value: bool,
-        dtype: torch.dtype,
-    ) -> None:
-        self.heads, self.dim_head, self.inner = heads, dim_head, heads * dim_head
-        self.q_col, self.k_col, self.v_col = q_col, k_col, k_col + heads * dim_head
-        self.rotate_value = rotate_value
-
-        def cis(angles: Angles) -> tuple[torch.Tensor, torch.Tensor]:
-            # (B, 1, N, R) -> (B, N, 1, R), in the precision of the activations
-            cos, sin = (a.transpose(1, 2).to(dtype) for a in angles)
-            return torch.complex(cos, sin), torch.complex(cos, -sin)
-
-        self.q_cis, self.q_cis_inv = cis(q_angles)
-        if k_angles[0] is q_angles[0] and k_angles[1] is q_angles[1]:
-            self.k_cis, self.k_cis_inv = self.q_cis, self.q_cis_inv
-        else:
-            self.k_cis, self.k_cis_inv = cis(k_angles)
-
-    def part(self, rows: torch.Tensor, col: int) -> torch.Tensor:
-        """Columns ``[col, col + H * Dh)`` of (G, n, C) token rows, as (G, n, H, Dh)."""
-        return rows[..., col : col + self.inner].unflatten(-1, (self.heads, self.dim_head))
-
-    @staticmethod
-    def to_heads(x: torch.Tensor, cis: torch.Tensor | None) -> torch.Tensor:
-        """(G, n, H, Dh) -> rotated, contiguous (G * H, n, Dh), ready for ``bmm``."""
-        g, n, h, d = x.shape
-        out = x.new_empty(g, h, n, d)
-        _rotate_pairs(out.transpose(1, 2), x, cis)
-        return out.view(g * h, n, d)
-
-    @staticmethod
-    def from_heads(dst: torch.Tensor, x: torch.Tensor, cis: torch.Tensor | None) -> None:
-        """(G * H, n, Dh) -> rotated into ``dst`` (G, n, H, Dh)."""
-        g, n, h, d = dst.shape
-        _rotate_pairs(dst, x.view(g, h, n, d).transpose(1, 2), cis)
-
-    def cis(self, which: str, b0: int, b1: int, n: int, inverse: bool = False) -> torch.Tensor:
-        if which == "q":
-            table = self.q_cis_inv if inverse else self.q_cis
-        else:
-            table = self.k_cis_inv if inverse else self.k_cis
-        return table[b0:b1, :n]
-
-
-def _key_rows(
-    kv_src: torch.Tensor, kv_index: torch.Tensor | None, b0: int, b1: int, n: int
-) -> torch.Tensor:
-    """The first n key/value rows of windows b0..b1: (G, n, C), gathered from a table of
-    distinct tokens if ``kv_index`` is given."""
-    if kv_index is None:
-        return kv_src[b0:b1, :n]
-    return kv_src[kv_index[b0:b1, :n]]
-
-
-class _WindowedAttention(torch.autograd.Function):
-    """Rotary attention (with dropout), a group of windows at a time; see the module docstring.
-
-    Inputs are the projections' outputs, features interleaved (:func:`interleaving`):
-    ``q_src`` (B, Nq, .) holds the queries from column ``q_col``, ``kv_src`` (B, Nk, .) the
-    keys from ``k_col`` and the values right after them (self-attention passes one tensor as
-    both) -- or, with ``kv_index`` (B, Nk), ``kv_src`` (U, .) holds the projections of U
-    distinct tokens and ``kv_index`` says which one each key is. Returns (B, Nq, H * Dh),
-    interleaved, for the output projection. Saved for the backward pass, per group: rotated
-    queries, keys and values, softmax weights, dropout mask.
-    """
-
-    @staticmethod
-    def forward(
-        ctx: Any,
-        q_src: torch.Tensor,
-        kv_src: torch.Tensor,
-        kv_index: torch.Tensor | None,
-        geo: _Geometry,
-        lengths: list[int],
-        p: float,
-    ) -> torch.Tensor:
-        batch, n_q = q_src.shape[0], q_src.shape[1]
-        scale, keep = 1.0 / math.sqrt(geo.dim_head), 1.0 - p
-        out = q_src.new_empty(batch, n_q, geo.inner)
-        saving = any(ctx.needs_input_grad[:2])
-        saved: list[Any] = []
-        for b0, b1, n in _groups(lengths, geo.heads * n_q):
-            o = out[b0:b1].unflatten(-1, (geo.heads, geo.dim_head))  # (G, Nq, H, Dh)
-            if n == 0:  # no key at all: nothing to attend to
-                o.zero_()
-                saved.append(None)
-                continue
-            q = geo.to_heads(geo.part(q_src[b0:b1], geo.q_col), geo.cis("q", b0, b1, n_q))
-            rows = _key_rows(kv_src, kv_index, b0, b1, n)
-            k = geo.to_heads(geo.part(rows, geo.k_col), geo.cis("k", b0, b1, n))
-            v_cis = geo.cis("k", b0, b1, n) if geo.rotate_value else None
-            v = geo.to_heads(geo.part(rows, geo.v_col), v_cis)
-            del rows
-            scores = q.new_empty(q.shape[0], n_q, n)
-            torch.baddbmm(scores, q, k.transpose(1, 2), beta=0.0, alpha=scale, out=scores)
-            weights = torch.softmax(scores, dim=-1)  # (G * H, Nq, n)
-            del scores
-            kept = None
-            if p > 0:
-                kept = torch.empty_like(weights).uniform_().lt_(keep)  # 1.0 kept, 0.0 dropped
-                heads_out = torch.bmm(weights * kept, v).mul_(1.0 / keep)
-            else:
-                heads_out = torch.bmm(weights, v)
-            q_inv = geo.cis("q", b0, b1, n_q, inverse=True) if geo.rotate_value else None
-            geo.from_heads(o, heads_out, q_inv)
-            saved.append((q, k, v, weights, kept) if saving else None)
-        if saving:
-            ctx.geo, ctx.lengths, ctx.p, ctx.groups = geo, lengths, p, saved
-            ctx.shared = q_src is kv_src
-            ctx.shapes = (q_src.shape, kv_src.shape)
-            ctx.dtype_device = (q_src.dtype, q_src.device)
-            ctx.kv_index = kv_index
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        geo, lengths, p, groups = ctx.geo, ctx.lengths, ctx.p, ctx.groups  # kept: retain_graph
-        (q_shape, kv_shape), shared, kv_index = ctx.shapes, ctx.shared, ctx.kv_index
-        dtype, device = ctx.dtype_device
-        n_q = q_shape[1]
-        scale, keep = 1.0 / math.sqrt(geo.dim_head), 1.0 - p
-        # Every column read in the forward pass is written below; any other column is zero.
-        if shared:
-            whole = kv_shape[-1] == 3 * geo.inner and (geo.q_col, geo.k_col) == (0, geo.inner)
-            d_kv = (torch.empty if whole else torch.zeros)(kv_shape, dtype=dtype, device=device)
-            d_q = d_kv
-        else:
-            whole_q = q_shape[-1] == geo.inner and geo.q_col == 0
-            d_q = (torch.empty if whole_q else torch.zeros)(q_shape, dtype=dtype, device=device)
-            whole = kv_shape[-1] == 2 * geo.inner and geo.k_col == 0 and kv_index is None
-            d_kv = (torch.empty if whole else torch.zeros)(kv_shape, dtype=dtype, device=device)
-        kv_cols = slice(geo.k_col, geo.v_col + geo.inner)
-        for (b0, b1, n), saved in zip(_groups(lengths, geo.heads * n_q), groups, strict=True):
-            if kv_index is None:
-                d_kv[b0:b1, n:, kv_cols] = 0  # padding keys: no gradient
-                d_rows = d_kv[b0:b1, :n]
-            else:  # gradients of this group's keys, added to their tokens' rows below
-                d_rows = d_kv.new_zeros(b1 - b0, n, kv_shape[-1])
-            dq_dst = geo.part(d_q[b0:b1], geo.q_col)
-            if saved is None:
-                dq_dst.zero_()
-                if kv_index is None:
-                    d_rows[..., kv_cols] = 0
-                continue
-            q, k, v, weights, kept = saved
-            # The output was counter-rotated: its gradient gets the rotation.
-            g = grad[b0:b1].unflatten(-1, (geo.heads, geo.dim_head))
-            g = geo.to_heads(g, geo.cis("q", b0, b1, n_q) if geo.rotate_value else None)
-            if p > 0:
-                g.mul_(1.0 / keep)
-                dropped = weights * kept
-            else:
-                dropped = weights
-            dv = torch.bmm(dropped.transpose(1, 2), g)  # (G * H, n, Dh)
-            del dropped
-            d_weights = torch.bmm(g, v.transpose(1, 2))  # (G * H, Nq, n)
-            if p > 0:
-                d_weights.mul_(kept)
-            d_scores = torch._softmax_backward_data(d_weights, weights, -1, weights.dtype)
-            del d_weights
-            # baddbmm with beta=0 ignores its first argument: scale folded into the product.
-            dq = torch.baddbmm(q, d_scores, k, beta=0.0, alpha=scale)
-            dk = torch.baddbmm(k, d_scores.transpose(1, 2), q, beta=0.0, alpha=scale)
-            # Back through the rotations: the counter-rotation of the gradients.
-            geo.from_heads(dq_dst, dq, geo.cis("q", b0, b1, n_q, inverse=True))
-            k_inv = geo.cis("k", b0, b1, n, inverse=True)
-            geo.from_heads(geo.part(d_rows, geo.k_col), dk, k_inv)
-            geo.from_heads(geo.part(d_rows, geo.v_col), dv, k_inv if geo.rotate_value else None)
-            if kv_index is not None:
-                d_kv.index_add_(0, kv_index[b0:b1, :n].reshape(-1), d_rows.flatten(0, 1))
-        if shared:
-            return d_kv, None, None, None, None, None
-        return d_q, d_kv, None, None, None, None
 
 
 class RotaryCrossAttention(nn.Module):
@@ -411,21 +138,21 @@ class RotaryCrossAttention(nn.Module):
         dropout = self.dropout if self.training else 0.0
         x, context = self.norm(x), self.context_norm(context)
         batch, n_keys = (context if context_index is None else context_index).shape[:2]
-        lengths = _windowed_lengths(x, q_angles, self.dim_head, context_mask, batch, n_keys)
+        lengths = windowed_lengths(x, q_angles, self.dim_head, context_mask, batch, n_keys)
         if lengths is None:  # the whole padded batch on scaled_dot_product_attention
             kv = self.to_kv(context)
             if context_index is not None:
                 kv = kv[context_index]  # (B, Nk, 2 * H * Dh)
             q = _heads(self.to_q(x), self.heads)
             k, v = (_heads(t, self.heads) for t in kv.chunk(2, dim=-1))
-            out = _attend(q, k, v, q_angles, k_angles, context_mask, self.rotate_value, dropout)
+            out = attend(q, k, v, q_angles, k_angles, context_mask, self.rotate_value, dropout)
             return self.to_out(_merge(out))  # (B, Nq, dim)
         q = F.linear(x, self.to_q.weight[self._order])  # (B, Nq, H * Dh), interleaved
         kv = F.linear(context, self.to_kv.weight[self._order_kv])  # keys then values
-        geo = _Geometry(
+        geo = HeadGeometry(
             self.heads, self.dim_head, 0, 0, q_angles, k_angles, self.rotate_value, x.dtype
         )
-        out = _WindowedAttention.apply(q, kv, context_index, geo, lengths, dropout)
+        out = windowed_attention(q, kv, context_index, geo, lengths, dropout)
         return F.linear(out, self.to_out.weight[:, self._order], self.to_out.bias)
 
 
@@ -458,15 +185,15 @@ class RotarySelfAttention(nn.Module):
     ) -> torch.Tensor:
         dropout = self.dropout if self.training else 0.0
         x = self.norm(x)
-        lengths = _windowed_lengths(x, angles, self.dim_head, mask, x.shape[0], x.shape[1])
+        lengths = windowed_lengths(x, angles, self.dim_head, mask, x.shape[0], x.shape[1])
         if lengths is None:
             q, k, v = (_heads(t, self.heads) for t in self.to_qkv(x).chunk(3, dim=-1))
-            out = _attend(q, k, v, angles, angles, mask, self.rotate_value, dropout)
+            out = attend(q, k, v, angles, angles, mask, self.rotate_value, dropout)
             return self.to_out(_merge(out))
         qkv = F.linear(x, self.to_qkv.weight[self._order_qkv])  # (B, N, 3 * H * Dh)
         inner = self.heads * self.dim_head
-        geo = _Geometry(
+        geo = HeadGeometry(
             self.heads, self.dim_head, 0, inner, angles, angles, self.rotate_value, x.dtype
         )
-        out = _WindowedAttention.apply(qkv, qkv, None, geo, lengths, dropout)
+        out = windowed_attention(qkv, qkv, None, geo, lengths, dropout)
         return F.linear(out, self.to_out.weight[:, self._order], self.to_out.bias)

@@ -1,0 +1,181 @@
+"""Run a pipeline spec (``pipelines/*.yaml``): pull -> ingest -> train -> evaluate.
+
+The spec's dataset card names the source and the split rules; its steps say what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from neurofm.errors import NeuroFMError
+from neurofm.pipeline.ingest import ingest, ingest_dandi, ingest_pulled
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PipelineResult", "run_pipeline"]
+
+
+@dataclass
+class PipelineResult:
+    """Outcome of :func:`run_pipeline`: one line per step, and the reports."""
+
+    name: str
+    workdir: Path
+    summary: list[str] = field(default_factory=list)
+    reports: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(getattr(r, "ok", True) for r in self.reports.values())
+
+
+def run_pipeline(
+    path: str | os.PathLike[str],
+    *,
+    api_url: str | None = None,
+    workdir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    only: tuple[str, ...] | None = None,
+) -> PipelineResult:
+    """Run the steps of a pipeline spec in order.
+
+    Parameters
+    ----------
+    path : str or Path
+        The pipeline YAML file.
+    api_url : str, optional
+        DANDI API URL for the card's source (default ``$NEUROFM_DANDI_API`` or the archive).
+    workdir : str or Path, optional
+        Override the spec's output folder.
+    progress : bool
+        Show progress bars.
+    only : tuple of str, optional
+        Run only these step kinds (e.g. ``("train", "evaluate")`` for ``neurofm train``); the
+        catalog of the spec's ingest step is still used.
+    """
+    from neurofm.sources import dandi
+    from neurofm.specs import load_pipeline
+
+    spec, card, spec_workdir = load_pipeline(path)
+    work = Path(workdir) if workdir is not None else spec_workdir
+    result = PipelineResult(spec.name, work)
+    source = card.source
+    pulled = None
+    generated: Path | None = None
+    catalog = work / "catalog"
+    checkpoint: Path | None = None
+    for step in spec.steps:
+        opts = step.options
+        if only is not None and step.kind not in only:
+            if step.kind == "ingest":
+                catalog = work / opts.out
+            continue
+        if step.kind == "pull":
+            if source.synthetic is not None:
+                generated = work / opts.to
+                result.summary.append(_synthesize(source.synthetic, generated, progress))
+            elif source.dandi is None:
+                result.summary.append(f"pull: skipped (local source {source.local})")
+            elif opts.stream:
+                result.summary.append("pull: streaming at ingest (nothing downloaded)")
+            else:
+                raw = work / opts.to
+                include = [*source.include, *opts.include] or None
+                pulled = dandi.pull(
+                    source.ref, raw, include=include, api_url=api_url, progress=progress
+                )
+                result.reports["pull"] = pulled
+                result.summary.append(
+                    f"pull: {len(pulled.downloaded)} downloaded, {len(pulled.skipped)} up to "
+                    f"date, {len(pulled.failed)} failed ({pulled.bytes_transferred:,} bytes "
+                    f"transferred) -> {raw}"
+                )
+        elif step.kind == "ingest":
+            out = work / opts.out
+            kw = {"force": opts.force, "progress": progress, "card": card}
+            if source.local is not None:
+                report = ingest(source.local, out, **kw)
+            elif source.synthetic is not None:
+                if generated is None:
+                    raise NeuroFMError(
+                        f"{path}: the card's source is synthetic: a pull step must generate it "
+                        "before the ingest step"
+                    )
+                report = ingest(generated, out, **kw)
+            elif pulled is not None:
+                report = ingest_pulled(pulled, out, **kw)
+            else:  # DANDI without a download step: stream
+                _, report = ingest_dandi(
+                    source.ref,
+                    out,
+                    include=source.include or None,
+                    stream=True,
+                    api_url=api_url,
+                    **kw,
+                )
+            result.reports["ingest"] = report
+            result.summary.append(
+                f"ingest: {len(report.ingested)} ingested, {len(report.skipped)} up to date, "
+                f"{len(report.failed)} failed -> {out}"
+            )
+            catalog = out
+        elif step.kind == "train":
+            from neurofm.pipeline.steps import run_train_step
+
+            checkpoint, line = run_train_step(
+                opts, card, catalog, work, Path(path).parent, progress=progress
+            )
+            result.summary.append(line)
+        elif step.kind == "evaluate":
+            from neurofm.pipeline.steps import run_evaluate_step
+
+            if checkpoint is None:
+                checkpoint = _last_checkpoint(spec, work)
+            report, lines = run_evaluate_step(opts, card, catalog, checkpoint, work)
+            result.reports["evaluate"] = report
+            result.summary.extend(lines)
+    return result
+
+
+def _synthesize(source: Any, out: Path, progress: bool) -> str:
+    """Generate the card's synthetic dataset into ``out`` unless it is there with the same
+    parameters (the generator is deterministic, so the files would be identical)."""
+    import json
+
+    params = source.model_dump()
+    stamp = out / ".neurofm-synthetic.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) == params:
+        return f"pull: synthetic {source.kind} dataset up to date -> {out}"
+    if source.kind == "eeg-fmri":
+        from neurofm.synthetic.eeg_fmri import generate_eeg_fmri_dataset
+
+        runs = generate_eeg_fmri_dataset(
+            out,
+            n_subjects=source.subjects,
+            n_runs=source.runs,
+            duration=source.duration,
+            tr=source.tr,
+            n_parcels=source.parcels,
+            seed=source.seed,
+            bold_band=source.bold_band,
+            progress=progress,
+        )
+    else:  # pragma: no cover - the spec only admits the kinds above
+        raise NeuroFMError(f"synthetic source kind {source.kind!r} is not known")
+    stamp.write_text(json.dumps(params, indent=2))
+    return f"pull: generated a synthetic {source.kind} dataset ({len(runs)} runs) -> {out}"
+
+
+def _last_checkpoint(spec: Any, work: Path) -> Path:
+    """The checkpoint of the pipeline's train step, from an earlier run."""
+    for step in spec.steps:
+        if step.kind == "train":
+            ckpt = work / step.options.out / "last.ckpt"
+            if ckpt.is_file():
+                return ckpt
+            raise NeuroFMError(f"{ckpt}: no trained model yet; run the train step first")
+    raise NeuroFMError("the evaluate step needs a train step in the same pipeline")

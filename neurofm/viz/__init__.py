@@ -1,0 +1,1 @@
+"""Every plot neurofm draws: matplotlib Figures, saved atomically when given a path."""

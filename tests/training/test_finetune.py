@@ -1,0 +1,187 @@
+"""Fine-tuning a pretrained POYO on a held-out session (unit identification)."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neurofm.cli import main
+from neurofm.data import Catalog, Intervals, Recording, RegularSeries, Spikes
+from neurofm.errors import InvalidDataError, NeuroFMError
+from neurofm.models.poyo import POYOConfig
+from neurofm.pipeline import ingest
+from neurofm.specs import load_card
+from neurofm.synthetic import generate_reaching_dataset
+from neurofm.training.finetune import finetune
+from neurofm.training.poyo import TrainConfig, load_poyo, train_poyo
+
+REPO = Path(__file__).resolve().parents[2]
+SMALL = dataclasses.replace(POYOConfig.from_yaml(REPO / "models" / "poyo_tiny.yaml"), depth=1)
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A model pretrained on two sessions, and a catalog with a third, held-out session."""
+    root = tmp_path_factory.mktemp("ft")
+    generate_reaching_dataset(
+        root / "raw",
+        n_subjects=1,
+        n_sessions=3,
+        n_trials=30,
+        n_units_range=(50, 55),
+        progress=False,
+    )
+    files = sorted((root / "raw").rglob("*.nwb"))
+    (root / "pre").mkdir()
+    (root / "new").mkdir()
+    for f in files[:2]:
+        shutil.copy(f, root / "pre" / f.name)
+    shutil.copy(files[2], root / "new" / files[2].name)
+    card = load_card(REPO / "datasets" / "synthetic_reaching.yaml")
+    assert ingest(root / "pre", root / "cat_pre", card=card, progress=False).ok
+    assert ingest(root / "new", root / "cat_new", card=card, progress=False).ok
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=1e-3, unit_dropout=None)
+    _, ckpt = train_poyo(
+        root / "cat_pre", SMALL, cfg, root / "pre_run", progress=False, max_steps=20
+    )
+    return root, ckpt
+
+
+def test_unit_id_trains_only_the_new_embeddings(setup, tmp_path):
+    root, ckpt = setup
+    pre, _, _ = load_poyo(ckpt)
+    result = finetune(
+        ckpt, root / "cat_new", tmp_path / "ft", mode="unit-id", trials=10, epochs=2, progress=False
+    )
+    assert result.trainable == ["unit_emb.weight", "session_emb.weight"]
+    assert result.n_trials == 10
+    tuned, _, _ = load_poyo(result.checkpoint)  # loads like any other checkpoint
+    new_id = Catalog(root / "cat_new").ids[0]
+    assert tuned.session_emb.vocab == [new_id]
+    assert all(k.startswith(f"{new_id}/") for k in tuned.unit_emb.vocab)
+    before, after = dict(pre.named_parameters()), dict(tuned.named_parameters())
+    for name, p in after.items():
+        if name.startswith(("unit_emb.", "session_emb.")):
+            continue
+        assert torch.equal(p, before[name]), f"{name} changed"  # bit-identical backbone
+    assert not torch.equal(tuned.unit_emb.weight[1:], torch.zeros_like(tuned.unit_emb.weight[1:]))
+    assert np.isfinite(result.mean_r2) and set(result.r2) == {new_id}
+
+
+def test_full_mode_trains_everything(setup, tmp_path):
+    root, ckpt = setup
+    result = finetune(
+        ckpt,
+        root / "cat_new",
+        tmp_path / "full",
+        mode="full",
+        trials=5,
+        epochs=1,
+        progress=False,
+        evaluate=False,
+    )
+    pre, _, _ = load_poyo(ckpt)
+    tuned, _, _ = load_poyo(result.checkpoint)
+    assert "readout.weight" in result.trainable
+    assert not torch.equal(pre.readout.weight, tuned.readout.weight)
+
+
+def test_gradual_unfreezes_the_backbone(setup, tmp_path):
+    root, ckpt = setup
+    result = finetune(
+        ckpt,
+        root / "cat_new",
+        tmp_path / "grad",
+        mode="gradual",
+        trials=5,
+        epochs=2,
+        unfreeze_epoch=1,
+        progress=False,
+        evaluate=False,
+    )
+    pre, _, _ = load_poyo(ckpt)
+    tuned, _, _ = load_poyo(result.checkpoint)
+    assert not torch.equal(pre.readout.weight, tuned.readout.weight)
+
+
+def test_bad_inputs(setup, tmp_path):
+    root, ckpt = setup
+    with pytest.raises(InvalidDataError, match="already in the checkpoint's vocabulary"):
+        finetune(
+            ckpt,
+            root / "cat_pre",
+            tmp_path / "x",
+            recording_id=Catalog(root / "cat_pre").ids[0],
+            progress=False,
+        )
+    with pytest.raises(InvalidDataError, match="only 20 labelled|has only"):
+        finetune(ckpt, root / "cat_new", tmp_path / "x", trials=10_000, progress=False)
+    # a session whose target is 1-D while the readout predicts 2 dimensions
+    rng = np.random.default_rng(0)
+    t = np.sort(rng.uniform(0, 20, 2000))
+    rec = Recording(
+        "one_dim",
+        {
+            "spikes": Spikes(t, rng.integers(0, 5, 2000), [f"u{i}" for i in range(5)]),
+            "hand_vel": RegularSeries(rng.normal(size=(2000, 1)), 100.0),
+            "train_domain": Intervals([0.0], [10.0]),
+            "valid_domain": Intervals([10.0], [15.0]),
+            "test_domain": Intervals([15.0], [20.0]),
+        },
+    )
+    cat = Catalog(tmp_path / "one", create=True)
+    cat.add(rec)
+    with pytest.raises(
+        InvalidDataError, match="has 1 dimensions but the checkpoint's readout predicts 2"
+    ):
+        finetune(ckpt, cat.path, tmp_path / "y", progress=False)
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(NeuroFMError, match="not a neurofm POYO checkpoint"):
+        finetune(foreign, root / "cat_new", tmp_path / "z", progress=False)
+
+
+def test_cli_finetune(setup, tmp_path, capsys):
+    root, ckpt = setup
+    code = main(
+        [
+            "finetune",
+            str(ckpt),
+            str(root / "cat_new"),
+            "--mode",
+            "unit-id",
+            "--trials",
+            "5",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "cli"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "trains: unit_emb.weight, session_emb.weight" in out and "test R^2" in out
+    assert (tmp_path / "cli" / "last.ckpt").is_file()
+
+
+def test_gaussian_code_length_and_prequential_blocks(setup, tmp_path):
+    from neurofm.training.fewshot import _block_edges, gaussian_code_bits, prequential_code_length
+
+    assert _block_edges(10) == [0, 1, 2, 4, 8, 10]
+    # a perfect prediction costs only the quantisation + normalisation bits
+    assert gaussian_code_bits(np.zeros((10, 2)), eps=0.5) == pytest.approx(
+        20 * (1 + 0.5 * np.log2(2 * np.pi))
+    )
+    assert gaussian_code_bits(np.ones((1, 1))) > gaussian_code_bits(np.zeros((1, 1)))
+    root, ckpt = setup
+    code = prequential_code_length(ckpt, root / "cat_new", tmp_path, n_trials=2, epochs=1)
+    assert [b[:2] for b in code.blocks] == [(0, 1), (1, 2)]
+    assert code.bits == pytest.approx(sum(b[2] for b in code.blocks)) and code.samples > 0
