@@ -136,7 +136,7 @@ def evaluate_baselines(
     catalog: Path, target: str, split: str, names: list[str], sessions: list[str] | None = None
 ) -> dict[str, dict[str, float]]:
     """Fit the named baselines on the train split and score them like POYO."""
-    from neurofm.models.baselines import GRUDecoder, WienerFilter
+    from neurofm.baselines.decoders import GRUDecoder, WienerFilter
 
     classes = {"wiener": ("Wiener", WienerFilter), "gru": ("GRU", GRUDecoder)}
     cat = Catalog(catalog)

@@ -95,7 +95,7 @@ def run_samba_evaluation(
 ) -> tuple[Any, list[str]]:
     """Score a SAMBA checkpoint and the ridge baseline; write ``results_<split>.json`` and
     the plots; return the pipeline's report and summary lines."""
-    from neurofm.models.eeg_fmri_baselines import HRFRidge
+    from neurofm.baselines.hrf_ridge import HRFRidge
     from neurofm.pipeline.steps import EvaluateReport
 
     bundle = load_samba(checkpoint)

@@ -17,7 +17,7 @@ import pytest
 from neurofm.data.recording import Recording
 from neurofm.data.signals import RegularSeries
 from neurofm.errors import InvalidDataError
-from neurofm.models.eeg_fmri_baselines import (
+from neurofm.baselines.hrf_ridge import (
     DEFAULT_BANDS,
     HRFRidge,
     band_log_power,

@@ -10,7 +10,7 @@ import torch
 
 from neurofm.data import Catalog, Intervals, Recording, RegularSeries, Spikes
 from neurofm.errors import InvalidDataError
-from neurofm.models.baselines import GRUDecoder, WienerFilter
+from neurofm.baselines.decoders import GRUDecoder, WienerFilter
 from neurofm.models.binning import Binning, bin_spikes, lagged_counts, recording_lagged_counts
 from neurofm.pipeline import ingest
 from neurofm.specs import load_card
