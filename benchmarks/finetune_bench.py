@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from neurofm.evaluation.fewshot import few_shot_curve, prequential_code_length
 from neurofm.models.poyo import POYOConfig
 from neurofm.pipeline import ingest
 from neurofm.specs import load_card
 from neurofm.synthetic import generate_reaching_dataset
-from neurofm.training.fewshot import few_shot_curve, prequential_code_length
 from neurofm.training.poyo import TrainConfig, train_poyo
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ fine-tuning does). The tiny POYO (models/poyo_tiny.yaml) is trained from scratch
 
 with the same recipe, the same seeds and the same number of optimisation steps, then scored at
 the last step on the target session's test domain (stitched R^2,
-neurofm.training.evaluate). The two arms share each seed, so the gains (all - single) are
+neurofm.evaluation.poyo). The two arms share each seed, so the gains (all - single) are
 paired: their mean, standard error and how many seeds ``all`` wins.
 
 Prints ``name: value`` lines per trial count N: ``multisession_r2_single_{N}trials``,
@@ -53,12 +53,12 @@ import torch
 
 from neurofm.data.catalog import Catalog
 from neurofm.data.signals import Intervals
+from neurofm.evaluation.poyo import evaluate_poyo
 from neurofm.models.poyo import POYO, POYOConfig
 from neurofm.pipeline import ingest
 from neurofm.specs import load_card
 from neurofm.synthetic import generate_reaching_dataset
 from neurofm.training.datasets import split_domains_of
-from neurofm.training.evaluate import evaluate_poyo
 from neurofm.training.finetune import first_trials
 from neurofm.training.poyo import TrainConfig, catalog_vocab, fit_poyo, fit_scaler
 

@@ -356,7 +356,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from neurofm.training.evaluate import evaluate_poyo, results_table
+    from neurofm.evaluation.poyo import evaluate_poyo
+    from neurofm.evaluation.reports import results_table
     from neurofm.training.poyo import load_poyo
     from neurofm.training.samba import is_samba_checkpoint
 
@@ -378,13 +379,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate_samba(args: argparse.Namespace) -> int:
-    from types import SimpleNamespace
+    from neurofm.evaluation.checkpoint import evaluate_samba_checkpoint
+    from neurofm.specs import EvaluateStep
 
-    from neurofm.training.samba_report import run_samba_evaluation
-
-    opts = SimpleNamespace(split=args.split, baselines=None, plot=args.plot is not None)
+    options = EvaluateStep(split=args.split, baselines=None, plot=args.plot is not None)
     work = args.plot if args.plot is not None else args.checkpoint.parent
-    report, lines = run_samba_evaluation(opts, args.catalog, args.checkpoint, work)
+    report, lines = evaluate_samba_checkpoint(args.checkpoint, args.catalog, options, work)
     if args.json:
         print(json.dumps(report.metrics))
     else:
@@ -393,6 +393,7 @@ def _evaluate_samba(args: argparse.Namespace) -> int:
 
 
 def _finetune(args: argparse.Namespace) -> int:
+    from neurofm.evaluation.fewshot import session_r2
     from neurofm.training.finetune import finetune
 
     result = finetune(
@@ -404,6 +405,7 @@ def _finetune(args: argparse.Namespace) -> int:
         trials=args.trials,
         epochs=args.epochs,
         lr=args.lr,
+        score=session_r2,
     )
     print(f"fine-tuned ({result.mode}) on {result.recording_id} with {result.n_trials} trials")
     print(f"  trains: {', '.join(result.trainable)}")

@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli(["info", str(catalog)])
 
     from neurofm.data import Catalog
-    from neurofm.viz.decoding import plot_trial
+    from neurofm.viz.spikes import plot_trial
 
     cat = Catalog(catalog)
     figure = args.out / "trial_raster.png"
@@ -75,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plot_trial(rec, trial=1, path=figure)
     print(f"[5/6] raster + behaviour of one trial -> {figure}")
 
+    from neurofm.evaluation.fewshot import session_r2
     from neurofm.training.finetune import finetune
 
     held_out = HELD_OUT
@@ -87,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         mode="unit-id",
         trials=20,
         epochs=100,  # 30 left the new embeddings half-learned (R^2 0.13-0.45); 100: ~0.89
+        score=session_r2,  # the held-out session's stitched test R^2
     )
     print(f"  trains: {', '.join(result.trainable)}")
     print(f"  held-out session test R^2 (stitched): {result.mean_r2:.3f}")

@@ -35,7 +35,6 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
-from neurofm.analysis.threads import single_thread
 from neurofm.analysis.results import StrictModel
 from neurofm.analysis.tasks import (
     Task,
@@ -46,6 +45,7 @@ from neurofm.analysis.tasks import (
     sine_target,
     van_der_pol_target,
 )
+from neurofm.analysis.threads import single_thread
 from neurofm.analysis.windows import RecordingSource
 from neurofm.errors import InvalidDataError
 
@@ -838,9 +838,9 @@ def run_bias_only(
         Tables among ``width_sweep``, ``multitask``, ``task_variance_clusters``,
         ``generation``, ``lorenz``, ``recording``; one PNG per study.
     """
-    from neurofm.viz import analysis as plots
     from neurofm.analysis.learning_regime import AnalysisResult
     from neurofm.analysis.results import load_config, write_results
+    from neurofm.viz import analysis as plots
 
     path = Path(config)
     cfg, text = load_config(BiasOnlyConfig, path)

@@ -43,7 +43,7 @@ from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
 from neurofm.analysis import initializers as inits
-from neurofm.analysis.threads import single_thread
+from neurofm.analysis.rank import effective_rank, eigen_rank
 from neurofm.analysis.regime_metrics import (
     alignment,
     empirical_ntk,
@@ -51,9 +51,9 @@ from neurofm.analysis.regime_metrics import (
     sign_similarity,
     weight_change,
 )
-from neurofm.analysis.rank import effective_rank, eigen_rank
 from neurofm.analysis.results import StrictModel
 from neurofm.analysis.tasks import Task, TaskBatch
+from neurofm.analysis.threads import single_thread
 from neurofm.analysis.windows import RecordingSource
 from neurofm.errors import InvalidDataError
 
@@ -702,9 +702,9 @@ def run_learning_regime(
         Tables ``results`` (one row per task x init x seed), ``summary`` (mean and sd over
         seeds) and ``linear_theory``; figures ``<task>.png`` and ``linear_theory.png``.
     """
-    from neurofm.viz import analysis as plots
     from neurofm.analysis.results import load_config, summarise, write_results
     from neurofm.analysis.tasks import make_task
+    from neurofm.viz import analysis as plots
 
     path = Path(config)
     cfg, text = load_config(LearningRegimeConfig, path)

@@ -28,6 +28,7 @@ from pydantic import Field, model_validator
 from neurofm.analysis.results import StrictModel
 from neurofm.analysis.tasks import Task, TaskBatch
 from neurofm.data import Catalog, Recording
+from neurofm.data.binning import bin_index
 from neurofm.errors import InvalidDataError
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "DecodeBehaviour",
     "RecordingSource",
+    "SyntheticReachingSession",
     "binned_counts",
     "coupling_matrix",
     "open_recording_source",
@@ -53,18 +55,13 @@ def binned_counts(
 ) -> np.ndarray:
     """Spike counts of ``[start, end)`` in bins of ``bin_size`` s: shape (n_bins, n_units).
 
-    Only that window of the recording is read. ``units`` selects (and orders) columns.
+    Only that window of the recording is read, and binned by the package's one rule
+    (:mod:`neurofm.data.binning`): bin ``k`` is ``[k * bin_size, (k + 1) * bin_size)`` in
+    the window's time. ``units`` selects (and orders) columns.
     """
     n_bins = int(round((end - start) / bin_size))
-    win = recording.window(start, start + n_bins * bin_size)
-    sp = win[spikes]
-    n_units = len(sp.units)
-    # The guard keeps a spike that sits exactly on a bin edge in the later bin whatever the
-    # window's origin (t - start is not exact in floating point).
-    idx = np.floor(np.asarray(sp.timestamps) / bin_size + 1e-9).astype(np.int64)
-    idx = np.minimum(idx, n_bins - 1)
-    flat = np.bincount(idx * n_units + np.asarray(sp.unit_index), minlength=n_bins * n_units)
-    counts = flat.reshape(n_bins, n_units).astype(np.float64)
+    sp = recording.window(start, start + n_bins * bin_size)[spikes]
+    counts = sp.binned(bin_size, n_bins).astype(np.float64)
     return counts if units is None else counts[:, units]
 
 
@@ -274,9 +271,10 @@ class DecodeBehaviour(Task):
         win = recording.window(start, end)
         counts = binned_counts(win, 0.0, end - start, self.bin_size, spikes, self.units)
         series = win[behaviour]
-        t = series.timestamps
-        b = np.minimum(np.floor(t / self.bin_size + 1e-9).astype(np.int64), self.n_bins - 1)
-        data = np.asarray(series.data, float)
+        # Behaviour samples binned by the same rule as the spikes (half-open bins).
+        b = bin_index(series.timestamps, 0.0, self.n_bins, self.bin_size)
+        inside = b >= 0
+        b, data = b[inside], np.asarray(series.data, float)[inside]
         sums = np.zeros((self.n_bins, data.shape[1]))
         np.add.at(sums, b, data)
         n = np.bincount(b, minlength=self.n_bins)[:, None]
@@ -361,7 +359,7 @@ def open_recording_source(
             rec.close()
 
 
-class SyntheticSource(StrictModel):
+class SyntheticReachingSession(StrictModel):
     """A simulated centre-out reaching session (:mod:`neurofm.synthetic.reaching`)."""
 
     seed: int = 0
@@ -375,7 +373,7 @@ class RecordingSource(StrictModel):
     path: str | None = Field(None, description="a saved recording (.h5), relative to the config")
     catalog: str | None = Field(None, description="a catalog folder, relative to the config")
     id: str | None = Field(None, description="the recording's id in the catalog")
-    synthetic: SyntheticSource | None = None
+    synthetic: SyntheticReachingSession | None = None
     behaviour: str = Field("hand_vel", description="behaviour signal to decode")
     bin_size: float = Field(0.1, gt=0, description="bin width (s) of the decoding windows")
     n_bins: int = Field(8, ge=1, description="bins per decoding window")

@@ -2,11 +2,11 @@
 
 Both are trained on the target samples inside each recording's ``train_domain``, tuned on
 ``valid_domain`` and scored exactly like POYO: on
-:func:`~neurofm.training.metrics.evaluation_targets` of a split, with
-:func:`~neurofm.training.metrics.r2_score`. Every result table so has a floor.
+:func:`~neurofm.data.targets.evaluation_targets` of a split, with
+:func:`~neurofm.metrics.r2_score`. Every result table so has a floor.
 
 * :class:`WienerFilter`: ridge regression from lagged spike counts (10 bins of 20 ms before
-  each target sample, see :class:`~neurofm.models.binning.Binning`) to the target. Features and
+  each target sample, see :class:`~neurofm.baselines.features.Binning`) to the target. Features and
   target are z-scored on the training samples; the ridge penalty is picked from a grid by valid
   R^2. The fit streams the training samples chunk by chunk into ``X^T X`` and ``X^T y``, so
   memory depends on the number of features, not on the session's length.
@@ -17,7 +17,7 @@ Both are trained on the target samples inside each recording's ``train_domain``,
   ``t + offset`` (a causal read-out that is at most one bin stale).
 
 Both fit **one model per recording** (units differ between sessions); both take a
-:class:`~neurofm.models.binning.Binning`.
+:class:`~neurofm.baselines.features.Binning`.
 
 Examples
 --------
@@ -42,10 +42,10 @@ import scipy.linalg  # at import time, so thread limits (threadpoolctl) also rea
 import torch
 from torch import nn
 
+from neurofm.baselines.features import Binning, recording_bins, recording_lagged_counts, spikes_of
 from neurofm.data.recording import Recording
-from neurofm.errors import InvalidDataError
-from neurofm.models.binning import Binning, recording_bins, recording_lagged_counts, spikes_of
 from neurofm.data.targets import EvalTargets, evaluation_targets
+from neurofm.errors import InvalidDataError
 from neurofm.metrics import r2_score
 
 __all__ = ["GRUDecoder", "WienerFilter"]

@@ -4,7 +4,8 @@ The classic EEG-informed fMRI model (Goldman et al. 2002; Laufs et al. 2003; de 
 2009) predicts each parcel's BOLD signal from EEG band power convolved with a canonical
 haemodynamic response. :class:`HRFRidge` is that model, fitted by ridge regression:
 
-1. **Band power.** Each EEG channel (``channel_info["type"] == "eeg"``; EOG/ECG are left out)
+1. **Band power.** Each EEG channel (:func:`neurofm.data.channels.eeg_channels`: type
+   ``"eeg"``, not marked bad; EOG/ECG and bad channels are left out, as SAMBA leaves them out)
    is band-passed in the standard bands (delta 1-4, theta 4-8, alpha 8-12, beta 13-30,
    gamma 30-45 Hz; clipped below Nyquist) with MNE's zero-phase FIR
    (:func:`mne.filter.filter_data`); its Hilbert envelope squared is the instantaneous power.
@@ -48,10 +49,11 @@ from typing import Any
 
 import numpy as np
 
+from neurofm.data.channels import eeg_channels
 from neurofm.data.recording import Recording
 from neurofm.data.signals import RegularSeries
-from neurofm.errors import InvalidDataError
 from neurofm.data.targets import EvalTargets, evaluation_targets
+from neurofm.errors import InvalidDataError
 from neurofm.metrics import pearson_r, r2_score
 
 __all__ = [
@@ -226,21 +228,6 @@ def _regular(rec: Recording, name: str) -> RegularSeries:
     return series
 
 
-def _eeg_channels(rec: Recording, series: RegularSeries, name: str) -> np.ndarray:
-    """Indices of the EEG-type channels (EOG, ECG, EMG... are not brain signals)."""
-    types = series.channel_info.get("type") if series.channel_info else None
-    if types is None:
-        log.debug("recording %s: %s has no channel types; all channels are EEG", rec.id, name)
-        return np.arange(len(series.channels))
-    idx = np.flatnonzero(np.asarray(types).astype(str) == "eeg")
-    if idx.size == 0:
-        raise InvalidDataError(
-            f"recording {rec.id!r}: {name}.channel_info['type'] marks no channel 'eeg' "
-            f"(types: {sorted(set(np.asarray(types).astype(str)))})"
-        )
-    return idx
-
-
 def _set_difference_message(got: Sequence[str], want: Sequence[str]) -> str:
     # Plain str, so the message shows ['Cz'], not numpy's [np.str_('Cz')].
     missing = sorted({str(n) for n in want} - {str(n) for n in got})
@@ -346,7 +333,7 @@ class HRFRidge:
         _require(rec, [self.eeg, self.target], why)
         eeg = _regular(rec, self.eeg)
         bold = _regular(rec, self.target)
-        idx = _eeg_channels(rec, eeg, self.eeg)
+        idx = eeg_channels(eeg, where=f"recording {rec.id!r}: {self.eeg}")
         names = np.asarray(eeg.channels)[idx].astype(str)
         if len(set(names)) != len(names):
             raise InvalidDataError(f"recording {rec.id!r}: {self.eeg}.channels has duplicates")
@@ -434,7 +421,9 @@ class HRFRidge:
             inputs = self._inputs(rec)
             if self.channels_ is None:  # the first training recording sets the reference
                 eeg = _regular(rec, self.eeg)
-                self.channels_ = np.asarray(eeg.channels)[_eeg_channels(rec, eeg, self.eeg)]
+                self.channels_ = np.asarray(eeg.channels)[
+                    eeg_channels(eeg, where=f"recording {rec.id!r}: {self.eeg}")
+                ]
                 self.channels_ = self.channels_.astype(str)
                 self.parcels_, self.rate_ = inputs.parcels, inputs.rate
                 self.bands_ = usable_bands(self.bands, inputs.rate)

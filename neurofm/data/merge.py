@@ -10,22 +10,40 @@ the hand-written code.
 
 Memory is one unit's train (during the scan) plus one block, whatever the file's size. Large
 results are written straight into an HDF5 spikes group (see :func:`write_spikes_streaming`).
+
+Readers call two functions and never touch HDF5 themselves: :func:`merge_spike_trains` (the
+stream in memory) and :func:`stage_spike_trains` (the stream in a temporary file that the
+returned lazy view owns and deletes).
 """
 
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from neurofm.data.storage import INDEX_STEP
+from neurofm.data.signals import Spikes, Units
+from neurofm.data.storage import INDEX_STEP, LazySpikes, write_units
 from neurofm.errors import InvalidDataError
 
-__all__ = ["RaggedSpikeTrains", "write_spikes_streaming"]
+__all__ = [
+    "RaggedSpikeTrains",
+    "StagedSpikes",
+    "merge_spike_trains",
+    "stage_spike_trains",
+    "write_spikes_streaming",
+]
+
+#: Spikes per sorted block while merging (~50 MB of temporaries).
+BLOCK_SPIKES = 2_000_000
 
 
 @dataclass
@@ -177,3 +195,146 @@ def write_spikes_streaming(
         raise InvalidDataError(f"spike merge wrote {offset} spikes, expected {n_spikes}")
     group.create_dataset("time_index", data=index)
     group["time_index"].attrs["step"] = INDEX_STEP
+
+
+# --------------------------------------------------------------------------------------------
+# what readers call: a merged stream in memory, or staged in a temporary file
+# --------------------------------------------------------------------------------------------
+
+
+def merge_spike_trains(
+    times: Any,
+    ends: np.ndarray,
+    units: Units,
+    where: str,
+    *,
+    block_spikes: int = BLOCK_SPIKES,
+    name: str = "spikes",
+) -> Spikes:
+    """Merge per-unit spike trains into one time-sorted :class:`Spikes`, in memory.
+
+    Parameters
+    ----------
+    times : array-like
+        All spike times, unit after unit (each unit's train sorted).
+    ends : ndarray
+        ``ends[u]`` is one past the last spike of unit ``u`` in ``times``.
+    units : Units
+        The units table, one row per train.
+    where : str
+        Prefix for error messages (file and table).
+    block_spikes : int
+        Spikes per sorted block.
+    name : str
+        Name of the signal.
+
+    Returns
+    -------
+    Spikes
+
+    Raises
+    ------
+    InvalidDataError
+        A train with NaN, negative or unsorted times, or offsets that do not fit ``times``.
+    """
+    trains = RaggedSpikeTrains(np.asarray(times), ends, where, list(units.ids))
+    blocks = list(trains.blocks(trains.scan(block_spikes)))
+    stamps = np.concatenate([b[0] for b in blocks]) if blocks else np.empty(0)
+    unit_index = np.concatenate([b[1] for b in blocks]) if blocks else np.empty(0, np.int32)
+    return Spikes(stamps, unit_index, units, name)
+
+
+class StagedSpikes(LazySpikes):
+    """A lazy view of spikes merged into a temporary HDF5 file, which it owns.
+
+    :meth:`close` (or the view's garbage collection) closes and deletes the file and its
+    folder; a recording holding the view registers :meth:`close` with
+    :meth:`~neurofm.data.Recording.add_closer`.
+    """
+
+    def __init__(self, group: h5py.Group, name: str, folder: Path) -> None:
+        super().__init__(group, name)
+        self.folder = folder
+        # The callback holds the file and the folder, never the view, so the view can be freed.
+        self._finalizer = weakref.finalize(self, _remove_stage, group.file, folder)
+
+    def close(self) -> None:
+        """Close and delete the staging file (safe to call again)."""
+        self._finalizer()
+
+
+def _remove_stage(handle: h5py.File | None, folder: Path) -> None:
+    try:
+        if handle is not None:
+            handle.close()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def stage_spike_trains(
+    times: Any,
+    ends: np.ndarray,
+    units: Units,
+    where: str,
+    *,
+    block_spikes: int = BLOCK_SPIKES,
+    tmp_dir: str | Path | None = None,
+    progress: Callable[[int], None] | None = None,
+    name: str = "spikes",
+) -> StagedSpikes:
+    """Merge per-unit spike trains into a temporary HDF5 file; return a lazy view that owns it.
+
+    Memory stays at one block whatever the number of spikes. If anything fails, the staging
+    folder is removed before the error propagates.
+
+    Parameters
+    ----------
+    times : array-like (numpy array or h5py.Dataset)
+        All spike times, unit after unit (each unit's train sorted); read block by block.
+    ends : ndarray
+        ``ends[u]`` is one past the last spike of unit ``u`` in ``times``.
+    units : Units
+        The units table, one row per train.
+    where : str
+        Prefix for error messages (file and table).
+    block_spikes : int
+        Spikes per sorted block.
+    tmp_dir : str or Path, optional
+        Folder of the staging folder (default the system temp folder); pass one on the
+        destination's file system so that a later save copies locally.
+    progress : callable, optional
+        Called with the number of spikes written, once per block.
+    name : str
+        Name of the signal.
+
+    Returns
+    -------
+    StagedSpikes
+    """
+    folder = Path(tempfile.mkdtemp(prefix=".neurofm-stage-", dir=tmp_dir))
+    handle = None
+    try:
+        handle = h5py.File(folder / "spikes.h5", "w")
+        source = times
+        if isinstance(times, h5py.Dataset) and times.id.get_create_plist().get_nfilters() > 0:
+            # The merge reads every unit's train once per time block; on a compressed dataset
+            # each block would inflate every chunk again (measured: 5x slower ingest). One
+            # sequential pass into an uncompressed contiguous copy avoids that. The copy is read
+            # through h5py, not a memmap: mapped pages would count as resident memory.
+            flat = handle.create_dataset("flat_spike_times", shape=times.shape, dtype=np.float64)
+            chunk = times.chunks[0] if times.chunks else 1 << 22
+            step = chunk * max(1, (1 << 22) // chunk)  # ~4M spikes per read, whole chunks
+            for lo in range(0, times.shape[0], step):
+                flat[lo : lo + step] = times[lo : lo + step]
+            handle.flush()
+            source = flat
+        trains = RaggedSpikeTrains(source, ends, where, list(units.ids))
+        plan = trains.scan(block_spikes)
+        group = handle.create_group(name)
+        write_units(group, units)
+        write_spikes_streaming(group, trains.n_spikes, plan.t_max, trains.blocks(plan), progress)
+        handle.flush()
+        return StagedSpikes(group, name, folder)
+    except BaseException:
+        _remove_stage(handle, folder)
+        raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,7 +140,7 @@ class Recording:
             raise InvalidDataError(f"recording {id!r}: duration must be >= 0 ({self.duration})")
         self._file: h5py.File | None = None
         # Callbacks that release resources backing lazy signals (e.g. a staging file).
-        self._closers: list[Any] = []
+        self._closers: list[Callable[[], None]] = []
 
     # ---- access ---------------------------------------------------------------------------
 
@@ -277,6 +277,47 @@ class Recording:
             raise
         rec._file = f
         return rec
+
+    def add_closer(self, fn: Callable[[], None]) -> None:
+        """Have :meth:`close` call ``fn``: it releases what backs a lazy signal of this recording.
+
+        A reader that stages data in a temporary file (the NWB reader's large spike streams)
+        registers that file's removal here; callbacks run once, last registered first.
+
+        Parameters
+        ----------
+        fn : callable
+            Called without arguments; should be safe to call more than once.
+        """
+        self._closers.append(fn)
+
+    def with_signals(self, signals: Mapping[str, Signal]) -> Recording:
+        """This recording with ``signals`` added (same names replaced); it takes over the files.
+
+        Metadata and provenance objects are shared. The new recording owns what backs the lazy
+        signals (the open file, the registered closers), so closing it releases them and closing
+        this one afterwards does nothing.
+
+        Parameters
+        ----------
+        signals : mapping of str to Signal
+            Signals to add or replace, e.g. ``{"train_domain": Intervals(...)}``.
+
+        Returns
+        -------
+        Recording
+        """
+        out = Recording(
+            self.id,
+            {**self.signals, **signals},
+            self.duration,
+            self.metadata,
+            self.provenance,
+            self.absolute_start,
+        )
+        out._file, self._file = self._file, None
+        out._closers, self._closers = self._closers, []
+        return out
 
     def close(self) -> None:
         """Close the files backing a lazily read recording (no-op for one in memory)."""

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from neurofm.data.binning import bin_spikes
 from neurofm.errors import InvalidDataError
 
 __all__ = [
@@ -233,8 +234,23 @@ class Spikes(Signal):
         )
 
     def counts(self) -> np.ndarray:
-        """Number of spikes of every unit, shape ``(n_units,)``."""
+        """Number of spikes of every unit, shape ``(n_units,)`` (totals; see :meth:`binned`)."""
         return np.bincount(self.unit_index, minlength=len(self.units))
+
+    def binned(self, bin_size: float, n_bins: int, start: float = 0.0) -> np.ndarray:
+        """Spike counts per unit in ``n_bins`` bins of ``bin_size`` s from ``start``.
+
+        Bin ``k`` is ``[start + k * bin_size, start + (k + 1) * bin_size)``, the package's one
+        bin-edge rule (:mod:`neurofm.data.binning`); spikes outside the grid are not counted.
+        On a window (``spikes.window(a, b).binned(...)``) times are relative to ``a``.
+
+        Returns
+        -------
+        ndarray of int64, shape (n_bins, n_units)
+        """
+        return bin_spikes(
+            self.timestamps, self.unit_index, len(self.units), start, n_bins, bin_size
+        )
 
 
 # --------------------------------------------------------------------------------------------

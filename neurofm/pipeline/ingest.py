@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -23,7 +23,11 @@ from neurofm.data.catalog import Catalog, split_domains, time_domains
 from neurofm.data.recording import Recording
 from neurofm.data.signals import Intervals
 from neurofm.errors import CatalogError, InvalidDataError, NeuroFMError, ReaderError
-from neurofm.sources.local import find_files, sha256_file
+from neurofm.readers import READERS, format_of
+from neurofm.readers.nwb import default_recording_id
+from neurofm.sources import bids
+from neurofm.sources.bids import files_sha256
+from neurofm.sources.local import find_files
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +50,27 @@ class IngestReport:
 
 @dataclass
 class _Source:
-    """One file to ingest: where it is, its sha256 if known, extra provenance."""
+    """One thing to ingest, and which reader of :data:`neurofm.readers.READERS` reads it.
+
+    The read is ``READERS[reader](target, sha256=..., **options)``; NWB sources also get the
+    staging folder, the spikes progress bar, the recording id and the provenance.
+    """
 
     name: str
     location: str  # a local path or an http(s) URL (streamed)
-    sha256: Callable[[], str]
+    reader: str = "nwb"
+    target: Any = None  # what the reader reads: a path, a URL or a BIDS run (default location)
+    options: dict[str, Any] = field(default_factory=dict)
+    files: tuple[Path, ...] = ()  # fingerprinted together when the sha256 is not known
+    sha256: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     recording_id: str | None = None  # default: derived from the file name
-    # Reads the source given its sha256 (EEG, fMRI, BIDS runs); None means read_nwb.
-    read: Callable[[str | None], Recording] | None = None
+
+    def digest(self) -> str:
+        """The source's sha256 (of its files together), "" when it cannot be known."""
+        if self.sha256 is not None:
+            return self.sha256
+        return files_sha256(self.files) if self.files else ""
 
 
 def ingest(
@@ -125,29 +141,22 @@ def _local_sources(
     eeg_options: dict[str, Any],
     fmri_options: dict[str, Any],
 ) -> list[_Source]:
-    """Dispatch by file type: NWB -> read_nwb, EEG -> read_eeg, NIfTI -> read_fmri, a BIDS
-    dataset -> one source per run (EEG and BOLD paired)."""
-    from functools import partial
-
-    from neurofm.readers import eeg, fmri
-    from neurofm.sources import bids
-
+    """Dispatch by file type (:func:`neurofm.readers.format_of`): NWB, EEG, NIfTI, or a BIDS
+    dataset -> one ``bids-run`` source per run (EEG and BOLD paired)."""
     if src.is_dir() and bids.is_bids_root(src):
         atlas = atlas if atlas is not None else bids.find_atlas(src)
-        out = []
-        for run in bids.find_runs(src, subject=subjects):
-            read = partial(
-                fmri.read_bids_run, run, atlas, eeg_options=eeg_options, fmri_options=fmri_options
+        options = {"atlas": atlas, "eeg_options": eeg_options, "fmri_options": fmri_options}
+        return [
+            _Source(
+                str(run.eeg or run.bold),
+                str(src),
+                reader="bids-run",
+                target=run,
+                options=options,
+                files=tuple(run.files()),
             )
-            out.append(
-                _Source(
-                    str(run.eeg or run.bold),
-                    str(src),
-                    partial(bids.files_sha256, run.files()),
-                    read=lambda sha, read=read: read(sha256=sha),
-                )
-            )
-        return out
+            for run in bids.find_runs(src, subject=subjects)
+        ]
     if subjects:
         raise ReaderError(
             f"{src}: subjects apply to BIDS datasets only (no dataset_description.json)"
@@ -168,28 +177,16 @@ def _local_sources(
             find_files(src, ".nwb")  # raises the usual "folder contains no .nwb files"
     out = []
     for path in files:
-        if bids.has_suffix(path, bids.EEG_EXTENSIONS):
-            read = partial(eeg.read_eeg, path, **eeg_options)
-            sha = partial(bids.files_sha256, bids.eeg_companions(path))
-        elif bids.has_suffix(path, bids.NIFTI_EXTENSIONS):
-            if atlas is None:
-                read = partial(_needs_atlas, path)
-            else:
-                read = partial(fmri.read_fmri, path, atlas, **fmri_options)
-            sha = _hasher(path)
-        else:  # NWB, or any other file given explicitly: the NWB reader says what is wrong
-            out.append(_Source(str(path), str(path), _hasher(path)))
-            continue
-        out.append(_Source(str(path), str(path), sha, read=lambda s, read=read: read(sha256=s)))
+        # Any other file given explicitly goes to the NWB reader, which says what is wrong.
+        reader = format_of(path)
+        if reader == "eeg":
+            options, hashed = eeg_options, tuple(bids.eeg_companions(path))
+        elif reader == "fmri":  # read_fmri names the file when the atlas is missing
+            options, hashed = {"atlas": atlas, **fmri_options}, (path,)
+        else:
+            options, hashed = {}, (path,)
+        out.append(_Source(str(path), str(path), reader, path, options, hashed))
     return out
-
-
-def _needs_atlas(path: Path, **_: Any) -> Recording:
-    raise ReaderError(f"{path}: atlas: a NIfTI file is reduced to parcels, pass an atlas (--atlas)")
-
-
-def _hasher(path: Path) -> Callable[[], str]:
-    return lambda: sha256_file(path)
 
 
 def ingest_dandi(
@@ -228,7 +225,6 @@ def ingest_dandi(
     (PullReport or None, IngestReport)
         The pull report is None when streaming.
     """
-    from neurofm.readers.nwb import default_recording_id
     from neurofm.sources import dandi
 
     out = Path(out)
@@ -239,9 +235,9 @@ def ingest_dandi(
             _Source(
                 a.path,
                 a.download_url,
-                _const(a.sha256),
-                _dandi_provenance(a, stream=True),
-                default_recording_id(PurePosixPath(a.path)),
+                sha256=a.sha256 or "",
+                provenance=_dandi_provenance(a, stream=True),
+                recording_id=default_recording_id(PurePosixPath(a.path)),
             )
             for a in assets
         ]
@@ -266,17 +262,14 @@ def ingest_pulled(
             _Source(
                 str(local),
                 str(local),
-                _const(sha) if sha else _hasher(local),
-                _dandi_provenance(asset, stream=False),
+                files=(Path(local),),
+                sha256=sha or None,
+                provenance=_dandi_provenance(asset, stream=False),
             )
         )
     report = _ingest_sources(sources, out, force=force, progress=progress, card=card)
     report.failed = [(path, f"pull: {reason}") for path, reason in pulled.failed] + report.failed
     return report
-
-
-def _const(value: str) -> Callable[[], str]:
-    return lambda: value
 
 
 def _dandi_provenance(asset: Any, stream: bool) -> dict[str, Any]:
@@ -295,8 +288,6 @@ def _ingest_sources(
 ) -> IngestReport:
     from tqdm.auto import tqdm
 
-    from neurofm.readers.nwb import read_nwb
-
     sources = list(sources)
     catalog = Catalog(out, create=True)
     report = IngestReport(out)
@@ -304,7 +295,7 @@ def _ingest_sources(
     for source in bar:
         bar.set_postfix_str(Path(source.name).name)
         try:
-            digest = source.sha256()
+            digest = source.digest()
             done = None if force or not digest else catalog.up_to_date(digest)
             if done is not None:
                 report.skipped.append((source.name, done["id"]))
@@ -315,19 +306,18 @@ def _ingest_sources(
                 unit=" spikes",
                 unit_scale=True,
                 leave=False,
-                disable=not progress or source.read is not None,
+                disable=not progress or source.reader != "nwb",
             ) as spikes_bar:
-                if source.read is not None:
-                    rec = source.read(digest or None)
-                else:
-                    rec = read_nwb(
-                        source.location,
+                options = dict(source.options)
+                if source.reader == "nwb":  # spikes staged beside the catalog, with progress
+                    options.update(
                         recording_id=source.recording_id,
-                        sha256=digest or None,
                         tmp_dir=out if out.is_dir() else None,
                         progress=spikes_bar.update,
                         provenance=source.provenance,
                     )
+                target = source.location if source.target is None else source.target
+                rec = READERS[source.reader](target, sha256=digest or None, **options)
                 try:
                     if card is not None and card.fields.target is not None:
                         rec = apply_card(rec, card, source.name)
@@ -399,13 +389,13 @@ def apply_card(rec: Recording, card: Any, name: str = "") -> Recording:
         domains = time_domains(float(times[0]), span_end, fractions)
     else:
         domains = _trial_domains(rec, card, where)
-    signals = dict(rec.signals)
-    for split, dom in domains.items():
-        signals[f"{split}_domain"] = Intervals(
-            dom.start, dom.end, name=f"{split}_domain", validate=False
-        )
-    out = Recording(rec.id, signals, rec.duration, rec.metadata, rec.provenance, rec.absolute_start)
-    out._closers, rec._closers = rec._closers, []
+    # The new recording takes over what backs rec's lazy signals (e.g. staged spikes).
+    out = rec.with_signals(
+        {
+            f"{split}_domain": Intervals(dom.start, dom.end, name=f"{split}_domain", validate=False)
+            for split, dom in domains.items()
+        }
+    )
     out.metadata.extra["dataset_card"] = card.name
     return out
 

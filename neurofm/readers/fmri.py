@@ -233,7 +233,7 @@ def _centroids(atlas_img: Any, values: np.ndarray, maps: bool) -> np.ndarray:
 
 def read_fmri(
     path: str | os.PathLike[str],
-    atlas: str | os.PathLike[str] | Any,
+    atlas: str | os.PathLike[str] | Any | None,
     *,
     labels: Sequence[str] | Mapping[int, str] | None = None,
     confounds: str | os.PathLike[str] | Any = None,
@@ -258,7 +258,8 @@ def read_fmri(
     atlas : str, Path or nibabel image
         A labels image (3-D, integer labels, 0 = background) or probabilistic maps (4-D, one map
         per region) in the same space as the data. A different grid is resampled (with a
-        warning); an atlas outside the image's field of view is an error.
+        warning); an atlas outside the image's field of view is an error. Required: None
+        raises a :class:`ReaderError` naming the file.
     labels : sequence or mapping, optional
         Parcel names, in label-value (or map) order, or ``{value: name}``. Default: the atlas'
         ``dseg.tsv``/``.csv`` look-up table beside it (columns ``index``, ``name``), else
@@ -300,6 +301,10 @@ def read_fmri(
     import nibabel as nib
 
     path = Path(path)
+    if atlas is None:  # checked first: without an atlas nothing else about the file matters
+        raise ReaderError(
+            f"{path}: atlas: a NIfTI file is reduced to parcels, pass an atlas (--atlas)"
+        )
     img = _load_image(path, "BOLD image")
     if len(img.shape) != 4:
         raise ReaderError(

@@ -16,10 +16,7 @@ What is read:
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import warnings
-import weakref
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -28,10 +25,9 @@ import h5py
 import numpy as np
 
 import neurofm
-from neurofm.data.merge import RaggedSpikeTrains, write_spikes_streaming
+from neurofm.data.merge import merge_spike_trains, stage_spike_trains
 from neurofm.data.recording import Metadata, Provenance, Recording, provenance_from
-from neurofm.data.signals import Intervals, IrregularSeries, RegularSeries, Signal, Spikes, Units
-from neurofm.data.storage import LazySpikes, write_units
+from neurofm.data.signals import Intervals, IrregularSeries, RegularSeries, Signal, Units
 from neurofm.errors import InvalidDataError, NeuroFMError, ReaderError
 from neurofm.sources.local import sha256_file
 
@@ -149,8 +145,7 @@ def read_nwb(
     finally:
         io.close()
     for fn in cleanup:
-        weakref.finalize(rec, fn)
-        rec._closers.append(fn)
+        rec.add_closer(fn)
     return rec
 
 
@@ -230,64 +225,26 @@ def _read_units(
     where = f"{path}: units.spike_times"
     if n_spikes <= IN_MEMORY_SPIKES:
         # One read: a compressed dataset is inflated once, not once per merge block.
-        trains = RaggedSpikeTrains(np.asarray(source[()]), ends, where, unit_ids)
-        plan = trains.scan(BLOCK_SPIKES)
-        blocks = list(trains.blocks(plan))
-        times = np.concatenate([b[0] for b in blocks]) if blocks else np.empty(0)
-        unit_index = np.concatenate([b[1] for b in blocks]) if blocks else np.empty(0, np.int32)
-        signals["spikes"] = Spikes(times, unit_index, table, "spikes")
+        signals["spikes"] = merge_spike_trains(
+            source[()], ends, table, where, block_spikes=BLOCK_SPIKES
+        )
         if progress is not None:
             progress(n_spikes)
     else:
-        signals["spikes"] = _stage_spikes(source, ends, where, table, tmp_dir, cleanup, progress)
+        staged = stage_spike_trains(
+            source,
+            ends,
+            table,
+            where,
+            block_spikes=BLOCK_SPIKES,
+            tmp_dir=tmp_dir,
+            progress=progress,
+        )
+        cleanup.append(staged.close)  # removed if a later part of the file fails to read
+        signals["spikes"] = staged
     obs = _obs_intervals(units, path, table)
     if obs is not None:
         signals["obs_intervals"] = obs
-
-
-def _stage_spikes(
-    source: Any,
-    ends: np.ndarray,
-    where: str,
-    table: Units,
-    tmp_dir: str | Path | None,
-    cleanup: list[Callable[[], None]],
-    progress: Callable[[int], None] | None,
-) -> LazySpikes:
-    """Merge a large file's spikes into a temporary HDF5 file and return a lazy view of it."""
-    folder = Path(tempfile.mkdtemp(prefix=".neurofm-stage-", dir=tmp_dir))
-    handles: list[h5py.File] = []
-
-    def remove() -> None:
-        try:
-            for handle in handles:
-                handle.close()
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-
-    cleanup.append(remove)  # registered before the file exists: a failed open is cleaned too
-    handle = h5py.File(folder / "spikes.h5", "w")
-    handles.append(handle)
-    times = source
-    if isinstance(source, h5py.Dataset) and source.id.get_create_plist().get_nfilters() > 0:
-        # The merge reads every unit's train once per time block; on a compressed dataset
-        # each block would inflate every chunk again (measured: 5x slower ingest). One
-        # sequential pass into an uncompressed contiguous copy avoids that. The copy is read
-        # through h5py, not a memmap: mapped pages would count as resident memory.
-        flat = handle.create_dataset("flat_spike_times", shape=source.shape, dtype=np.float64)
-        chunk = source.chunks[0] if source.chunks else 1 << 22
-        step = chunk * max(1, (1 << 22) // chunk)  # ~4M spikes per read, whole chunks
-        for lo in range(0, source.shape[0], step):
-            flat[lo : lo + step] = source[lo : lo + step]
-        handle.flush()
-        times = flat
-    trains = RaggedSpikeTrains(times, ends, where, list(table.ids))
-    plan = trains.scan(BLOCK_SPIKES)
-    group = handle.create_group("spikes")
-    write_units(group, table)
-    write_spikes_streaming(group, trains.n_spikes, plan.t_max, trains.blocks(plan), progress)
-    handle.flush()
-    return LazySpikes(group, "spikes")
 
 
 def _column_values(column: Any) -> np.ndarray | None:

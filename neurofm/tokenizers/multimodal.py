@@ -11,17 +11,23 @@ saved in the checkpoint), so predictions map back to the BOLD's units.
 
 A run is loaded into memory once (:func:`load_paired_run`): a 20-minute 64-channel run at
 128 Hz is 40 MB of float32, and SAMBA draws hundreds of overlapping windows from it per epoch.
+SAMBA trains and evaluates through the same path as POYO: a sampler yields
+:class:`VolumeWindow` items, a dataset of runs hands each to :class:`MultimodalTokenizer`
+(which computes a run's costly features once and caches them) and :func:`collate_windows`
+stacks the windows into a batch.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from neurofm.data.channels import eeg_channels
 from neurofm.data.recording import Recording
 from neurofm.data.signals import Intervals
 from neurofm.errors import InvalidDataError
@@ -30,6 +36,8 @@ __all__ = [
     "MultimodalScaler",
     "MultimodalTokenizer",
     "PairedRun",
+    "FeatureTransform",
+    "VolumeWindow",
     "WindowGeometry",
     "collate_windows",
     "load_paired_run",
@@ -155,20 +163,6 @@ class PairedRun:
         return np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
 
 
-def _eeg_channels(series: Any, types: tuple[str, ...], where: str) -> np.ndarray:
-    """Columns of the EEG series to use: channels of the given types, not marked bad."""
-    n = series.data.shape[1]
-    keep = np.ones(n, dtype=bool)
-    info = getattr(series, "channel_info", None) or {}
-    if "type" in info:
-        keep &= np.isin(np.asarray(info["type"]).astype(str), types)
-    if "bad" in info:
-        keep &= ~np.asarray(info["bad"], dtype=bool)
-    if not keep.any():
-        raise InvalidDataError(f"{where}: no channel of type {list(types)} left in the EEG")
-    return np.flatnonzero(keep)
-
-
 def _resample(data: np.ndarray, rate: float, new_rate: float) -> np.ndarray:
     """Polyphase resampling along time (axis 1) with scipy's anti-aliasing FIR."""
     from scipy.signal import resample_poly
@@ -212,10 +206,12 @@ def load_paired_run(
 ) -> PairedRun:
     """Load one EEG-fMRI Recording for windowing.
 
-    The EEG's channels of ``eeg_types`` (bad ones left out) are resampled to
-    ``geometry.eeg_rate`` and padded by mirroring at both ends, so every volume, including
-    the first ones, has ``history_s`` of EEG before it (the mirrored EEG has the right spectrum;
-    the first ~20 s of predictions of a run are approximate, as they are for any model).
+    The EEG's channels of ``eeg_types``, bad ones left out
+    (:func:`~neurofm.data.channels.eeg_channels`, the rule the ridge baseline follows too), are
+    resampled to ``geometry.eeg_rate`` and padded by mirroring at both ends, so every volume,
+    including the first ones, has ``history_s`` of EEG before it (the mirrored EEG has the right
+    spectrum; the first ~20 s of predictions of a run are approximate, as they are for any
+    model).
 
     Parameters
     ----------
@@ -252,7 +248,7 @@ def load_paired_run(
             f"{where}: {bold!r} has {len(bold_series)} volumes, fewer than one window "
             f"({geometry.window_trs})"
         )
-    cols = _eeg_channels(eeg_series, eeg_types, f"{where}: {eeg!r}")
+    cols = eeg_channels(eeg_series, eeg_types, where=f"{where}: {eeg!r}")
     data = _resample(
         np.asarray(eeg_series.data[:, cols], np.float64).T, eeg_series.rate, geometry.eeg_rate
     )
@@ -326,9 +322,31 @@ class MultimodalScaler:
         )
 
 
+class VolumeWindow(NamedTuple):
+    """A window of ``W`` volumes of one run: what a SAMBA sampler yields and a dataset reads.
+
+    ``start`` is the window's first volume; ``eeg_start``, when given, is the first volume of
+    the window whose EEG is paired with this window's BOLD (the time-shuffled control).
+    """
+
+    recording_id: str
+    start: int
+    eeg_start: int | None = None
+
+
+#: Features of a whole run's z-scored EEG (C, N) on the run's feature grid: (C, S_run, K).
+FeatureTransform = Callable[[np.ndarray], np.ndarray]
+
+
 @dataclass
 class MultimodalTokenizer:
     """Cuts z-scored windows out of a :class:`PairedRun`.
+
+    Without ``features`` a window carries its raw z-scored EEG (``eeg``). With ``features`` (a
+    parameter-free transform of a run's EEG onto the feature grid, e.g. SAMBA's wavelet band
+    energies), the transform runs once per run, on the whole run, and is cached here: a window
+    is then a slice of that grid (``energy``), so an epoch over hundreds of overlapping windows
+    costs no more transforms than there are runs.
 
     Parameters
     ----------
@@ -336,10 +354,35 @@ class MultimodalTokenizer:
         The model's geometry.
     scaler : MultimodalScaler
         z-scoring of both modalities.
+    features : callable, optional
+        ``(C, N) float32 z-scored EEG -> (C, S, K)`` features on the grid, where grid step
+        ``m`` covers EEG samples ``[m * spg, (m + 1) * spg)`` from the EEG start of the run's
+        first window (``spg`` = :attr:`WindowGeometry.samples_per_step`).
     """
 
     geometry: WindowGeometry
     scaler: MultimodalScaler
+    features: FeatureTransform | None = None
+    _cache: dict[str, tuple[PairedRun, np.ndarray]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def run_features(self, run: PairedRun) -> np.ndarray:
+        """The ``features`` of the whole run (C, S_run, K), computed on first use and cached.
+
+        Grid step ``v * grid_per_tr`` is where the window starting at volume ``v`` begins (the
+        run's volumes are regularly spaced by one TR).
+        """
+        if self.features is None:
+            raise InvalidDataError("this tokenizer has no features transform (features=None)")
+        hit = self._cache.get(run.recording_id)
+        if hit is not None and hit[0] is run:
+            return hit[1]
+        offset = run.window_eeg_start(0, self.geometry)
+        eeg = (run.eeg - self.scaler.eeg_mean[:, None]) / self.scaler.eeg_std[:, None]
+        feats = np.asarray(self.features(eeg[:, offset:].astype(np.float32)))
+        self._cache[run.recording_id] = (run, feats)
+        return feats
 
     def __call__(self, run: PairedRun, start: int, eeg_start: int | None = None) -> dict[str, Any]:
         """The window of volumes ``start .. start + W - 1``.
@@ -350,35 +393,51 @@ class MultimodalTokenizer:
         Returns
         -------
         dict
-            ``eeg`` (C, n_samples) float32, ``bold`` (W, P) float32, ``labels`` (W,) int64,
-            ``start`` int.
+            ``eeg`` (C, n_samples) float32 z-scored EEG, or with ``features`` ``energy``
+            (C, n_steps, K) float32; ``bold`` (W, P) float32; ``labels`` (W,) int64;
+            ``start`` int; ``recording_id`` str.
         """
         g = self.geometry
         w = g.window_trs
         if not 0 <= start <= len(run.bold) - w:
             raise IndexError(f"{run.recording_id}: window start {start} out of range")
         src = start if eeg_start is None else eeg_start
-        i0 = run.window_eeg_start(src, g)
-        eeg = run.eeg[:, i0 : i0 + g.n_samples]
-        if i0 < 0 or eeg.shape[1] != g.n_samples:  # pragma: no cover - load_paired_run pads
-            raise InvalidDataError(f"{run.recording_id}: EEG does not cover window {src}")
-        eeg = (eeg - self.scaler.eeg_mean[:, None]) / self.scaler.eeg_std[:, None]
+        item: dict[str, Any] = {}
+        if self.features is not None:
+            s0 = src * g.grid_per_tr
+            energy = self.run_features(run)[:, s0 : s0 + g.n_steps]
+            if energy.shape[1] != g.n_steps:  # pragma: no cover - load_paired_run pads
+                raise InvalidDataError(f"{run.recording_id}: EEG does not cover window {src}")
+            item["energy"] = energy
+        else:
+            i0 = run.window_eeg_start(src, g)
+            eeg = run.eeg[:, i0 : i0 + g.n_samples]
+            if i0 < 0 or eeg.shape[1] != g.n_samples:  # pragma: no cover - load_paired_run pads
+                raise InvalidDataError(f"{run.recording_id}: EEG does not cover window {src}")
+            eeg = (eeg - self.scaler.eeg_mean[:, None]) / self.scaler.eeg_std[:, None]
+            item["eeg"] = eeg.astype(np.float32)
         bold = (run.bold[start : start + w] - self.scaler.bold_mean) / self.scaler.bold_std
-        return {
-            "eeg": eeg.astype(np.float32),
-            "bold": bold.astype(np.float32),
-            "labels": run.labels[start : start + w].copy(),
-            "start": start,
-        }
+        item["bold"] = bold.astype(np.float32)
+        item["labels"] = run.labels[start : start + w].copy()
+        item["start"] = start
+        item["recording_id"] = run.recording_id
+        return item
 
 
 def collate_windows(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack windows (all of one geometry, so of one shape) into torch tensors."""
+    """Stack windows (all of one geometry, so of one shape) into torch tensors.
+
+    ``eeg`` or ``energy``, ``bold`` and ``labels`` are stacked, ``start`` becomes a tensor and
+    ``recording_id`` a list.
+    """
     import torch
 
-    return {
-        "eeg": torch.from_numpy(np.stack([i["eeg"] for i in items])),
-        "bold": torch.from_numpy(np.stack([i["bold"] for i in items])),
-        "labels": torch.from_numpy(np.stack([i["labels"] for i in items])),
-        "start": torch.tensor([i["start"] for i in items]),
+    out: dict[str, Any] = {
+        key: torch.from_numpy(np.stack([i[key] for i in items]))
+        for key in ("eeg", "energy", "bold", "labels")
+        if key in items[0]
     }
+    out["start"] = torch.tensor([i["start"] for i in items])
+    if "recording_id" in items[0]:
+        out["recording_id"] = [i["recording_id"] for i in items]
+    return out

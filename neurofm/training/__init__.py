@@ -1,4 +1,5 @@
-"""Training and evaluation: Lightning modules and data modules, stitching, metrics, fine-tuning.
+"""Training: Lightning modules, their datasets and samplers, the trainer, fine-tuning, checkpoints.
 
-Import submodules directly (``neurofm.training.poyo``): Lightning costs ~5 s to import.
+Scoring a trained model lives in :mod:`neurofm.evaluation`. Import submodules directly
+(``neurofm.training.poyo``): Lightning costs ~5 s to import.
 """

@@ -1,4 +1,9 @@
-"""Datasets of windows over a catalog, for PyTorch DataLoaders and Lightning."""
+"""Datasets of windows over a catalog, for PyTorch DataLoaders and Lightning.
+
+:class:`OpenRecordings` opens each recording of a catalog once per process and keeps it open;
+the training path shares one of them from the first look at the splits to the last batch, so a
+catalog is read once and every recording opened once.
+"""
 
 from __future__ import annotations
 
@@ -15,30 +20,141 @@ from neurofm.data.sampling import Window
 from neurofm.data.signals import Intervals
 from neurofm.errors import InvalidDataError
 
-__all__ = ["ShardedSampler", "WindowDataset", "split_domains_of"]
+__all__ = [
+    "OpenRecordings",
+    "ShardedSampler",
+    "WindowDataset",
+    "iter_recordings",
+    "split_domains_of",
+]
+
+
+class OpenRecordings:
+    """The recordings of one catalog, each opened lazily once per process and kept open.
+
+    HDF5 handles must not cross a fork: in a forked DataLoader worker the parent's handles are
+    forgotten (never closed) and the worker opens its own; pickling (spawned workers, DDP
+    spawn) drops them too.
+
+    Parameters
+    ----------
+    catalog : str, Path or Catalog
+        The catalog (its index is read once, here).
+    """
+
+    def __init__(self, catalog: str | Path | Catalog) -> None:
+        self.catalog = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
+        self._open: dict[str, Recording] = {}
+        self._pid = os.getpid()
+
+    @classmethod
+    def of(cls, catalog: str | Path | Catalog | OpenRecordings) -> OpenRecordings:
+        """``catalog`` itself if it already is an :class:`OpenRecordings`, else a new one.
+
+        Parameters
+        ----------
+        catalog : str, Path, Catalog or OpenRecordings
+            The catalog.
+
+        Returns
+        -------
+        OpenRecordings
+        """
+        return catalog if isinstance(catalog, OpenRecordings) else cls(catalog)
+
+    @property
+    def path(self) -> Path:
+        """The catalog folder."""
+        return self.catalog.path
+
+    def get(self, recording_id: str) -> Recording:
+        """The recording, opened on first use in this process.
+
+        Parameters
+        ----------
+        recording_id : str
+            Its id in the catalog.
+
+        Returns
+        -------
+        Recording
+            Lazy; owned by this object (closed by :meth:`close`, not by the caller).
+        """
+        if self._pid != os.getpid():  # in a forked worker: never reuse the parent's handles
+            self._open, self._pid = {}, os.getpid()
+        rec = self._open.get(recording_id)
+        if rec is None:
+            rec = self._open[recording_id] = self.catalog.open(recording_id)
+        return rec
+
+    def close(self) -> None:
+        """Close every recording this process opened (they reopen on the next :meth:`get`)."""
+        if self._pid == os.getpid():
+            for rec in self._open.values():
+                rec.close()
+        self._open = {}
+
+    def __enter__(self) -> OpenRecordings:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_open"] = {}  # h5py handles do not pickle (spawned workers reopen them)
+        return state
+
+
+def iter_recordings(
+    catalog: Catalog | OpenRecordings, recording_ids: Sequence[str]
+) -> Iterator[tuple[str, Recording]]:
+    """``(id, recording)`` for each id: from an :class:`OpenRecordings` as it keeps them, from a
+    :class:`Catalog` opened one at a time and closed before the next.
+
+    Parameters
+    ----------
+    catalog : Catalog or OpenRecordings
+        Where the recordings are.
+    recording_ids : sequence of str
+        Which, in this order.
+
+    Yields
+    ------
+    (str, Recording)
+    """
+    for rid in recording_ids:
+        if isinstance(catalog, OpenRecordings):
+            yield rid, catalog.get(rid)
+        else:
+            with catalog.open(rid) as rec:
+                yield rid, rec
 
 
 class WindowDataset(Dataset):
     """Reads and tokenizes :class:`Window` items from a catalog's recordings.
 
-    Recordings are opened lazily, once per process (DataLoader workers each open their own
-    handles: HDF5 handles must not cross a fork), and kept open.
+    Recordings are opened lazily, once per process, and kept open (see
+    :class:`OpenRecordings`); datasets given the same :class:`OpenRecordings` share them.
+
+    Parameters
+    ----------
+    catalog : str, Path, Catalog or OpenRecordings
+        The catalog.
+    transform : callable
+        Turns a window (an in-memory :class:`Recording`) into an item, e.g. a tokenizer.
     """
 
-    def __init__(self, catalog: str | Path, transform: Callable[[Recording], Any]) -> None:
-        self.catalog_path = Path(catalog)
+    def __init__(
+        self, catalog: str | Path | Catalog | OpenRecordings, transform: Callable[[Recording], Any]
+    ) -> None:
+        self.recordings = OpenRecordings.of(catalog)
+        self.catalog_path = self.recordings.path
         self.transform = transform
-        self._open: dict[str, Recording] = {}
-        self._pid = os.getpid()
-        self._catalog = Catalog(self.catalog_path)
 
     def recording(self, recording_id: str) -> Recording:
-        if self._pid != os.getpid():  # in a forked worker: never reuse the parent's handles
-            self._open, self._pid = {}, os.getpid()
-        rec = self._open.get(recording_id)
-        if rec is None:
-            rec = self._open[recording_id] = self._catalog.open(recording_id)
-        return rec
+        """The (lazy, kept open) recording of that id."""
+        return self.recordings.get(recording_id)
 
     def __getitem__(self, window: Window) -> Any:
         rec = self.recording(window.recording_id)
@@ -46,11 +162,6 @@ class WindowDataset(Dataset):
 
     def __len__(self) -> int:  # pragma: no cover - indexed by windows, not integers
         raise TypeError("WindowDataset is indexed by Window items from a sampler")
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_open"] = {}  # h5py handles do not pickle (spawned workers reopen them)
-        return state
 
 
 class ShardedSampler(Sampler):
@@ -77,19 +188,39 @@ class ShardedSampler(Sampler):
 
 
 def split_domains_of(
-    catalog: Catalog, split: str, recording_ids: Sequence[str] | None = None
+    catalog: Catalog | OpenRecordings, split: str, recording_ids: Sequence[str] | None = None
 ) -> dict[str, Intervals]:
-    """``{recording id: <split>_domain}`` for the catalog's recordings that have that split."""
+    """``{recording id: <split>_domain}`` for the catalog's recordings that have that split.
+
+    Parameters
+    ----------
+    catalog : Catalog or OpenRecordings
+        The catalog (an :class:`OpenRecordings` keeps the recordings open for later use).
+    split : str
+        ``train``, ``valid`` or ``test``.
+    recording_ids : sequence of str, optional
+        Default every recording of the catalog.
+
+    Returns
+    -------
+    dict of str to Intervals
+        Recordings whose domain is empty are left out.
+
+    Raises
+    ------
+    InvalidDataError
+        A recording without the ``<split>_domain`` signal.
+    """
+    cat = catalog.catalog if isinstance(catalog, OpenRecordings) else catalog
+    name = f"{split}_domain"
     out: dict[str, Intervals] = {}
-    for rid in recording_ids or catalog.ids:
-        with catalog.open(rid) as rec:
-            name = f"{split}_domain"
-            if name not in rec:
-                raise InvalidDataError(
-                    f"{catalog.path}: recording {rid!r} has no {name!r}; ingest it with a "
-                    "dataset card that defines splits (neurofm run pipelines/...yaml)"
-                )
-            dom = rec[name].load()
+    for rid, rec in iter_recordings(catalog, recording_ids or cat.ids):
+        if name not in rec:
+            raise InvalidDataError(
+                f"{cat.path}: recording {rid!r} has no {name!r}; ingest it with a "
+                "dataset card that defines splits (neurofm run pipelines/...yaml)"
+            )
+        dom = rec[name].load()
         if len(dom):
             out[rid] = dom
     return out

@@ -9,11 +9,15 @@ pretraining must beat).
 The vocabularies are extended with fresh rows for the new keys (``"<recording id>/<unit id>"``,
 so they never collide with pretrained units) and then cut down to just them, so the checkpoint
 written here holds only what the new session needs and loads like any other POYO checkpoint.
+
+Training never scores: a caller that wants the new session's test score passes ``score`` (e.g.
+:func:`neurofm.evaluation.fewshot.session_r2`), which :func:`finetune` calls on the tuned model.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -25,21 +29,33 @@ from neurofm.data.catalog import Catalog
 from neurofm.data.signals import Intervals
 from neurofm.errors import InvalidDataError
 from neurofm.models.poyo import POYO
-from neurofm.tokenizers.spikes import unit_keys
+from neurofm.tokenizers.spikes import TargetScaler, unit_keys
 from neurofm.training.datasets import split_domains_of
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["unit-id", "full", "gradual", "scratch"]
+#: ``score(model, scaler, catalog, target, recording_id) -> {recording id: score}``: how a
+#: caller scores the fine-tuned model (e.g. :func:`neurofm.evaluation.fewshot.session_r2`).
+Scorer = Callable[[POYO, TargetScaler, Path, str, str], dict[str, float]]
 #: What unit identification trains; everything else (latents included) stays frozen.
 UNIT_ID_TRAINABLE = ("unit_emb.", "session_emb.")
 
-__all__ = ["FinetuneResult", "GradualUnfreezing", "finetune", "prepare_for_session"]
+__all__ = [
+    "FinetuneResult",
+    "GradualUnfreezing",
+    "Scorer",
+    "finetune",
+    "first_trials",
+    "prepare_for_session",
+    "set_trainable",
+]
 
 
 @dataclass
 class FinetuneResult:
-    """Outcome of :func:`finetune`."""
+    """Outcome of :func:`finetune` (``r2`` and ``mean_r2`` are filled when it was given a
+    ``score``)."""
 
     checkpoint: Path
     recording_id: str
@@ -105,7 +121,7 @@ def finetune(
     unfreeze_epoch: int = 10,
     seed: int = 0,
     progress: bool = True,
-    evaluate: bool = True,
+    score: Scorer | None = None,
 ) -> FinetuneResult:
     """Adapt a pretrained POYO checkpoint to a new session of a catalog.
 
@@ -127,8 +143,11 @@ def finetune(
         Training settings.
     unfreeze_epoch : int
         For ``gradual``: the epoch from which everything trains.
-    evaluate : bool
-        Score the stitched R^2 on the session's test domain afterwards.
+    score : callable, optional
+        Called as ``score(model, scaler, catalog, target, recording_id)`` on the fine-tuned
+        model; its ``{recording id: score}`` fills the result's ``r2`` and ``mean_r2`` (e.g.
+        :func:`neurofm.evaluation.fewshot.session_r2`, the stitched test R^2). Default: no
+        score.
 
     Raises
     ------
@@ -201,11 +220,9 @@ def finetune(
         len(train_domains[recording_id]),
         [n for n, p in model.named_parameters() if p.requires_grad],
     )
-    if evaluate:
-        from neurofm.training.evaluate import evaluate_poyo
-
-        ev = evaluate_poyo(model, scaler, cat.path, target, "test", [recording_id])
-        result.r2, result.mean_r2 = ev.r2, ev.mean_r2
+    if score is not None:
+        result.r2 = dict(score(model, scaler, cat.path, target, recording_id))
+        result.mean_r2 = float(np.mean(list(result.r2.values()))) if result.r2 else float("nan")
     return result
 
 

@@ -27,7 +27,13 @@ from neurofm.errors import InvalidDataError
 from neurofm.models.poyo import POYO, POYOConfig
 from neurofm.tokenizers.spikes import SpikeTokenizer, TargetScaler, collate, unit_keys
 from neurofm.training.checkpoints import read_checkpoint
-from neurofm.training.datasets import ShardedSampler, WindowDataset, split_domains_of
+from neurofm.training.datasets import (
+    OpenRecordings,
+    ShardedSampler,
+    WindowDataset,
+    iter_recordings,
+    split_domains_of,
+)
 from neurofm.training.trainer import make_trainer
 
 log = logging.getLogger(__name__)
@@ -60,38 +66,71 @@ class TrainConfig:
     recordings: list[str] = field(default_factory=list)  # empty: every recording with splits
 
 
-def fit_scaler(catalog: Catalog, ids: list[str], target: str, domains: dict) -> TargetScaler:
-    """Mean and standard deviation of the target over the training domains."""
+def fit_scaler(
+    catalog: Catalog | OpenRecordings, ids: list[str], target: str, domains: dict
+) -> TargetScaler:
+    """Mean and standard deviation of the target over the training domains.
+
+    Parameters
+    ----------
+    catalog : Catalog or OpenRecordings
+        The catalog (an :class:`OpenRecordings` does not reopen its recordings).
+    ids : list of str
+        The training recordings.
+    target : str
+        Name of the target signal.
+    domains : dict of str to Intervals
+        Each recording's train domain.
+
+    Returns
+    -------
+    TargetScaler
+    """
     chunks = []
-    for rid in ids:
-        with catalog.open(rid) as rec:
-            if target not in rec:
-                raise InvalidDataError(
-                    f"{catalog.path}: recording {rid!r} has no target {target!r} "
-                    f"(has {sorted(rec.signals)})"
-                )
-            series = rec[target].load()
+    for rid, rec in iter_recordings(catalog, ids):
+        if target not in rec:
+            raise InvalidDataError(
+                f"{catalog.path}: recording {rid!r} has no target {target!r} "
+                f"(has {sorted(rec.signals)})"
+            )
+        series = rec[target].load()
         values = series.data if series.kind == "regular" else series.values
         chunks.append(np.asarray(values)[domains[rid].contains(series.timestamps)])
     stacked = np.concatenate(chunks)
     return TargetScaler(stacked.mean(axis=0), stacked.std(axis=0) + 1e-8)
 
 
-def catalog_vocab(catalog: Catalog, ids: list[str]) -> tuple[list[str], list[str]]:
-    """Namespaced unit keys and session keys of the given recordings."""
+def catalog_vocab(catalog: Catalog | OpenRecordings, ids: list[str]) -> tuple[list[str], list[str]]:
+    """Namespaced unit keys and session keys of the given recordings.
+
+    Parameters
+    ----------
+    catalog : Catalog or OpenRecordings
+        The catalog.
+    ids : list of str
+        The recordings.
+
+    Returns
+    -------
+    (list of str, list of str)
+        Unit keys (``<recording>/<unit>``) and session keys (the recording ids).
+    """
     units: list[str] = []
-    for rid in ids:
-        with catalog.open(rid) as rec:
-            units.extend(unit_keys(rid, rec["spikes"].units.ids))
+    for rid, rec in iter_recordings(catalog, ids):
+        units.extend(unit_keys(rid, rec["spikes"].units.ids))
     return units, list(ids)
 
 
 class POYODataModule(pl.LightningDataModule):
-    """Random training windows and sequential validation windows from a catalog's splits."""
+    """Random training windows and sequential validation windows from a catalog's splits.
+
+    Both loaders read through one :class:`OpenRecordings` (``catalog`` itself when it is one),
+    so each recording is opened once per process.
+    """
 
     def __init__(
         self,
-        catalog: str | Path,
+        catalog: str | Path | Catalog | OpenRecordings,
         model: POYO,
         scaler: TargetScaler,
         cfg: TrainConfig,
@@ -99,11 +138,13 @@ class POYODataModule(pl.LightningDataModule):
         valid_domains: dict | None = None,
     ):
         super().__init__()
-        self.catalog_path, self.model, self.scaler, self.cfg = Path(catalog), model, scaler, cfg
-        catalog_ = Catalog(self.catalog_path)
+        self.recordings = OpenRecordings.of(catalog)
+        self._owns_recordings = self.recordings is not catalog
+        self.catalog_path = self.recordings.path
+        self.model, self.scaler, self.cfg = model, scaler, cfg
         ids = cfg.recordings or None
-        self.train_domains = train_domains or split_domains_of(catalog_, "train", ids)
-        self.valid_domains = valid_domains or split_domains_of(catalog_, "valid", ids)
+        self.train_domains = train_domains or split_domains_of(self.recordings, "train", ids)
+        self.valid_domains = valid_domains or split_domains_of(self.recordings, "valid", ids)
 
     def tokenizer(self, augment: bool) -> SpikeTokenizer:
         c = self.model.config
@@ -124,7 +165,7 @@ class POYODataModule(pl.LightningDataModule):
         if trainer is not None and trainer.world_size > 1:
             sampler = ShardedSampler(sampler, trainer.global_rank, trainer.world_size)
         return DataLoader(
-            WindowDataset(self.catalog_path, self.tokenizer(augment)),
+            WindowDataset(self.recordings, self.tokenizer(augment)),
             batch_size=self.cfg.batch_size,
             sampler=sampler,
             collate_fn=collate,
@@ -142,6 +183,11 @@ class POYODataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         sampler = SequentialWindowSampler(self.valid_domains, self.model.config.window_length)
         return self._loader(sampler, augment=False)
+
+    def teardown(self, stage: str) -> None:
+        # Recordings this module opened itself are closed; a caller's stay open for the caller.
+        if self._owns_recordings:
+            self.recordings.close()
 
 
 class POYOModule(pl.LightningModule):
@@ -252,19 +298,46 @@ def load_poyo(path: str | Path) -> tuple[POYO, TargetScaler, TrainConfig]:
 
 
 def build_poyo(
-    catalog: str | Path, model_config: POYOConfig, cfg: TrainConfig
+    catalog: str | Path | Catalog | OpenRecordings,
+    model_config: POYOConfig,
+    cfg: TrainConfig,
+    train_domains: dict | None = None,
 ) -> tuple[POYO, TargetScaler, dict]:
-    """A fresh POYO whose vocabularies cover the catalog's training recordings."""
-    catalog_ = Catalog(catalog)
-    train_domains = split_domains_of(catalog_, "train", cfg.recordings or None)
-    if not train_domains:
-        raise InvalidDataError(f"{catalog}: no recording has a non-empty train_domain")
+    """A fresh POYO whose vocabularies cover the catalog's training recordings.
+
+    Parameters
+    ----------
+    catalog : str, Path, Catalog or OpenRecordings
+        The catalog; pass an :class:`OpenRecordings` to keep the recordings open for training.
+    model_config : POYOConfig
+        The architecture (``dim_out`` is set from the target).
+    cfg : TrainConfig
+        Target, seed and recordings.
+    train_domains : dict, optional
+        Each recording's train domain, when the caller already read them.
+
+    Returns
+    -------
+    (POYO, TargetScaler, dict)
+        The model, the target's scaler and the train domains.
+    """
+    if isinstance(catalog, str | Path):
+        catalog = Catalog(catalog)
+    if train_domains is None:
+        train_domains = _train_domains(catalog, cfg)
     ids = sorted(train_domains)
-    units, sessions = catalog_vocab(catalog_, ids)
-    scaler = fit_scaler(catalog_, ids, cfg.target, train_domains)
+    units, sessions = catalog_vocab(catalog, ids)
+    scaler = fit_scaler(catalog, ids, cfg.target, train_domains)
     model_config = dataclasses.replace(model_config, dim_out=len(scaler.mean))
     torch.manual_seed(cfg.seed)
     return POYO(model_config, units, sessions), scaler, train_domains
+
+
+def _train_domains(catalog: Catalog | OpenRecordings, cfg: TrainConfig) -> dict:
+    train_domains = split_domains_of(catalog, "train", cfg.recordings or None)
+    if not train_domains:
+        raise InvalidDataError(f"{catalog.path}: no recording has a non-empty train_domain")
+    return train_domains
 
 
 def train_poyo(
@@ -285,33 +358,38 @@ def train_poyo(
 
     Writes CSV and TensorBoard logs and checkpoints (``last.ckpt``, every epoch) to
     ``out_dir``. ``stop_after_epochs`` ends the run early while keeping the learning-rate
-    schedule of ``cfg.epochs`` (resume later with ``resume=out_dir / "last.ckpt"``).
+    schedule of ``cfg.epochs`` (resume later with ``resume=out_dir / "last.ckpt"``): a resumed
+    run takes model and scaler from the checkpoint and builds no model of its own.
+    The catalog's index is read once and each recording opened once, for the whole run.
     """
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    model, scaler, train_domains = build_poyo(catalog, model_config, cfg)
-    if resume is not None:
-        model, scaler, _ = load_poyo(resume)
-    return fit_poyo(
-        model,
-        scaler,
-        catalog,
-        cfg,
-        out_dir,
-        train_domains=train_domains,
-        resume=resume,
-        accelerator=accelerator,
-        devices=devices,
-        strategy=strategy,
-        progress=progress,
-        max_steps=max_steps,
-        stop_after_epochs=stop_after_epochs,
-    )
+    with OpenRecordings(catalog) as recordings:
+        train_domains = _train_domains(recordings, cfg)
+        if resume is None:
+            model, scaler, _ = build_poyo(recordings, model_config, cfg, train_domains)
+        else:
+            model, scaler, _ = load_poyo(resume)
+        return fit_poyo(
+            model,
+            scaler,
+            recordings,
+            cfg,
+            out_dir,
+            train_domains=train_domains,
+            resume=resume,
+            accelerator=accelerator,
+            devices=devices,
+            strategy=strategy,
+            progress=progress,
+            max_steps=max_steps,
+            stop_after_epochs=stop_after_epochs,
+        )
 
 
 def fit_poyo(
     model: POYO,
     scaler: TargetScaler,
-    catalog: str | Path,
+    catalog: str | Path | Catalog | OpenRecordings,
     cfg: TrainConfig,
     out_dir: str | Path,
     *,
@@ -326,7 +404,11 @@ def fit_poyo(
     max_steps: int = -1,
     stop_after_epochs: int | None = None,
 ) -> tuple[POYOModule, Path]:
-    """Run the training loop on a given model (fresh, resumed or being fine-tuned)."""
+    """Run the training loop on a given model (fresh, resumed or being fine-tuned).
+
+    ``catalog`` may be an :class:`OpenRecordings` already holding the recordings open (as in
+    :func:`train_poyo`); otherwise the data module opens them, once, and closes them after.
+    """
     data = POYODataModule(catalog, model, scaler, cfg, train_domains, valid_domains)
     steps_per_epoch = max(
         1,

@@ -1,23 +1,25 @@
-"""Training and evaluating SAMBA with Lightning, on a catalog of EEG-fMRI recordings.
+"""Training SAMBA with Lightning, on a catalog of EEG-fMRI recordings.
 
-Windows of ``W`` volumes are drawn from each recording's ``train_domain`` (every start, shuffled
-per epoch), validated on ``valid_domain``; a recording with no training volumes (a held-out
-subject) is only ever evaluated. The wavelet band energies of each run are computed once by the
-model's own :class:`~neurofm.models.samba.WaveletAttention` (the DWT has no parameters), so an
-epoch costs only the learned layers. Connectivity graphs and z-scoring come from the training
-data and are stored in the checkpoint with everything else needed to use the model.
+Data take the same path as POYO's: a sampler of :class:`~neurofm.tokenizers.multimodal.
+VolumeWindow` items -> :class:`PairedRunDataset` (the runs, loaded once) ->
+:class:`~neurofm.tokenizers.multimodal.MultimodalTokenizer` -> ``collate_windows``. Windows of
+``W`` volumes are drawn from each recording's ``train_domain`` (every start, shuffled per epoch,
+:class:`ShuffledVolumeSampler`), validated on ``valid_domain``; a recording with no training
+volumes (a held-out subject) is only ever evaluated. The wavelet band energies of each run are
+computed once by the model's own :class:`~neurofm.models.samba.WaveletAttention` (the DWT has no
+parameters) and cached by the tokenizer, so an epoch costs only the learned layers.
+Connectivity graphs and z-scoring come from the training data and are stored in the checkpoint
+with everything else needed to use the model.
 
-Evaluation stitches overlapping windows into whole-domain predictions (mean over duplicates)
-and scores each parcel: Pearson r (mean +- SD over parcels), R^2 and MSE in the BOLD's units;
-the same model on time-shuffled EEG is the control.
+Evaluation (stitching, per-parcel scores, controls, stimulus decoding) is
+:mod:`neurofm.evaluation.samba`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +33,12 @@ from neurofm.data.catalog import Catalog
 from neurofm.errors import InvalidDataError, NeuroFMError
 from neurofm.models.samba import Samba, SambaConfig, connectivity_graph
 from neurofm.tokenizers.multimodal import (
-    NO_LABEL,
+    FeatureTransform,
     MultimodalScaler,
+    MultimodalTokenizer,
     PairedRun,
+    VolumeWindow,
+    collate_windows,
     load_paired_run,
 )
 from neurofm.training.checkpoints import checkpoint_format, read_checkpoint
@@ -45,16 +50,20 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "neurofm.samba"
 
 __all__ = [
-    "RunPrediction",
+    "PairedRunDataset",
+    "SambaBundle",
     "SambaModule",
     "SambaTrainConfig",
-    "StimulusScores",
-    "evaluate_samba",
+    "ShuffledVolumeSampler",
+    "band_energy_transform",
+    "build_samba",
+    "check_montage",
     "is_samba_checkpoint",
     "load_runs",
     "load_samba",
-    "predict_run",
+    "samba_tokenizer",
     "train_samba",
+    "volume_windows",
 ]
 
 
@@ -107,7 +116,16 @@ def load_runs(
     return runs
 
 
-def _check_montage(runs: list[PairedRun], channels: list[str], parcels: list[str]) -> None:
+def check_montage(runs: Sequence[PairedRun], channels: list[str], parcels: list[str]) -> None:
+    """Raise :class:`InvalidDataError` unless every run has the model's channels and parcels.
+
+    Parameters
+    ----------
+    runs : sequence of PairedRun
+        Loaded runs.
+    channels, parcels : list of str
+        The model's EEG channels (same names, same order) and BOLD parcels.
+    """
     for run in runs:
         if run.channels != channels:
             raise InvalidDataError(
@@ -132,75 +150,83 @@ def _stimulus_classes(catalog: Catalog, ids: list[str], events: str | None) -> l
     return sorted(names)
 
 
-class RunFeatures:
-    """A run's z-scored BOLD and its band energies on the run's feature grid.
+def band_energy_transform(model: Samba) -> FeatureTransform:
+    """The model's wavelet band energies as a tokenizer's per-run feature transform.
 
-    Window ``v`` (volumes ``v .. v + W - 1``) uses grid steps ``v * g .. v * g + S - 1``.
+    Maps a whole run's z-scored EEG (C, N) float32 to its band energies on the feature grid
+    (C, S, K) with :meth:`~neurofm.models.samba.WaveletAttention.band_energy` (no gradients:
+    the DWT has no parameters, so the energies can be computed once per run).
     """
 
-    def __init__(self, run: PairedRun, model: Samba, scaler: MultimodalScaler) -> None:
-        g = model.config.geometry
-        self.run = run
-        offset = run.window_eeg_start(0, g)
-        eeg = (run.eeg - scaler.eeg_mean[:, None]) / scaler.eeg_std[:, None]
-        eeg = torch.from_numpy(eeg[:, offset:].astype(np.float32))[None]
+    def transform(eeg: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            energy = model.wavelet.band_energy(eeg.to(model.mapping.device))
-        self.energy = energy[0].cpu().numpy()  # (C, S_run, K)
-        self.bold = ((run.bold - scaler.bold_mean) / scaler.bold_std).astype(np.float32)
-        self.steps, self.grid = g.n_steps, g.grid_per_tr
-        self.window_trs = g.window_trs
+            energy = model.wavelet.band_energy(torch.from_numpy(eeg)[None].to(model.mapping.device))
+        return energy[0].cpu().numpy()
 
-    def window(self, start: int, eeg_start: int | None = None) -> dict[str, np.ndarray]:
-        src = start if eeg_start is None else eeg_start
-        s0 = src * self.grid
-        return {
-            "energy": self.energy[:, s0 : s0 + self.steps],
-            "bold": self.bold[start : start + self.window_trs],
-            "labels": self.run.labels[start : start + self.window_trs],
-        }
+    return transform
 
 
-class _Windows(Dataset):
-    """``(run index, start[, eeg start])`` items -> tensors of one window."""
-
-    def __init__(self, features: list[RunFeatures]) -> None:
-        self.features = features
-
-    def __getitem__(self, item: tuple[int, int, int | None]) -> dict[str, torch.Tensor]:
-        run, start, eeg_start = item
-        w = self.features[run].window(start, eeg_start)
-        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in w.items()}
-
-    def __len__(self) -> int:  # pragma: no cover - indexed by sampler items
-        raise TypeError("indexed by (run, start, eeg_start) items")
+def samba_tokenizer(model: Samba, scaler: MultimodalScaler) -> MultimodalTokenizer:
+    """The tokenizer SAMBA trains and evaluates with: z-scored windows of cached band energies."""
+    return MultimodalTokenizer(model.config.geometry, scaler, band_energy_transform(model))
 
 
-class _EpochShuffle:
-    """Every window start of the given runs, shuffled by ``(seed, epoch)``."""
+class PairedRunDataset(Dataset):
+    """Tokenized windows of EEG-fMRI runs held in memory (SAMBA's ``WindowDataset``).
 
-    def __init__(self, items: list[tuple[int, int, int | None]], seed: int) -> None:
-        self.items, self.seed, self.epoch = items, seed, 0
+    Indexed by :class:`~neurofm.tokenizers.multimodal.VolumeWindow` items from a sampler; each
+    is cut out of its run by the tokenizer (which caches the costly per-run features).
+
+    Parameters
+    ----------
+    runs : sequence of PairedRun
+        The runs, loaded once (:func:`load_runs`).
+    tokenizer : MultimodalTokenizer
+        Cuts and z-scores a window (:func:`samba_tokenizer`).
+    """
+
+    def __init__(self, runs: Sequence[PairedRun], tokenizer: MultimodalTokenizer) -> None:
+        self.runs = {run.recording_id: run for run in runs}
+        self.tokenizer = tokenizer
+
+    def __getitem__(self, window: VolumeWindow) -> dict[str, Any]:
+        return self.tokenizer(self.runs[window.recording_id], window.start, window.eeg_start)
+
+    def __len__(self) -> int:  # pragma: no cover - indexed by windows, not integers
+        raise TypeError("PairedRunDataset is indexed by VolumeWindow items from a sampler")
+
+
+def volume_windows(
+    runs: Sequence[PairedRun], split: str, window_trs: int, stride: int = 1
+) -> list[VolumeWindow]:
+    """Every window of ``window_trs`` volumes inside each run's split, every ``stride`` volumes
+    (plus the last of each stretch), run by run in order: a sequential sampler."""
+    return [
+        VolumeWindow(run.recording_id, int(s))
+        for run in runs
+        for s in run.window_starts(split, window_trs, stride)
+    ]
+
+
+class ShuffledVolumeSampler:
+    """The given windows, in an order shuffled by ``(seed, epoch)`` (SAMBA's training sampler).
+
+    Lightning calls :meth:`set_epoch` before each epoch (through
+    :class:`~neurofm.training.datasets.ShardedSampler`), so a resumed run sees the same order.
+    """
+
+    def __init__(self, windows: list[VolumeWindow], seed: int) -> None:
+        self.windows, self.seed, self.epoch = windows, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __iter__(self) -> Iterator[tuple[int, int, int | None]]:
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.items))
-        return iter([self.items[i] for i in order])
+    def __iter__(self) -> Iterator[VolumeWindow]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.windows))
+        return iter([self.windows[i] for i in order])
 
     def __len__(self) -> int:
-        return len(self.items)
-
-
-def _window_items(
-    runs: list[PairedRun], split: str, window_trs: int, stride: int = 1
-) -> list[tuple[int, int, int | None]]:
-    return [
-        (i, int(s), None)
-        for i, run in enumerate(runs)
-        for s in run.window_starts(split, window_trs, stride)
-    ]
+        return len(self.windows)
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,7 +337,7 @@ def build_samba(
     if not runs:
         raise InvalidDataError(f"{catalog}: no recording has a non-empty train_domain")
     channels, parcels = runs[0].channels, runs[0].parcels
-    _check_montage(runs, channels, parcels)
+    check_montage(runs, channels, parcels)
     scaler = MultimodalScaler.fit(runs)
     # every 5th EEG sample is plenty for correlations
     parts = [run.split_data("train", eeg_step=5) for run in runs]
@@ -383,24 +409,31 @@ def train_samba(
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     bundle, runs = build_samba(catalog, config, cfg)
     model = bundle.model
-    features = [RunFeatures(r, model, bundle.scaler) for r in runs]
+    tokenizer = samba_tokenizer(model, bundle.scaler)
+    for run in runs:  # band energies of every run once, before training, where the model is
+        tokenizer.run_features(run)
     w = model.config.window_trs
-    train_items = _window_items(runs, "train", w)
-    if not train_items:
+    train_windows = volume_windows(runs, "train", w)
+    if not train_windows:
         raise InvalidDataError(f"{catalog}: no train_domain holds a whole window of {w} volumes")
-    valid_items = _window_items(runs, "valid", w, stride=max(1, w // 2))
-    steps_per_epoch = max(1, len(train_items) // cfg.batch_size)
+    valid_windows = volume_windows(runs, "valid", w, stride=max(1, w // 2))
+    steps_per_epoch = max(1, len(train_windows) // cfg.batch_size)
     total = steps_per_epoch * cfg.epochs if max_steps < 0 else max_steps
     module = SambaModule(model, bundle.scaler, cfg, bundle.channels, bundle.parcels, total)
-    data = _Windows(features)
+    data = PairedRunDataset(runs, tokenizer)
     train_loader = DataLoader(
         data,
         batch_size=cfg.batch_size,
-        sampler=ShardedSampler(_EpochShuffle(train_items, cfg.seed)),
+        sampler=ShardedSampler(ShuffledVolumeSampler(train_windows, cfg.seed)),
+        collate_fn=collate_windows,
         drop_last=True,
     )
     valid_loader = (
-        DataLoader(data, batch_size=cfg.batch_size, sampler=valid_items) if valid_items else None
+        DataLoader(
+            data, batch_size=cfg.batch_size, sampler=valid_windows, collate_fn=collate_windows
+        )
+        if valid_windows
+        else None
     )
     trainer = make_trainer(
         out_dir,
@@ -420,242 +453,3 @@ def train_samba(
     )
     model.eval()
     return module, Path(out_dir) / "last.ckpt"
-
-
-# --------------------------------------------------------------------------------------------
-# prediction and evaluation
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class RunPrediction:
-    """Stitched predictions of one run over a split's volumes."""
-
-    recording_id: str
-    volumes: np.ndarray  # (V,) volume indices
-    timestamps: np.ndarray  # (V,) s
-    true: np.ndarray  # (V, P) BOLD units
-    pred: np.ndarray  # (V, P) BOLD units
-    hidden: np.ndarray  # (V, P * h) decoder states, mean over the windows covering a volume
-    logits: np.ndarray | None  # (V, K)
-    labels: np.ndarray  # (V,)
-    alpha: np.ndarray  # (K_bands,) mean attention over wavelet scales
-
-
-def predict_run(
-    bundle: SambaBundle,
-    run: PairedRun,
-    split: str,
-    *,
-    stride: int | None = None,
-    shuffle_eeg: bool = False,
-    seed: int = 0,
-    batch_size: int = 32,
-    features: RunFeatures | None = None,
-) -> RunPrediction:
-    """Predict the volumes of ``run`` inside ``<split>_domain``, stitching overlapping windows.
-
-    ``shuffle_eeg`` pairs every window's BOLD with the EEG of another window of the same split
-    (a random derangement): the time-shuffled control.
-    """
-    model = bundle.model
-    model.eval()
-    _check_montage([run], bundle.channels, bundle.parcels)
-    w = model.config.window_trs
-    starts = run.window_starts(split, w, stride or max(1, w // 2))
-    if len(starts) == 0:
-        raise InvalidDataError(
-            f"recording {run.recording_id!r}: {split}_domain holds no whole window of {w} volumes"
-        )
-    eeg_starts: list[int | None] = [None] * len(starts)
-    if shuffle_eeg and len(starts) > 1:
-        # a random derangement: window idx[i] takes the EEG of window idx[i + 1]
-        idx = np.random.default_rng(seed).permutation(len(starts))
-        perm = np.empty(len(starts), dtype=np.int64)
-        perm[idx] = np.roll(idx, -1)
-        eeg_starts = [int(starts[j]) for j in perm]
-    feats = features if features is not None else RunFeatures(run, model, bundle.scaler)
-    n_vol, p = run.bold.shape
-    h = model.config.hidden
-    k = len(model.config.classes)
-    acc = {
-        "pred": np.zeros((n_vol, p)),
-        "hidden": np.zeros((n_vol, p * h)),
-        "logits": np.zeros((n_vol, max(k, 1))),
-    }
-    count = np.zeros(n_vol)
-    alpha_sum, alpha_n = 0.0, 0
-    items = list(zip(starts.tolist(), eeg_starts, strict=True))
-    with torch.no_grad():
-        for i in range(0, len(items), batch_size):
-            chunk = items[i : i + batch_size]
-            energy = torch.from_numpy(np.stack([feats.window(s, e)["energy"] for s, e in chunk]))
-            out = model(energy=energy.to(model.mapping.device))
-            alpha_sum = alpha_sum + out["alpha"].mean(dim=(0, 1, 2)).cpu().numpy() * len(chunk)
-            alpha_n += len(chunk)
-            for j, (s, _) in enumerate(chunk):
-                sl = slice(s, s + w)
-                acc["pred"][sl] += out["bold"][j].cpu().numpy()
-                acc["hidden"][sl] += out["hidden"][j].reshape(w, -1).cpu().numpy()
-                if "logits" in out:
-                    acc["logits"][sl] += out["logits"][j].cpu().numpy()
-                count[sl] += 1
-    vols = np.flatnonzero(count > 0)
-    vols = vols[np.isin(vols, run.volumes_in(split))]
-    c = count[vols][:, None]
-    return RunPrediction(
-        recording_id=run.recording_id,
-        volumes=vols,
-        timestamps=run.bold_times[vols],
-        true=run.bold[vols].astype(np.float64),
-        pred=bundle.scaler.bold_inverse(acc["pred"][vols] / c),
-        hidden=acc["hidden"][vols] / c,
-        logits=acc["logits"][vols] / c if k else None,
-        labels=run.labels[vols],
-        alpha=np.asarray(alpha_sum) / max(alpha_n, 1),
-    )
-
-
-def parcel_scores(true: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
-    """Per-parcel Pearson r (mean, SD, all), R^2 (mean over parcels) and MSE."""
-    from neurofm.metrics import pearson_r, r2_score
-
-    r = pearson_r(true, pred)
-    return {
-        "r_mean": float(np.mean(r)),
-        "r_sd": float(np.std(r)),
-        "r2": r2_score(true, pred),
-        "mse": float(np.mean((true - pred) ** 2)),
-        "r_per_parcel": r,
-    }
-
-
-@dataclass
-class StimulusScores:
-    """Stimulus decoding from decoder states on labelled held-out volumes.
-
-    Plain accuracy is compared with the majority-class rate, balanced accuracy (the mean of
-    per-class recalls) with ``1 / K``: held-out stretches are short, so their class mix is
-    uneven and balanced accuracy is the fairer score.
-    """
-
-    accuracy: float
-    balanced_accuracy: float
-    majority_chance: float
-    chance: float
-    n_volumes: int
-
-
-def _stimulus_scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> StimulusScores:
-    from sklearn.metrics import balanced_accuracy_score
-
-    return StimulusScores(
-        accuracy=float(np.mean(y_true == y_pred)),
-        balanced_accuracy=float(balanced_accuracy_score(y_true, y_pred)),
-        majority_chance=float(np.bincount(y_true).max() / len(y_true)),
-        chance=1.0 / n_classes,
-        n_volumes=len(y_true),
-    )
-
-
-def _labelled(preds: list[RunPrediction], attr: str) -> tuple[np.ndarray, np.ndarray]:
-    x = np.concatenate([getattr(p, attr) for p in preds])
-    y = np.concatenate([p.labels for p in preds])
-    return x[y != NO_LABEL], y[y != NO_LABEL]
-
-
-def _probe_scores(
-    train: list[RunPrediction], test: list[RunPrediction], n_classes: int
-) -> StimulusScores | None:
-    """Linear probe (logistic regression) on decoder states, fitted on training volumes."""
-    from sklearn.linear_model import LogisticRegressionCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    if not train or not test:
-        return None
-    x_tr, y_tr = _labelled(train, "hidden")
-    x_te, y_te = _labelled(test, "hidden")
-    if len(np.unique(y_tr)) < 2 or len(y_te) == 0:
-        return None
-    # the penalty is picked by 3-fold cross-validation on the training volumes
-    probe = make_pipeline(
-        StandardScaler(),
-        LogisticRegressionCV(
-            Cs=6, cv=3, max_iter=2000, class_weight="balanced", scoring="balanced_accuracy"
-        ),
-    )
-    with warnings.catch_warnings():  # scikit-learn 1.8 announces changed defaults we don't use
-        warnings.simplefilter("ignore", FutureWarning)
-        probe.fit(x_tr, y_tr)
-    return _stimulus_scores(y_te, probe.predict(x_te), n_classes)
-
-
-@dataclass
-class SambaReport:
-    """Scores of one split: per recording, pooled, controls and the stimulus classifier."""
-
-    split: str
-    per_recording: dict[str, dict[str, Any]] = field(default_factory=dict)
-    shuffled: dict[str, dict[str, Any]] = field(default_factory=dict)
-    predictions: dict[str, RunPrediction] = field(default_factory=dict)
-    probe: StimulusScores | None = None  # linear probe on decoder states
-    head: StimulusScores | None = None  # the model's end-to-end stimulus head
-    alpha: np.ndarray | None = None  # mean attention per wavelet band
-    hrf_peaks: np.ndarray | None = None  # s, per parcel
-
-    @property
-    def r_mean(self) -> float:
-        return float(np.mean([s["r_mean"] for s in self.per_recording.values()]))
-
-    @property
-    def shuffled_r_mean(self) -> float:
-        return float(np.mean([s["r_mean"] for s in self.shuffled.values()]))
-
-
-def evaluate_samba(
-    bundle: SambaBundle,
-    catalog: str | Path,
-    split: str = "test",
-    *,
-    recordings: list[str] | None = None,
-    shuffled_control: bool = True,
-) -> SambaReport:
-    """Score a trained SAMBA on a split of every recording that has one.
-
-    Returns per-recording parcel scores (:func:`parcel_scores`), the time-shuffled control,
-    stimulus decoding on the split's labelled volumes (:class:`StimulusScores` of a linear
-    probe fitted on the training recordings' train volumes, and of the end-to-end head), the
-    mean attention over wavelet bands and the learned HRF peaks.
-    """
-    cfg = bundle.cfg
-    runs = load_runs(catalog, bundle.model.config, cfg, recordings)
-    report = SambaReport(split)
-    train_preds, alphas = [], []
-    for run in runs:
-        if len(run.window_starts(split, bundle.model.config.window_trs)) == 0:
-            continue
-        feats = RunFeatures(run, bundle.model, bundle.scaler)  # one DWT per run, used 3 times
-        pred = predict_run(bundle, run, split, features=feats)
-        report.predictions[run.recording_id] = pred
-        report.per_recording[run.recording_id] = parcel_scores(pred.true, pred.pred)
-        alphas.append(pred.alpha)
-        if shuffled_control:
-            ctrl = predict_run(bundle, run, split, shuffle_eeg=True, seed=cfg.seed, features=feats)
-            report.shuffled[run.recording_id] = parcel_scores(ctrl.true, ctrl.pred)
-        if bundle.model.config.classes and len(
-            run.window_starts("train", bundle.model.config.window_trs)
-        ):
-            train_preds.append(predict_run(bundle, run, "train", features=feats))
-    if not report.per_recording:
-        raise InvalidDataError(f"{catalog}: no recording has a {split}_domain of a whole window")
-    report.alpha = np.mean(alphas, axis=0)
-    report.hrf_peaks = bundle.model.hrf.peaks()
-    classes = bundle.model.config.classes
-    if classes:
-        tests = list(report.predictions.values())
-        report.probe = _probe_scores(train_preds, tests, len(classes))
-        logits, y = _labelled([p for p in tests if p.logits is not None], "logits")
-        if len(y):
-            report.head = _stimulus_scores(y, logits.argmax(axis=1), len(classes))
-    return report

@@ -1,11 +1,23 @@
-"""Figures of the analyses (matplotlib, Agg backend). Each function returns a Figure."""
+"""Figures of the analyses: learning regimes (rich vs lazy) and bias-only RNNs.
+
+Each function takes the rows the analysis wrote (one mapping per run) and returns a matplotlib
+Figure; given ``path``, it also saves the figure as a PNG, atomically.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from neurofm.viz.figures import pyplot, save_png
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+PathLike = str | os.PathLike[str]
 
 __all__ = [
     "plot_generation",
@@ -17,15 +29,6 @@ __all__ = [
 ]
 
 
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 _METRICS = (
     ("weight_change", "||dW_rec||_F  (richer: up)"),
     ("kernel_alignment", "NTK alignment  (lazier: up)"),
@@ -35,13 +38,30 @@ _METRICS = (
 _MARKERS = {"aligned": "*", "experimental": "D", "shuffled": "X", "decay": "s"}
 
 
-def plot_rank_sweep(rows: Sequence[Mapping[str, Any]], task: str) -> Any:
+def plot_rank_sweep(
+    rows: Sequence[Mapping[str, Any]], task: str, path: PathLike | None = None
+) -> Figure:
     """Rich/lazy metrics against the effective rank (participation ratio) of ``W_rec(0)``.
 
     SVD-truncation conditions are joined by a line (mean +- sd over seeds); other inits
     (aligned, experimental, its shuffled control, spectral decay) are markers.
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        One per run, with ``task``, ``init``, ``param``, ``participation_ratio`` and the
+        metrics ``weight_change``, ``kernel_alignment``, ``representation_alignment``,
+        ``sign_similarity``.
+    task : str
+        The task whose runs are drawn.
+    path : str or Path, optional
+        Where to save a PNG (written atomically); the figure is returned either way.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
     rows = [r for r in rows if r["task"] == task]
     labels = list(dict.fromkeys(r["init"] for r in rows))
@@ -64,12 +84,26 @@ def plot_rank_sweep(rows: Sequence[Mapping[str, Any]], task: str) -> Any:
     axes[0].legend(fontsize=7, frameon=False)
     fig.suptitle(f"rich vs lazy learning: {task}")
     fig.tight_layout()
+    save_png(fig, path)
     return fig
 
 
-def plot_linear_theory(rows: Sequence[Mapping[str, Any]]) -> Any:
-    """Two-layer linear theory: kernel alignment and weight change vs rank (mean over teachers)."""
-    plt = _plt()
+def plot_linear_theory(rows: Sequence[Mapping[str, Any]], path: PathLike | None = None) -> Figure:
+    """Two-layer linear theory: kernel alignment and weight change vs rank (mean over teachers).
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        One per run, with ``init`` (``"svd"`` or ``"aligned"``), ``rank``,
+        ``kernel_alignment`` and ``weight_change``.
+    path : str or Path, optional
+        Where to save a PNG (written atomically); the figure is returned either way.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
     for ax, metric in zip(axes, ("kernel_alignment", "weight_change"), strict=True):
         svd = [r for r in rows if r["init"] == "svd"]
@@ -85,12 +119,26 @@ def plot_linear_theory(rows: Sequence[Mapping[str, Any]]) -> Any:
     axes[0].legend(fontsize=7, frameon=False)
     fig.suptitle("two-layer linear network (mean over teachers)")
     fig.tight_layout()
+    save_png(fig, path)
     return fig
 
 
-def plot_width_sweep(rows: Sequence[Mapping[str, Any]]) -> Any:
-    """Test accuracy against hidden width, bias-only vs fully trained, with chance."""
-    plt = _plt()
+def plot_width_sweep(rows: Sequence[Mapping[str, Any]], path: PathLike | None = None) -> Figure:
+    """Test accuracy against hidden width, bias-only vs fully trained, with chance.
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        One per run, with ``mode`` (``"bias"`` or ``"full"``), ``width``, ``accuracy`` and
+        ``chance``.
+    path : str or Path, optional
+        Where to save a PNG (written atomically); the figure is returned either way.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for mode in dict.fromkeys(r["mode"] for r in rows):
         widths = sorted({r["width"] for r in rows if r["mode"] == mode})
@@ -106,12 +154,33 @@ def plot_width_sweep(rows: Sequence[Mapping[str, Any]]) -> Any:
     ax.set_ylim(0, 1)
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
+    save_png(fig, path)
     return fig
 
 
-def plot_multitask(rows: Sequence[Mapping[str, Any]], clusters: Mapping[str, Any]) -> Any:
-    """Per-task accuracy of the bias bank and the task-variance cluster profiles."""
-    plt = _plt()
+def plot_multitask(
+    rows: Sequence[Mapping[str, Any]],
+    clusters: Mapping[str, Any],
+    path: PathLike | None = None,
+) -> Figure:
+    """Per-task accuracy of the bias bank and the task-variance cluster profiles.
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        One per task, with ``task``, ``accuracy``, ``chance`` and optionally
+        ``full_accuracy``.
+    clusters : mapping
+        ``profiles`` (clusters x tasks, normalised task variance in [0, 1]), ``tasks`` and
+        ``sizes`` (units per cluster).
+    path : str or Path, optional
+        Where to save a PNG (written atomically); the figure is returned either way.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
     names = [r["task"] for r in rows]
     x = np.arange(len(rows))
@@ -132,12 +201,32 @@ def plot_multitask(rows: Sequence[Mapping[str, Any]], clusters: Mapping[str, Any
     ax2.set_title("normalised task variance", fontsize=9)
     fig.colorbar(im, ax=ax2)
     fig.tight_layout()
+    save_png(fig, path)
     return fig
 
 
-def plot_generation(rows: Sequence[Mapping[str, Any]], traces: Mapping[str, np.ndarray]) -> Any:
-    """Generated trajectories of bias-only (and fully trained) RNNs at each gain."""
-    plt = _plt()
+def plot_generation(
+    rows: Sequence[Mapping[str, Any]],
+    traces: Mapping[str, np.ndarray],
+    path: PathLike | None = None,
+) -> Figure:
+    """Generated trajectories of bias-only (and fully trained) RNNs at each gain.
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        One per run, with ``target``, ``mode``, ``gain`` and ``mse``.
+    traces : mapping of str to ndarray, shape (T, D)
+        The target trajectory under its name, and each run's output under
+        ``"{target}/{mode}/g={gain:g}"``.
+    path : str or Path, optional
+        Where to save a PNG (written atomically); the figure is returned either way.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = pyplot()
     targets = list(dict.fromkeys(r["target"] for r in rows))
     fig, axes = plt.subplots(len(targets), 1, figsize=(8, 2.6 * len(targets)), squeeze=False)
     for ax, name in zip(axes[:, 0], targets, strict=True):
@@ -157,12 +246,33 @@ def plot_generation(rows: Sequence[Mapping[str, Any]], traces: Mapping[str, np.n
         ax.legend(fontsize=7, frameon=False, loc="upper right")
     axes[-1, 0].set_xlabel("step")
     fig.tight_layout()
+    save_png(fig, path)
     return fig
 
 
-def plot_lorenz(rows: Sequence[Mapping[str, Any]], traces: Mapping[str, np.ndarray]) -> Any:
-    """Lorenz forecasts: teacher-forced and free-running against the truth."""
-    plt = _plt()
+def plot_lorenz(
+    rows: Sequence[Mapping[str, Any]],
+    traces: Mapping[str, np.ndarray],
+    path: PathLike | None = None,
+) -> Figure:
+    """Lorenz forecasts: teacher-forced and free-running against the truth.
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        One per run, with ``mode``, ``gain``, ``mse_teacher_forced`` and
+        ``mse_free_running``.
+    traces : mapping of str to ndarray, shape (T,)
+        ``"truth"``, and each run's forecasts under ``"{mode}/g={gain:g}/teacher_forced"``
+        and ``"{mode}/g={gain:g}/free_running"``.
+    path : str or Path, optional
+        Where to save a PNG (written atomically); the figure is returned either way.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = pyplot()
     fig, axes = plt.subplots(len(rows), 1, figsize=(8, 2.4 * len(rows)), squeeze=False)
     truth = traces["truth"]
     for ax, r in zip(axes[:, 0], rows, strict=True):
@@ -178,4 +288,5 @@ def plot_lorenz(rows: Sequence[Mapping[str, Any]], traces: Mapping[str, np.ndarr
         ax.legend(fontsize=7, frameon=False, loc="upper right")
     axes[-1, 0].set_xlabel("step")
     fig.tight_layout()
+    save_png(fig, path)
     return fig

@@ -25,36 +25,20 @@ Examples
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from neurofm.atomic import atomic_path
 from neurofm.errors import InvalidDataError
 from neurofm.metrics import pearson_r
+from neurofm.viz.figures import pyplot, save_png
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["parcel_values_to_img", "plot_bold_predictions", "plot_parcel_map"]
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    # Agg (no display needed) unless a backend is already in play: pyplot imported by the
-    # user, or MPLBACKEND set (Jupyter sets it for inline figures), which we leave alone.
-    if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: str | os.PathLike[str] | None, dpi: int) -> None:
-    if path is not None:
-        with atomic_path(Path(path)) as tmp:
-            fig.savefig(tmp, dpi=dpi, format="png")
 
 
 # --------------------------------------------------------------------------------------------
@@ -98,7 +82,7 @@ def plot_bold_predictions(
     *,
     max_parcels: int = 4,
     title: str | None = None,
-) -> Any:
+) -> Figure:
     """True and predicted BOLD of a few parcels, with each parcel's Pearson r in its title.
 
     Parameters
@@ -145,7 +129,7 @@ def plot_bold_predictions(
     step = float(np.median(np.diff(t)))
     gaps = np.flatnonzero(np.diff(t) > 1.5 * step) + 1
     t_plot = np.insert(t, gaps, np.nan)
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(
         len(chosen), 1, figsize=(9, 1.9 * len(chosen) + 0.6), sharex=True, squeeze=False
     )
@@ -163,7 +147,7 @@ def plot_bold_predictions(
         fontsize=10,
     )
     fig.tight_layout()
-    _save(fig, path, dpi=110)
+    save_png(fig, path, dpi=110)
     return fig
 
 
@@ -262,7 +246,7 @@ def plot_parcel_map(
     threshold: float | None = None,
     vmax: float | None = None,
     cmap: str = "RdBu_r",
-) -> Any:
+) -> Figure:
     """A brain map of one value per parcel (e.g. per-parcel r) on the MNI152 template.
 
     Parameters
@@ -294,7 +278,7 @@ def plot_parcel_map(
     """
     if kind not in ("stat", "glass"):
         raise InvalidDataError(f"plot_parcel_map: kind must be 'stat' or 'glass', got {kind!r}")
-    plt = _pyplot()
+    plt = pyplot()
     from nilearn import plotting
     from nilearn.datasets import load_mni152_template
 
@@ -318,5 +302,5 @@ def plot_parcel_map(
         plotting.plot_stat_map(img, bg_img=bg, display_mode="ortho", **common)
     else:
         plotting.plot_glass_brain(img, display_mode="lzry", plot_abs=False, **common)
-    _save(fig, path, dpi=110)
+    save_png(fig, path, dpi=110)
     return fig

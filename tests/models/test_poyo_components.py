@@ -1,5 +1,5 @@
 """POYO building blocks: parameter counts, rotary time, vocabularies, tokenizer, collate,
-samplers, stitching, checkpoints loading safely."""
+samplers, checkpoints loading safely (stitching: tests/evaluation/test_stitching.py)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,6 @@ from neurofm.tokenizers.spikes import (
     TargetScaler,
     collate,
 )
-from neurofm.training.evaluate import stitch
-from neurofm.metrics import r2_score
 from neurofm.training.poyo import load_poyo
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -172,17 +170,6 @@ def test_samplers_cover_domains_deterministically():
     seq = SequentialWindowSampler(domains, 1.0, step=0.5).windows()
     assert seq[0].start == 0.0 and max(w.end for w in seq if w.start < 6) == pytest.approx(5.5)
     assert [w.start for w in seq if w.start >= 10] == [10.0]  # short interval: one window
-
-
-def test_stitch_means_duplicates_and_r2():
-    times = np.array([0.0, 0.01, 0.01, 0.02, 0.02 + 1e-9])
-    values = np.array([[1.0], [2.0], [4.0], [5.0], [7.0]])
-    t, v = stitch(times, values)
-    np.testing.assert_allclose(t, [0.0, 0.01, 0.02])
-    np.testing.assert_allclose(v[:, 0], [1.0, 3.0, 6.0])
-    y = np.random.default_rng(0).normal(size=(50, 2))
-    assert r2_score(y, y) == 1.0
-    assert r2_score(y, np.zeros_like(y) + y.mean(0)) == pytest.approx(0.0)
 
 
 def test_loading_a_foreign_checkpoint_is_refused(tmp_path):

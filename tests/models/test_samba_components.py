@@ -10,14 +10,12 @@ import numpy as np
 import pytest
 import pywt
 import torch
+from samba_factory import FS, TR, make_recording, small_config, small_model
 
-from neurofm.data.catalog import Catalog, time_domains
-from neurofm.data.recording import Recording
-from neurofm.data.signals import Intervals, RegularSeries
-from neurofm.errors import InvalidDataError, NeuroFMError
+from neurofm.data.catalog import Catalog
+from neurofm.errors import InvalidDataError, SpecError
 from neurofm.models.samba import (
     DoubleGammaHRF,
-    Samba,
     SambaConfig,
     WaveletDecomposition,
     connectivity_graph,
@@ -26,34 +24,22 @@ from neurofm.models.samba import (
 from neurofm.tokenizers.multimodal import (
     MultimodalScaler,
     MultimodalTokenizer,
+    VolumeWindow,
     WindowGeometry,
+    collate_windows,
     load_paired_run,
 )
 from neurofm.training.samba import (
-    RunFeatures,
+    PairedRunDataset,
     SambaTrainConfig,
-    evaluate_samba,
-    is_samba_checkpoint,
+    ShuffledVolumeSampler,
     load_samba,
-    predict_run,
+    samba_tokenizer,
     train_samba,
+    volume_windows,
 )
-from neurofm.training.samba_report import band_ranges
 
 ROOT = Path(__file__).resolve().parents[2]
-FS, TR = 128.0, 2.0
-
-
-def small_config(**kw) -> SambaConfig:
-    base = dict(window_trs=6, history_s=8.0, hrf_length_s=8.0, dim=4, hidden=8, heads=1)
-    base.update(kw)
-    return SambaConfig(**base)
-
-
-def small_model(config: SambaConfig) -> Samba:
-    rng = np.random.default_rng(0)
-    graph = connectivity_graph(rng.standard_normal((50, 3)), 2)
-    return Samba(dataclasses.replace(config, n_channels=3, n_parcels=3), graph, graph)
 
 
 # --------------------------------------------------------------------------------------------
@@ -108,10 +94,6 @@ def test_window_energies_equal_the_run_energies_they_are_cut_from():
     np.testing.assert_allclose(
         window[0, :, inner].numpy(), whole[0, :, v * g.grid_per_tr :][:, inner].numpy(), atol=1e-9
     )
-
-
-def test_band_ranges_name_each_wavelet_band():
-    assert band_ranges(128.0, 3) == ["D1 32-64 Hz", "D2 16-32 Hz", "D3 8-16 Hz", "A3 0-8 Hz"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,51 +158,6 @@ def test_correlation_loss_is_one_minus_pearson_r():
 # --------------------------------------------------------------------------------------------
 
 
-def make_recording(
-    rid: str = "sub-01_run-1",
-    subject: str = "01",
-    n_vol: int = 60,
-    lead: float = 5.0,
-    channels: tuple[str, ...] = ("C3", "Cz", "C4"),
-    tr: float = TR,
-    seed: int = 0,
-) -> Recording:
-    """EEG whose 40 Hz amplitude drives BOLD with a 4 s delay, and a volume index ramp."""
-    rng = np.random.default_rng(seed)
-    n = int((lead + n_vol * tr + 3) * FS)
-    t = np.arange(n) / FS
-    drive = 1 + 0.8 * np.sin(2 * np.pi * t / 23.0 + rng.uniform(0, 6))
-    eeg = np.column_stack(
-        [
-            drive * np.sin(2 * np.pi * 40 * t + k) + 0.1 * rng.standard_normal(n)
-            for k in range(len(channels))
-        ]
-        + [rng.standard_normal(n)]  # an ECG channel: not EEG, left out
-    )
-    vol_t = lead + tr * np.arange(n_vol)
-    bold = np.column_stack([np.interp(vol_t - 4.0, t, drive) * (p + 1) for p in range(3)])
-    dom = time_domains(vol_t[0], vol_t[-1] + tr, (0.6, 0.2, 0.2))
-    signals = {
-        "eeg": RegularSeries(
-            eeg,
-            FS,
-            0.0,
-            [*channels, "ECG"],
-            name="eeg",
-            channel_info={"type": np.array(["eeg"] * len(channels) + ["ecg"], dtype=object)},
-        ),
-        "bold": RegularSeries(bold, 1 / tr, lead, ["p1", "p2", "p3"], name="bold"),
-        "events": Intervals(
-            np.array([lead + 10.0, lead + 40.0]),
-            np.array([lead + 16.0, lead + 46.0]),
-            np.array(["a", "b"], dtype=object),
-            name="events",
-        ),
-        **{f"{k}_domain": v for k, v in dom.items()},
-    }
-    return Recording(rid, signals, n / FS, {"subject_id": subject})
-
-
 def test_window_geometry_puts_each_volume_at_the_centre_of_its_grid_step():
     g = WindowGeometry(window_trs=6, history_s=8.0, grid_per_tr=2, eeg_rate=FS, tr=TR)
     rec = make_recording()
@@ -265,7 +202,7 @@ def test_paired_run_errors_name_the_recording_and_the_field():
 def test_config_file_errors_are_clear(tmp_path):
     bad = tmp_path / "samba.yaml"
     bad.write_text("model: samba\nwindow_trs: 16\nhidden_size: 3\n")
-    with pytest.raises(InvalidDataError, match=r"samba.yaml: unknown keys \['hidden_size'\]"):
+    with pytest.raises(SpecError, match=r"samba\.yaml: hidden_size: unknown key"):
         SambaConfig.from_yaml(bad)
     bad.write_text("hrf_length_s: 30\nhistory_s: 20\n")
     with pytest.raises(InvalidDataError, match="hrf_length_s"):
@@ -274,119 +211,94 @@ def test_config_file_errors_are_clear(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# training, checkpoints, evaluation (tiny, fast)
+# the data path: sampler -> dataset -> tokenizer -> collate (tiny, fast)
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_catalog(tmp_path_factory):
-    path = tmp_path_factory.mktemp("samba_cat") / "catalog"
-    cat = Catalog(path, create=True)
-    cat.add(make_recording("sub-01_run-1", "01", seed=0))
-    cat.add(make_recording("sub-02_run-1", "02", seed=1))
-    return path
+def test_tokenizer_caches_each_runs_band_energies_and_cuts_windows_from_them():
+    config = small_config()
+    g = config.geometry
+    model = small_model(config)
+    run = load_paired_run(make_recording(), g)
+    scaler = MultimodalScaler.fit([run])
+    calls = []
+
+    def energies(eeg):
+        return model.wavelet.band_energy(torch.from_numpy(eeg)[None])[0].detach().numpy()
+
+    def transform(eeg):
+        calls.append(eeg.shape)
+        return energies(eeg)
+
+    tok = MultimodalTokenizer(g, scaler, transform)
+    items = [tok(run, s) for s in (0, 7, 30)]
+    assert len(calls) == 1  # one transform of the whole run, however many windows
+    # the cache holds the run's z-scored EEG from its first window's EEG start, in float32
+    offset = run.window_eeg_start(0, g)
+    z = ((run.eeg - scaler.eeg_mean[:, None]) / scaler.eeg_std[:, None])[:, offset:]
+    whole = energies(z.astype(np.float32))
+    for s, item in zip((0, 7, 30), items, strict=True):
+        assert item["energy"].shape == (3, g.n_steps, config.levels + 1)
+        np.testing.assert_array_equal(item["energy"], whole[:, s * g.grid_per_tr :][:, : g.n_steps])
+        np.testing.assert_array_equal(item["bold"], MultimodalTokenizer(g, scaler)(run, s)["bold"])
+        assert item["start"] == s and item["recording_id"] == run.recording_id
+    # the shuffled control: BOLD of one window, energies of another
+    mixed = tok(run, 7, eeg_start=30)
+    np.testing.assert_array_equal(mixed["energy"], items[2]["energy"])
+    np.testing.assert_array_equal(mixed["bold"], items[1]["bold"])
+    # a new run of the same id (e.g. reloaded) is not served stale energies
+    tok(load_paired_run(make_recording(), g), 0)
+    assert len(calls) == 2
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tiny_catalog, tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("samba_run")
-    try:
-        module, ckpt = train_samba(
-            tiny_catalog,
-            small_config(),
-            SambaTrainConfig(epochs=3, batch_size=4),
-            out,
-            progress=False,
-        )
-    finally:
-        torch.set_num_threads(threads)
-    return module, ckpt
+def test_samplers_dataset_and_collate_make_batches():
+    g = small_config().geometry
+    run = load_paired_run(make_recording(), g, classes=["a", "b"])
+    windows = volume_windows([run], "train", g.window_trs)
+    assert [w.start for w in windows] == list(run.window_starts("train", g.window_trs))
+    assert all(isinstance(w, VolumeWindow) and w.eeg_start is None for w in windows)
+    half = volume_windows([run], "test", g.window_trs, stride=3)
+    covered = np.unique(np.concatenate([np.arange(w.start, w.start + 6) for w in half]))
+    np.testing.assert_array_equal(covered, run.volumes_in("test"))
+    sampler = ShuffledVolumeSampler(windows, seed=3)
+    first = list(sampler)
+    assert sorted(first) == sorted(windows) and len(sampler) == len(windows)
+    assert list(sampler) == first  # the order depends only on (seed, epoch)
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+    scaler = MultimodalScaler.fit([run])
+    data = PairedRunDataset([run], MultimodalTokenizer(g, scaler))
+    batch = collate_windows([data[w] for w in first[:4]])
+    assert batch["eeg"].shape == (4, 3, g.n_samples) and batch["eeg"].dtype == torch.float32
+    assert batch["bold"].shape == (4, 6, 3) and batch["labels"].dtype == torch.int64
+    assert batch["start"].tolist() == [w.start for w in first[:4]]
+    assert batch["recording_id"] == [run.recording_id] * 4
 
 
-def test_checkpoint_round_trip_gives_the_same_predictions(tiny_model, tiny_catalog):
-    module, ckpt = tiny_model
-    assert is_samba_checkpoint(ckpt)
-    assert module.global_step > 0
-    bundle = load_samba(ckpt)
-    assert bundle.channels == ["C3", "Cz", "C4"] and bundle.model.config.classes == ["a", "b"]
-    run = load_paired_run(Catalog(tiny_catalog).open("sub-01_run-1"), bundle.model.config.geometry)
-    a = predict_run(bundle, run, "test")
-    module.model.eval()
-    from neurofm.training.samba import SambaBundle
-
-    live = SambaBundle(module.model, module.scaler, module.cfg, module.channels, module.parcels)
-    b = predict_run(live, run, "test")
-    np.testing.assert_allclose(a.pred, b.pred, rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(a.volumes, run.volumes_in("test"))
-    # predictions are back in the BOLD's units (parcel 3 is 3x parcel 1 in the data)
-    assert a.pred[:, 2].std() > a.pred[:, 0].std()
-
-
-def test_raw_eeg_and_precomputed_energies_give_the_same_output(tiny_model, tiny_catalog):
-    bundle = load_samba(tiny_model[1])
+def test_raw_eeg_and_precomputed_energies_give_the_same_output(tiny_samba, tiny_samba_catalog):
+    bundle = load_samba(tiny_samba[1])
     model = bundle.model
-    run = load_paired_run(Catalog(tiny_catalog).open("sub-02_run-1"), model.config.geometry)
-    feats = RunFeatures(run, model, bundle.scaler)
+    run = load_paired_run(Catalog(tiny_samba_catalog).open("sub-02_run-1"), model.config.geometry)
     tok = MultimodalTokenizer(model.config.geometry, bundle.scaler)
+    cached = samba_tokenizer(model, bundle.scaler)  # band energies of the whole run, cached
     start = 20
     with torch.no_grad():
         from_eeg = model(torch.from_numpy(tok(run, start)["eeg"])[None].double().float())
-        from_energy = model(energy=torch.from_numpy(feats.window(start)["energy"])[None])
+        from_energy = model(energy=torch.from_numpy(cached(run, start)["energy"])[None])
     # windows differ from the run only at their zero-padded edges, which the HRF barely sees
     np.testing.assert_allclose(from_eeg["bold"].numpy(), from_energy["bold"].numpy(), atol=0.05)
 
 
-def test_evaluation_reports_scores_and_the_shuffled_control(tiny_model, tiny_catalog):
-    report = evaluate_samba(load_samba(tiny_model[1]), tiny_catalog, "test")
-    assert set(report.per_recording) == {"sub-01_run-1", "sub-02_run-1"}
-    for scores in report.per_recording.values():
-        assert scores["r_per_parcel"].shape == (3,)
-        assert -1 <= scores["r_mean"] <= 1 and scores["mse"] >= 0
-    assert set(report.shuffled) == set(report.per_recording)
-    assert report.alpha.shape == (4,) and report.alpha.sum() == pytest.approx(1.0, abs=1e-5)
-    assert report.hrf_peaks.shape == (3,)
-
-
-def test_mismatched_montage_and_foreign_checkpoints_are_refused(tiny_model, tmp_path):
-    bundle = load_samba(tiny_model[1])
-    other = make_recording(channels=("Fp1", "Fz", "Fp2"))
-    run = load_paired_run(other, bundle.model.config.geometry)
-    with pytest.raises(InvalidDataError, match=r"EEG channels \['Fp1', 'Fz', 'Fp2'\] differ"):
-        predict_run(bundle, run, "test")
-    junk = tmp_path / "x.ckpt"
-    torch.save({"state_dict": {}}, junk)
-    assert not is_samba_checkpoint(junk)
-    with pytest.raises(NeuroFMError, match="not a neurofm SAMBA checkpoint"):
-        load_samba(junk)
-    with pytest.raises(NeuroFMError, match="no such checkpoint"):
-        load_samba(tmp_path / "missing.ckpt")
-
-
-def test_cli_evaluate_scores_a_samba_checkpoint(tiny_model, tiny_catalog, capsys):
-    import json
-
-    from neurofm.cli import main
-
-    assert main(["evaluate", str(tiny_model[1]), str(tiny_catalog), "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert set(out["samba"]) == {"sub-01_run-1", "sub-02_run-1"}
-    assert set(out["baselines"]["Ridge"]) == set(out["samba"])
-    assert out["stimulus"]["classes"] == ["a", "b"]
-    assert len(out["wavelet_attention"]) == 4
-
-
-def test_resumed_training_continues_exactly(tiny_catalog, tmp_path, one_torch_thread):
+def test_resumed_training_continues_exactly(tiny_samba_catalog, tmp_path, one_torch_thread):
     cfg = SambaTrainConfig(epochs=2, batch_size=4)
-    whole, _ = train_samba(tiny_catalog, small_config(), cfg, tmp_path / "a", progress=False)
+    whole, _ = train_samba(tiny_samba_catalog, small_config(), cfg, tmp_path / "a", progress=False)
     _, last = train_samba(
-        tiny_catalog, small_config(), cfg, tmp_path / "b", progress=False, stop_after_epochs=1
+        tiny_samba_catalog, small_config(), cfg, tmp_path / "b", progress=False, stop_after_epochs=1
     )
     first = tmp_path / "epoch1.ckpt"
     first.write_bytes(last.read_bytes())  # the resumed run overwrites last.ckpt
     resumed, _ = train_samba(
-        tiny_catalog, small_config(), cfg, tmp_path / "b", progress=False, resume=first
+        tiny_samba_catalog, small_config(), cfg, tmp_path / "b", progress=False, resume=first
     )
     assert resumed.global_step == whole.global_step > 0
     assert torch.load(first, weights_only=True)["global_step"] == whole.global_step // 2
@@ -398,7 +310,7 @@ def test_resumed_training_continues_exactly(tiny_catalog, tmp_path, one_torch_th
     ckpt["state_dict"]["model.parcel_bias"] += 1.0
     torch.save(ckpt, tmp_path / "changed.ckpt")
     changed, _ = train_samba(
-        tiny_catalog,
+        tiny_samba_catalog,
         small_config(),
         cfg,
         tmp_path / "b",

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -13,53 +9,31 @@ import torch
 from neurofm.cli import main
 from neurofm.data import Catalog, Intervals, Recording, RegularSeries, Spikes
 from neurofm.errors import InvalidDataError, NeuroFMError
-from neurofm.models.poyo import POYOConfig
-from neurofm.pipeline import ingest
-from neurofm.specs import load_card
-from neurofm.synthetic import generate_reaching_dataset
+from neurofm.evaluation.fewshot import session_r2
 from neurofm.training.finetune import finetune
-from neurofm.training.poyo import TrainConfig, load_poyo, train_poyo
-
-REPO = Path(__file__).resolve().parents[2]
-SMALL = dataclasses.replace(POYOConfig.from_yaml(REPO / "models" / "poyo_tiny.yaml"), depth=1)
-
+from neurofm.training.poyo import load_poyo
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+@pytest.fixture
+def setup(pretrained_poyo):
     """A model pretrained on two sessions, and a catalog with a third, held-out session."""
-    root = tmp_path_factory.mktemp("ft")
-    generate_reaching_dataset(
-        root / "raw",
-        n_subjects=1,
-        n_sessions=3,
-        n_trials=30,
-        n_units_range=(50, 55),
-        progress=False,
-    )
-    files = sorted((root / "raw").rglob("*.nwb"))
-    (root / "pre").mkdir()
-    (root / "new").mkdir()
-    for f in files[:2]:
-        shutil.copy(f, root / "pre" / f.name)
-    shutil.copy(files[2], root / "new" / files[2].name)
-    card = load_card(REPO / "datasets" / "synthetic_reaching.yaml")
-    assert ingest(root / "pre", root / "cat_pre", card=card, progress=False).ok
-    assert ingest(root / "new", root / "cat_new", card=card, progress=False).ok
-    cfg = TrainConfig(epochs=1, batch_size=8, lr=1e-3, unit_dropout=None)
-    _, ckpt = train_poyo(
-        root / "cat_pre", SMALL, cfg, root / "pre_run", progress=False, max_steps=20
-    )
-    return root, ckpt
+    return pretrained_poyo
 
 
 def test_unit_id_trains_only_the_new_embeddings(setup, tmp_path):
     root, ckpt = setup
     pre, _, _ = load_poyo(ckpt)
     result = finetune(
-        ckpt, root / "cat_new", tmp_path / "ft", mode="unit-id", trials=10, epochs=2, progress=False
+        ckpt,
+        root / "cat_new",
+        tmp_path / "ft",
+        mode="unit-id",
+        trials=10,
+        epochs=2,
+        progress=False,
+        score=session_r2,
     )
     assert result.trainable == ["unit_emb.weight", "session_emb.weight"]
     assert result.n_trials == 10
@@ -86,11 +60,11 @@ def test_full_mode_trains_everything(setup, tmp_path):
         trials=5,
         epochs=1,
         progress=False,
-        evaluate=False,
     )
     pre, _, _ = load_poyo(ckpt)
     tuned, _, _ = load_poyo(result.checkpoint)
     assert "readout.weight" in result.trainable
+    assert result.r2 == {} and np.isnan(result.mean_r2)  # training itself never scores
     assert not torch.equal(pre.readout.weight, tuned.readout.weight)
 
 
@@ -105,7 +79,6 @@ def test_gradual_unfreezes_the_backbone(setup, tmp_path):
         epochs=2,
         unfreeze_epoch=1,
         progress=False,
-        evaluate=False,
     )
     pre, _, _ = load_poyo(ckpt)
     tuned, _, _ = load_poyo(result.checkpoint)
@@ -170,18 +143,3 @@ def test_cli_finetune(setup, tmp_path, capsys):
     assert code == 0
     assert "trains: unit_emb.weight, session_emb.weight" in out and "test R^2" in out
     assert (tmp_path / "cli" / "last.ckpt").is_file()
-
-
-def test_gaussian_code_length_and_prequential_blocks(setup, tmp_path):
-    from neurofm.training.fewshot import _block_edges, gaussian_code_bits, prequential_code_length
-
-    assert _block_edges(10) == [0, 1, 2, 4, 8, 10]
-    # a perfect prediction costs only the quantisation + normalisation bits
-    assert gaussian_code_bits(np.zeros((10, 2)), eps=0.5) == pytest.approx(
-        20 * (1 + 0.5 * np.log2(2 * np.pi))
-    )
-    assert gaussian_code_bits(np.ones((1, 1))) > gaussian_code_bits(np.zeros((1, 1)))
-    root, ckpt = setup
-    code = prequential_code_length(ckpt, root / "cat_new", tmp_path, n_trials=2, epochs=1)
-    assert [b[:2] for b in code.blocks] == [(0, 1), (1, 2)]
-    assert code.bits == pytest.approx(sum(b[2] for b in code.blocks)) and code.samples > 0

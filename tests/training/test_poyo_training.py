@@ -15,7 +15,7 @@ from neurofm.models.poyo import POYOConfig
 from neurofm.pipeline import ingest
 from neurofm.specs import load_card
 from neurofm.synthetic import generate_reaching_dataset
-from neurofm.training.evaluate import evaluate_poyo
+from neurofm.evaluation.poyo import evaluate_poyo
 from neurofm.training.poyo import TrainConfig, load_poyo, train_poyo
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,8 +1,10 @@
-"""Stitched evaluation: overlapping windows -> whole-session predictions -> R^2 per session.
+"""POYO's stitched evaluation: overlapping windows -> whole-session predictions -> R^2 per session.
 
 Windows of the evaluation domain overlap by half (POYO's protocol); every target sample gets the
-mean of the predictions of all windows that contain it, keyed by its absolute time (rounded to
-the microsecond so float noise cannot split one sample in two).
+mean of the predictions of all windows that contain it
+(:func:`~neurofm.evaluation.stitching.stitch`). Scores are computed on
+:func:`~neurofm.data.targets.evaluation_targets`, the points every decoder (the baselines
+included) is scored on.
 """
 
 from __future__ import annotations
@@ -17,31 +19,15 @@ from torch.utils.data import DataLoader
 from neurofm.data.catalog import Catalog
 from neurofm.data.sampling import SequentialWindowSampler
 from neurofm.data.signals import Intervals
+from neurofm.data.targets import evaluation_targets
 from neurofm.errors import InvalidDataError
+from neurofm.evaluation.stitching import stitch
+from neurofm.metrics import r2_score
 from neurofm.models.poyo import POYO
 from neurofm.tokenizers.spikes import SpikeTokenizer, TargetScaler, collate
 from neurofm.training.datasets import WindowDataset, split_domains_of
-from neurofm.data.targets import evaluation_targets
-from neurofm.metrics import r2_score
 
-__all__ = ["EvalResult", "evaluate_poyo", "stitch"]
-
-_KEY_SCALE = 1e6  # microseconds
-
-
-def _keys(times: np.ndarray) -> np.ndarray:
-    return np.round(np.asarray(times, dtype=np.float64) * _KEY_SCALE).astype(np.int64)
-
-
-def stitch(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of ``values`` over duplicate ``times``; returns sorted unique times and means."""
-    keys = _keys(times)
-    uniq, inverse = np.unique(keys, return_inverse=True)
-    values = np.asarray(values, dtype=np.float64).reshape(len(keys), -1)
-    sums = np.zeros((len(uniq), values.shape[1]))
-    np.add.at(sums, inverse, values)
-    counts = np.bincount(inverse, minlength=len(uniq))[:, None]
-    return uniq / _KEY_SCALE, sums / counts
+__all__ = ["EvalResult", "SessionPrediction", "evaluate_poyo"]
 
 
 @dataclass
@@ -64,10 +50,12 @@ class EvalResult:
 
     @property
     def r2(self) -> dict[str, float]:
+        """R^2 of each session."""
         return {rid: s.r2 for rid, s in self.sessions.items()}
 
     @property
     def mean_r2(self) -> float:
+        """Mean R^2 over sessions (NaN when there is none)."""
         return float(np.mean(list(self.r2.values()))) if self.sessions else float("nan")
 
 
@@ -86,9 +74,40 @@ def evaluate_poyo(
 ) -> EvalResult:
     """Predict every window of ``split`` and score the stitched predictions per session.
 
-    ``domains`` replaces the split's domains (e.g. single trials, for prequential coding).
-    Recordings whose units or session are not in the model's vocabulary raise an error (use
-    fine-tuning to add them).
+    Parameters
+    ----------
+    model : POYO
+        A trained model (its unit and session vocabularies must hold the recordings).
+    scaler : TargetScaler
+        The target's z-scoring, saved with the model.
+    catalog : str or Path
+        Catalog folder.
+    target : str
+        Behaviour signal to decode (e.g. ``"hand_vel"``).
+    split : str
+        Whose ``<split>_domain`` to score.
+    recordings : list of str, optional
+        Only these recordings (default: every one with a non-empty split).
+    step : float, optional
+        Window step in seconds (default half a window).
+    batch_size : int
+        Windows per forward pass.
+    device : str or torch.device
+        Where the model runs.
+    domains : dict of str to Intervals, optional
+        Replace the split's domains (e.g. single trials, for prequential coding).
+
+    Returns
+    -------
+    EvalResult
+        R^2 per session and the stitched predictions.
+
+    Raises
+    ------
+    InvalidDataError
+        No recording has the split, or some evaluation point is covered by no window.
+        Recordings whose units or session are not in the model's vocabulary raise an error too
+        (use fine-tuning to add them).
     """
     catalog_ = Catalog(catalog)
     if domains is None:
@@ -146,18 +165,3 @@ def evaluate_poyo(
             rid, truth.timestamps, truth.values, predicted, r2_score(truth.values, predicted)
         )
     return result
-
-
-def results_table(rows: dict[str, dict[str, float]]) -> str:
-    """A text table: one row per session, one column per model (R^2), plus the mean."""
-    models = list(rows)
-    sessions = sorted({s for r in rows.values() for s in r})
-    width = max([7, *map(len, sessions)])
-    lines = [f"{'session':<{width}}  " + "  ".join(f"{m:>8}" for m in models)]
-    lines.append("-" * len(lines[0]))
-    for s in sessions:
-        cells = [f"{rows[m].get(s, float('nan')):>8.3f}" for m in models]
-        lines.append(f"{s:<{width}}  " + "  ".join(cells))
-    means = [f"{np.nanmean([rows[m].get(s, np.nan) for s in sessions]):>8.3f}" for m in models]
-    lines.append(f"{'mean':<{width}}  " + "  ".join(means))
-    return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""Data efficiency of adapting to a new session: few-shot curves and prequential code length.
+"""Data efficiency of adapting to a new session: fine-tuning scores, few-shot curves and
+prequential code length.
 
 Prequential (online) coding (Blier & Ollivier, 2018; seed 3 of shared/reference/seeds.md): the
 session's trials are sent in order; each block of trials is encoded with a model fitted on all
@@ -18,11 +19,41 @@ from pathlib import Path
 import numpy as np
 
 from neurofm.data.catalog import Catalog
+from neurofm.evaluation.poyo import evaluate_poyo
+from neurofm.models.poyo import POYO
+from neurofm.tokenizers.spikes import TargetScaler
 from neurofm.training.datasets import split_domains_of
+from neurofm.training.finetune import finetune, first_trials, prepare_for_session
+from neurofm.training.poyo import load_poyo
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CodeLength", "few_shot_curve", "gaussian_code_bits", "prequential_code_length"]
+__all__ = [
+    "CodeLength",
+    "few_shot_curve",
+    "gaussian_code_bits",
+    "prequential_code_length",
+    "session_r2",
+]
+
+
+def session_r2(
+    model: POYO,
+    scaler: TargetScaler,
+    catalog: str | Path,
+    target: str,
+    recording_id: str,
+    split: str = "test",
+) -> dict[str, float]:
+    """Stitched R^2 of one session on its ``split``: the score
+    :func:`~neurofm.training.finetune.finetune` reports when given ``score=session_r2``.
+
+    Returns
+    -------
+    dict
+        ``{recording_id: R^2}``.
+    """
+    return evaluate_poyo(model, scaler, catalog, target, split, [recording_id]).r2
 
 
 def gaussian_code_bits(residuals: np.ndarray, eps: float = 0.01) -> float:
@@ -66,11 +97,34 @@ def prequential_code_length(
     eps: float = 0.01,
     seed: int = 0,
 ) -> CodeLength:
-    """Bits to encode the first ``n_trials`` train trials of a session, adapting online."""
-    from neurofm.training.evaluate import evaluate_poyo
-    from neurofm.training.finetune import finetune, first_trials, prepare_for_session
-    from neurofm.training.poyo import load_poyo
+    """Bits to encode the first ``n_trials`` train trials of a session, adapting online.
 
+    Parameters
+    ----------
+    checkpoint : str or Path
+        The pretrained POYO.
+    catalog : str or Path
+        Catalog holding the new session.
+    out_dir : str or Path
+        Where each block's fine-tuned checkpoint goes.
+    mode : str
+        Fine-tuning mode (``unit-id``, ``full``, ``gradual``) or ``scratch``.
+    recording_id : str, optional
+        The session (default the catalog's first).
+    n_trials : int
+        Train trials to encode.
+    epochs : int
+        Fine-tuning epochs per block.
+    eps : float
+        Quantisation of the z-scored targets.
+    seed : int
+        Fine-tuning seed.
+
+    Returns
+    -------
+    CodeLength
+        Total bits, samples and the bits of each block.
+    """
     cat = Catalog(catalog)
     rid = recording_id or cat.ids[0]
     trials = first_trials(split_domains_of(cat, "train", [rid])[rid], n_trials)
@@ -81,8 +135,6 @@ def prequential_code_length(
         if first == 0:  # nothing seen yet: the untrained model for this session
             model, scaler, _ = load_poyo(checkpoint)
             if mode == "scratch":
-                from neurofm.models.poyo import POYO
-
                 model = POYO(model.config)
             with cat.open(rid) as rec:
                 prepare_for_session(model, rid, list(rec["spikes"].units.ids))
@@ -97,7 +149,6 @@ def prequential_code_length(
                 epochs=epochs,
                 seed=seed,
                 progress=False,
-                evaluate=False,
             )
             model, scaler, _ = load_poyo(fitted.checkpoint)
         block = trials.take(np.arange(first, stop))
@@ -125,10 +176,14 @@ def few_shot_curve(
     recording_id: str | None = None,
     progress: bool = True,
 ) -> list[dict[str, object]]:
-    """Test R^2 of each adaptation mode for each number of labelled trials and seed."""
-    from tqdm.auto import tqdm
+    """Test R^2 of each adaptation mode for each number of labelled trials and seed.
 
-    from neurofm.training.finetune import finetune
+    Returns
+    -------
+    list of dict
+        One row per run: ``mode``, ``trials``, ``seed`` and the stitched test ``r2``.
+    """
+    from tqdm.auto import tqdm
 
     runs = [(m, k, s) for k in trials for m in modes for s in seeds]
     rows = []
@@ -143,6 +198,7 @@ def few_shot_curve(
             epochs=epochs,
             seed=seed,
             progress=False,
+            score=session_r2,
         )
         rows.append({"mode": mode, "trials": res.n_trials, "seed": seed, "r2": res.mean_r2})
     return rows
