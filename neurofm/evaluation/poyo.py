@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from neurofm.data.catalog import Catalog
 from neurofm.data.sampling import SequentialWindowSampler
 from neurofm.data.signals import Intervals
 from neurofm.data.targets import evaluation_targets
@@ -25,7 +24,7 @@ from neurofm.evaluation.stitching import stitch
 from neurofm.metrics import r2_score
 from neurofm.models.poyo import POYO
 from neurofm.tokenizers.spikes import SpikeTokenizer, TargetScaler, collate
-from neurofm.training.datasets import WindowDataset, split_domains_of
+from neurofm.training.datasets import OpenRecordings, WindowDataset, split_domains_of
 
 __all__ = ["EvalResult", "SessionPrediction", "evaluate_poyo"]
 
@@ -109,11 +108,48 @@ def evaluate_poyo(
         Recordings whose units or session are not in the model's vocabulary raise an error too
         (use fine-tuning to add them).
     """
-    catalog_ = Catalog(catalog)
-    if domains is None:
-        domains = split_domains_of(catalog_, split, recordings)
-    if not domains:
-        raise InvalidDataError(f"{catalog}: no recording has a non-empty {split}_domain")
+    with OpenRecordings(catalog) as recs:  # each recording opened once, for everything below
+        if domains is None:
+            domains = split_domains_of(recs, split, recordings)
+        if not domains:
+            raise InvalidDataError(f"{recs.path}: no recording has a non-empty {split}_domain")
+        stitched = _stitched_predictions(
+            model, scaler, recs, domains, target, step, batch_size, device
+        )
+        result = EvalResult(split)
+        for rid, (times, preds) in stitched.items():
+            truth = evaluation_targets(recs.get(rid), target, split, domains[rid])
+            # Window times are float32 relative times plus a float64 start: match on the sample
+            # grid, allowing for that rounding.
+            idx = np.searchsorted(times, truth.timestamps)
+            idx = np.clip(idx, 1, len(times) - 1)
+            left_closer = np.abs(times[idx - 1] - truth.timestamps) <= np.abs(
+                times[idx] - truth.timestamps
+            )
+            idx = np.where(left_closer, idx - 1, idx)
+            if np.abs(times[idx] - truth.timestamps).max(initial=0) > 1e-4:
+                raise InvalidDataError(
+                    f"{rid}: some evaluation points were not covered by a window"
+                )
+            predicted = scaler.inverse(preds[idx])
+            result.sessions[rid] = SessionPrediction(
+                rid, truth.timestamps, truth.values, predicted, r2_score(truth.values, predicted)
+            )
+    return result
+
+
+def _stitched_predictions(
+    model: POYO,
+    scaler: TargetScaler,
+    recs: OpenRecordings,
+    domains: dict[str, Intervals],
+    target: str,
+    step: float | None,
+    batch_size: int,
+    device: str | torch.device,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{recording id: (times, z-scored predictions)}``, stitched over every window of the
+    domains (sampler -> dataset -> tokenizer -> collate, as in training)."""
     c = model.config
     tokenizer = SpikeTokenizer(
         model.unit_emb.index,
@@ -125,7 +161,7 @@ def evaluate_poyo(
         scaler=scaler,
     )
     loader = DataLoader(
-        WindowDataset(catalog_.path, tokenizer),
+        WindowDataset(recs, tokenizer),
         batch_size=batch_size,
         sampler=SequentialWindowSampler(domains, c.window_length, step),
         collate_fn=collate,
@@ -142,26 +178,7 @@ def evaluate_poyo(
             abs_times = times[i, mask[i]] + float(batch["absolute_start"][i])
             pieces[rid].append((abs_times, pred[i, mask[i]]))
     model.train(was_training)
-
-    result = EvalResult(split)
-    for rid, parts in pieces.items():
-        times, preds = stitch(
-            np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-        )
-        with catalog_.open(rid) as rec:
-            truth = evaluation_targets(rec, target, split, domains[rid])
-        # Window times are float32 relative times plus a float64 start: match on the sample
-        # grid, allowing for that rounding.
-        idx = np.searchsorted(times, truth.timestamps)
-        idx = np.clip(idx, 1, len(times) - 1)
-        left_closer = np.abs(times[idx - 1] - truth.timestamps) <= np.abs(
-            times[idx] - truth.timestamps
-        )
-        idx = np.where(left_closer, idx - 1, idx)
-        if np.abs(times[idx] - truth.timestamps).max(initial=0) > 1e-4:
-            raise InvalidDataError(f"{rid}: some evaluation points were not covered by a window")
-        predicted = scaler.inverse(preds[idx])
-        result.sessions[rid] = SessionPrediction(
-            rid, truth.timestamps, truth.values, predicted, r2_score(truth.values, predicted)
-        )
-    return result
+    return {
+        rid: stitch(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+        for rid, parts in pieces.items()
+    }

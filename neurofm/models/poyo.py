@@ -11,7 +11,6 @@ Shapes: B windows, N input tokens, L latents, Q output times, D = ``dim``.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

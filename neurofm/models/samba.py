@@ -32,7 +32,6 @@ Where this departs from the public code, and why:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -1,8 +1,12 @@
 """Training SAMBA with Lightning, on a catalog of EEG-fMRI recordings.
 
-Data take the same path as POYO's: a sampler of :class:`~neurofm.tokenizers.multimodal.
-VolumeWindow` items -> :class:`PairedRunDataset` (the runs, loaded once) ->
-:class:`~neurofm.tokenizers.multimodal.MultimodalTokenizer` -> ``collate_windows``. Windows of
+Data take the same path as POYO's::
+
+    sampler (VolumeWindow items) -> PairedRunDataset (the runs, loaded once)
+        -> MultimodalTokenizer (band energies cached per run) -> collate_windows
+
+(:class:`~neurofm.tokenizers.multimodal.VolumeWindow`,
+:class:`~neurofm.tokenizers.multimodal.MultimodalTokenizer`). Windows of
 ``W`` volumes are drawn from each recording's ``train_domain`` (every start, shuffled per epoch,
 :class:`ShuffledVolumeSampler`), validated on ``valid_domain``; a recording with no training
 volumes (a held-out subject) is only ever evaluated. The wavelet band energies of each run are

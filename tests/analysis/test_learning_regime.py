@@ -21,6 +21,7 @@ from neurofm.analysis.learning_regime import (
     svd_condition,
     task_directions,
 )
+from neurofm.analysis.rank import effective_rank, eigen_rank, hard_rank
 from neurofm.analysis.regime_metrics import (
     alignment,
     empirical_ntk,
@@ -28,7 +29,6 @@ from neurofm.analysis.regime_metrics import (
     sign_similarity,
     weight_change,
 )
-from neurofm.analysis.rank import effective_rank, eigen_rank, hard_rank
 from neurofm.analysis.results import load_config, summarise, write_results
 from neurofm.analysis.tasks import make_task
 from neurofm.analysis.windows import (

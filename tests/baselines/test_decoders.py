@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from neurofm.data import Catalog, Intervals, Recording, RegularSeries, Spikes
-from neurofm.errors import InvalidDataError
 from neurofm.baselines.decoders import GRUDecoder, WienerFilter
-from neurofm.models.binning import Binning, bin_spikes, lagged_counts, recording_lagged_counts
+from neurofm.baselines.features import Binning, recording_bins, recording_lagged_counts
+from neurofm.data import Catalog, Intervals, Recording, RegularSeries, Spikes
+from neurofm.data.targets import evaluation_targets
+from neurofm.errors import InvalidDataError
+from neurofm.metrics import r2_score
 from neurofm.pipeline import ingest
 from neurofm.specs import load_card
 from neurofm.synthetic.reaching import generate_reaching_dataset
-from neurofm.data.targets import evaluation_targets
-from neurofm.metrics import r2_score
 
 TARGET = "hand_vel"
 
@@ -69,30 +69,8 @@ def _brute_lagged(times, units, n_units, at, bin_size, n_lags, offset):
     return out
 
 
-def test_binning_matches_brute_force():
-    rng = np.random.default_rng(0)
-    n_units, bin_size, n_lags, offset = 3, 0.05, 4, 0.03
-    at = rng.uniform(0.1, 1.9, 25)  # unsorted on purpose
-    times = rng.uniform(0, 2, 300)
-    # Spikes exactly on lag edges must fall in the bin the edge opens (half-open bins).
-    times[:8] = [at[i] + offset - (i % 5) * bin_size for i in range(8)]
-    units = rng.integers(0, n_units, len(times))
-    got = lagged_counts(times, units, n_units, at, bin_size, n_lags, offset)
-    want = _brute_lagged(times, units, n_units, at, bin_size, n_lags, offset)
-    assert got.shape == (25, n_lags, n_units)
-    np.testing.assert_array_equal(got, want)
-
-    start, n_bins = 0.1, 30
-    edges = start + bin_size * np.arange(n_bins + 1)
-    times[8:12] = edges[[0, 5, 29, 30]]  # on edges, incl. the grid's end (excluded)
-    grid = bin_spikes(times, units, n_units, start, n_bins, bin_size)
-    brute = np.array(
-        [
-            [((times >= edges[k]) & (times < edges[k + 1]) & (units == u)).sum() for u in range(3)]
-            for k in range(n_bins)
-        ]
-    )
-    np.testing.assert_array_equal(grid, brute)
+# The counting itself (bin_spikes, lagged_counts, the bin-edge rule) is tested in
+# tests/data/test_binning.py; here, the features the baselines read from recordings.
 
 
 def test_recording_lagged_counts_match_brute_force():
@@ -105,6 +83,23 @@ def test_recording_lagged_counts_match_brute_force():
     feats = recording_lagged_counts(rec, at, binning, chunk=16)  # several chunks
     want = _brute_lagged(times, units, 4, at, 0.02, 5, 0.01).reshape(60, -1)
     np.testing.assert_array_equal(feats, np.sqrt(want).astype(np.float32))
+
+
+def test_recording_bins_are_a_window_of_the_grid_from_time_zero():
+    rng = np.random.default_rng(2)
+    times = np.sort(rng.uniform(0, 3, 300))
+    units = rng.integers(0, 2, len(times))
+    rec = Recording("r", {"spikes": Spikes(times, units, ["a", "b"])})
+    binning = Binning(bin_size=0.05, sqrt=True)
+    got = recording_bins(rec, binning, 10, 30)
+    edges = 0.05 * np.arange(10, 31)
+    brute = [
+        [((times >= edges[k]) & (times < edges[k + 1]) & (units == u)).sum() for u in range(2)]
+        for k in range(20)
+    ]
+    np.testing.assert_array_equal(got, np.sqrt(np.array(brute)).astype(np.float32))
+    whole = recording_bins(rec, binning, 0, 60)
+    np.testing.assert_array_equal(whole[10:30], got)  # bins of different calls line up
 
 
 # ---- Wiener filter ----------------------------------------------------------------------------

@@ -14,9 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neurofm.data.recording import Recording
-from neurofm.data.signals import RegularSeries
-from neurofm.errors import InvalidDataError
 from neurofm.baselines.hrf_ridge import (
     DEFAULT_BANDS,
     HRFRidge,
@@ -24,7 +21,10 @@ from neurofm.baselines.hrf_ridge import (
     hrf_convolve,
     usable_bands,
 )
+from neurofm.data.recording import Recording
+from neurofm.data.signals import RegularSeries
 from neurofm.data.targets import evaluation_targets
+from neurofm.errors import InvalidDataError
 
 REPO = Path(__file__).resolve().parents[2]
 CARD = REPO / "datasets" / "synthetic_eeg_fmri.yaml"
@@ -133,6 +133,23 @@ def test_uses_eeg_channels_only(fitted):
     assert sorted(fitted.channels_) == sorted(EEG_CHANNELS)  # no EOG, no ECG
     assert fitted.coef_.shape == (5 * len(EEG_CHANNELS), 20)
     assert fitted.alpha_.shape == (20,)
+
+
+def test_a_channel_marked_bad_is_left_out_by_the_baseline_and_by_samba():
+    """One channel selection (neurofm.data.channels.eeg_channels) for HRFRidge and SAMBA."""
+    from samba_factory import make_recording, small_config
+
+    from neurofm.tokenizers.multimodal import load_paired_run
+
+    recs = [make_recording(f"sub-0{i}_run-1", f"0{i}", seed=i, bad=("Cz",)) for i in (1, 2)]
+    ridge = HRFRidge().fit(recs)
+    assert list(ridge.channels_) == ["C3", "C4"]  # no Cz (bad), no ECG (not EEG)
+    run = load_paired_run(recs[0], small_config().geometry)
+    assert run.channels == ["C3", "C4"] and run.eeg.shape[0] == 2
+    # the same recording without the mark: both use Cz again
+    good = make_recording("sub-01_run-1", "01", seed=1)
+    assert load_paired_run(good, small_config().geometry).channels == ["C3", "Cz", "C4"]
+    assert list(HRFRidge().fit([good]).channels_) == ["C3", "Cz", "C4"]
 
 
 def test_predicts_held_out_time_and_subject(fitted, recordings):

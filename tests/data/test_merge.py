@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import gc
+
 import h5py
 import numpy as np
 import pytest
 
-from neurofm.data import Recording, Spikes
-from neurofm.data.merge import RaggedSpikeTrains, write_spikes_streaming
+from neurofm.data import Recording, Spikes, Units
+from neurofm.data.merge import (
+    RaggedSpikeTrains,
+    merge_spike_trains,
+    stage_spike_trains,
+    write_spikes_streaming,
+)
 from neurofm.data.storage import LazySpikes, write_units
 from neurofm.errors import InvalidDataError
 
@@ -95,3 +102,51 @@ def test_unsorted_train_and_bad_offsets_are_errors():
         RaggedSpikeTrains(flat, np.array([3, 2]), "f", ["a", "b"])
     with pytest.raises(InvalidDataError, match="<= 4"):
         RaggedSpikeTrains(flat, np.array([1, 9]), "f", ["a", "b"])
+
+
+# --------------------------------------------------------------------------------------------
+# what readers call: merge_spike_trains (in memory), stage_spike_trains (a file it owns)
+# --------------------------------------------------------------------------------------------
+
+
+def test_merged_and_staged_spikes_equal_the_sorted_stream(tmp_path):
+    trains, flat, ends = ragged(seed=5)
+    units = Units([f"u{i}" for i in range(30)], {"area": ["M1"] * 30})
+    ref_t, ref_u = reference(trains)
+    merged = merge_spike_trains(flat, ends, units, "x", block_spikes=300)
+    np.testing.assert_array_equal(merged.timestamps, ref_t)
+    np.testing.assert_array_equal(merged.unit_index, ref_u)
+    assert merged.units is units
+    reported: list[int] = []
+    staged = stage_spike_trains(
+        flat, ends, units, "x", block_spikes=300, tmp_dir=tmp_path, progress=reported.append
+    )
+    assert isinstance(staged, LazySpikes) and staged.folder.parent == tmp_path
+    assert sum(reported) == len(ref_t) and len(reported) > 1
+    np.testing.assert_array_equal(staged.load().timestamps, ref_t)
+    np.testing.assert_array_equal(staged.load().unit_index, ref_u)
+    assert list(staged.units.columns["area"]) == ["M1"] * 30
+    # saved into a recording like any other lazy signal, then the staging file goes
+    rec = Recording("r", {"spikes": staged})
+    rec.add_closer(staged.close)
+    rec.save(tmp_path / "saved.h5")
+    rec.close()
+    assert list(tmp_path.glob(".neurofm-stage-*")) == []
+    staged.close()  # again: nothing left to do
+    with Recording.open(tmp_path / "saved.h5") as back:
+        np.testing.assert_array_equal(back.spikes.load().timestamps, ref_t)
+
+
+def test_staging_cleans_up_on_failure_and_garbage_collection(tmp_path):
+    trains, flat, ends = ragged(n_units=5)
+    bad = flat.copy()
+    bad[3] = np.nan
+    units = Units([f"u{i}" for i in range(5)])
+    with pytest.raises(InvalidDataError, match="must be finite"):
+        stage_spike_trains(bad, ends, units, "f.nwb: units.spike_times", tmp_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    staged = stage_spike_trains(flat, ends, units, "x", tmp_dir=tmp_path)
+    assert len(list(tmp_path.iterdir())) == 1
+    del staged
+    gc.collect()
+    assert list(tmp_path.iterdir()) == []

@@ -247,3 +247,25 @@ def test_summary_describes_signals(saved):
     assert summary["signals"]["hand_vel"]["rate"] == 100.0
     assert summary["signals"]["trials"]["columns"] == ["go_cue_time", "target"]
     assert summary["provenance"]["sha256"] == "ab" * 32
+
+
+def test_closers_and_with_signals_hand_over_the_files(saved):
+    rec, path = saved
+    calls: list[str] = []
+    lazy = Recording.open(path)
+    lazy.add_closer(lambda: calls.append("first"))
+    lazy.add_closer(lambda: calls.append("second"))
+    extra = Intervals([1.0], [2.0], name="train_domain")
+    out = lazy.with_signals({"train_domain": extra})
+    assert out["train_domain"] is extra and out.spikes is lazy.spikes
+    assert (out.id, out.duration, out.metadata) == (lazy.id, lazy.duration, lazy.metadata)
+    lazy.close()  # handed over: nothing to release here, the file stays readable
+    assert calls == []
+    np.testing.assert_array_equal(
+        out.spikes.window(0.0, 1.0).timestamps, rec.spikes.window(0.0, 1.0).timestamps
+    )
+    out.close()
+    assert calls == ["second", "first"]  # last registered, first called; once
+    out.close()
+    assert calls == ["second", "first"]
+    assert "train_domain" not in lazy and out._file is None

@@ -18,10 +18,10 @@ import pytest
 from neurofm.cli import main
 from neurofm.data import Catalog, Recording
 from neurofm.errors import InvalidDataError, ReaderError
-from neurofm.writers import to_mne
 from neurofm.readers.fmri import read_bids_run, read_eeg_fmri
 from neurofm.sources.bids import find_atlas, find_runs
 from neurofm.synthetic.eeg_fmri import generate_eeg_fmri_dataset, load_ground_truth
+from neurofm.writers import to_mne
 
 N_PARCELS = 8
 RUN_ID = "sub-01_ses-01_task-stim_run-1"

@@ -20,8 +20,8 @@ from neurofm.cli import main
 from neurofm.data import Recording
 from neurofm.errors import InvalidDataError, ReaderError, SpecError
 from neurofm.readers.eeg import EEGPreprocessing, load_preprocessing, read_eeg
-from neurofm.writers import to_mne
 from neurofm.synthetic.eeg_fmri import make_parcellation, simulate_run, to_raw
+from neurofm.writers import to_mne
 
 FORMATS = {  # format -> (extension, relative precision of a sample, or None for 16-bit EDF)
     "brainvision": (".vhdr", 2.4e-7),  # float32: two float32 epsilons of the channel's peak

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from neurofm.cli import main
+from neurofm.evaluation.poyo import evaluate_poyo
 from neurofm.models.poyo import POYOConfig
 from neurofm.pipeline import ingest
 from neurofm.specs import load_card
 from neurofm.synthetic import generate_reaching_dataset
-from neurofm.evaluation.poyo import evaluate_poyo
 from neurofm.training.poyo import TrainConfig, load_poyo, train_poyo
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,6 +73,55 @@ def test_resume_continues_exactly(catalog, tmp_path):
     ):
         if torch.is_tensor(a):
             torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def test_catalog_read_once_and_each_recording_opened_once(catalog, tmp_path, monkeypatch):
+    """Before the first step (and for the whole run) the catalog index is read once and every
+    recording opened once; a resumed run builds no throw-away model."""
+    from neurofm.data.catalog import Catalog
+    from neurofm.data.recording import Recording
+    from neurofm.training import poyo
+
+    counts: dict[str, int] = {}
+    at_first_step: dict[str, int] = {}
+    real_init, real_open = Catalog.__init__, Recording.open.__func__
+    real_poyo, real_step = poyo.POYO.__init__, poyo.POYOModule.on_train_batch_start
+
+    def count(key: str) -> None:
+        counts[key] = counts.get(key, 0) + 1
+
+    def catalog_init(self, *args, **kwargs):
+        count("catalog")
+        real_init(self, *args, **kwargs)
+
+    def recording_open(cls, path):
+        count(Path(path).stem)
+        return real_open(cls, path)
+
+    def poyo_init(self, *args, **kwargs):
+        count("model")
+        real_poyo(self, *args, **kwargs)
+
+    def first_step(self, batch, batch_idx):
+        if not at_first_step:
+            at_first_step.update(counts)
+        return real_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(Catalog, "__init__", catalog_init)
+    monkeypatch.setattr(Recording, "open", classmethod(recording_open))
+    monkeypatch.setattr(poyo.POYO, "__init__", poyo_init)
+    monkeypatch.setattr(poyo.POYOModule, "on_train_batch_start", first_step)
+    small = dataclasses.replace(TINY, depth=1)
+    cfg = TrainConfig(epochs=2, batch_size=8, unit_dropout=None)
+    ids = ["sub-S0_ses-20240304", "sub-S0_ses-20240311"]
+    once = {"catalog": 1, "model": 1, **dict.fromkeys(ids, 1)}
+    _, ckpt = train_poyo(catalog, small, cfg, tmp_path / "run", progress=False, stop_after_epochs=1)
+    assert at_first_step == once
+    assert counts == once  # validation reads through the same open recordings
+    counts.clear()
+    at_first_step.clear()
+    train_poyo(catalog, small, cfg, tmp_path / "run", progress=False, resume=ckpt)
+    assert at_first_step == counts == once  # the model loaded from the checkpoint, only
 
 
 def test_ddp_spawn_on_two_cpu_processes(catalog, tmp_path):

@@ -16,9 +16,9 @@ import pytest
 import torch
 import yaml
 
+from neurofm.evaluation.reports import band_ranges
 from neurofm.pipeline import run_pipeline
 from neurofm.synthetic.eeg_fmri import BANDS, load_ground_truth
-from neurofm.training.samba_report import band_ranges
 
 ROOT = Path(__file__).resolve().parents[2]
 HRF_INIT = 7.5
