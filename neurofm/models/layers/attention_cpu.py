@@ -32,7 +32,6 @@ Angles = tuple[torch.Tensor, torch.Tensor]
 GROUP_WEIGHTS = 1 << 18
 
 
-
 def windowed_lengths(
     x: torch.Tensor,
     angles: Angles,
