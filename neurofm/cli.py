@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, NoReturn
 
 from neurofm import __version__
 from neurofm.errors import NeuroFMError
@@ -22,8 +22,57 @@ from neurofm.errors import NeuroFMError
 log = logging.getLogger("neurofm")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with whole option names only (``--subject`` never stands for ``--subjects``),
+    unknown options reported before missing ones, and a "did you mean" for mistyped commands
+    and options."""
+
+    #: The parsers of the current command line, outermost first (the last one is the
+    #: subcommand's, whose options a leftover argument is compared with).
+    chain: ClassVar[list[_Parser]] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        self._argv: list[str] = []
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self._argv = list(sys.argv[1:] if args is None else args)
+        _Parser.chain.append(self)
+        return super().parse_known_args(args, namespace)
+
+    def unknown_options(self) -> list[str]:
+        """The ``--options`` of this parser's arguments that it does not have."""
+        known = self._option_string_actions
+        return [
+            a.split("=")[0]
+            for a in self._argv
+            if a.startswith("--") and a != "--" and a.split("=")[0] not in known
+        ]
+
+    def error(self, message: str) -> NoReturn:
+        import difflib
+        import re
+
+        unknown = self.unknown_options()
+        if unknown and message.startswith("the following arguments are required"):
+            message = f"unrecognized arguments: {' '.join(unknown)}"
+        wrong = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if wrong:
+            choices = re.findall(r"'([^']*)'", wrong.group(2))
+            close = difflib.get_close_matches(wrong.group(1), choices, n=1)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+        elif message.startswith("unrecognized arguments") and unknown:
+            options = [o for o in self._option_string_actions if o.startswith("--")]
+            close = difflib.get_close_matches(unknown[0], options, n=1)
+            if close:
+                message += f"; did you mean {close[0]}?"
+        super().error(message)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="neurofm",
         description="From neuroscience recordings (NWB, DANDI, EEG, fMRI) to foundation models.",
     )
@@ -105,12 +154,32 @@ def _parser() -> argparse.ArgumentParser:
         help="standardise parcel time series (default: raw parcel means)",
     )
     ing.add_argument(
-        "--confounds", metavar="fmriprep|TSV", help="confounds to regress out of the BOLD"
+        "--confounds",
+        metavar="fmriprep|TSV",
+        help="confounds to regress out of the BOLD ('fmriprep': an fMRIPrep derivative's own)",
+    )
+    rules = ing.add_mutually_exclusive_group()
+    rules.add_argument(
+        "--card",
+        type=Path,
+        metavar="CARD.yaml",
+        help="dataset card (datasets/*.yaml): its field mapping, repairs and train/valid/test "
+        "splits, EEG preprocessing and BOLD cleaning",
+    )
+    rules.add_argument(
+        "--splits",
+        choices=["random", "column", "time"],
+        help="train/valid/test domains without a card: trials at random (70/10/20 %%, seed 0), "
+        "by the trials' 'split' column, or contiguous blocks of time",
+    )
+    ing.add_argument(
+        "--id", dest="recording_id", metavar="ID", help="the recording's id (one file only)"
     )
 
     train = sub.add_parser("train", help="run the train (and evaluate) steps of a pipeline")
     train.add_argument("pipeline", type=Path, help="pipeline YAML file with a train step")
     train.add_argument("--workdir", type=Path, help="override the spec's output folder")
+    _override_options(train)
 
     evaluate = sub.add_parser(
         "evaluate",
@@ -119,12 +188,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("checkpoint", type=Path, help="a .ckpt written by neurofm train")
     evaluate.add_argument("catalog", type=Path, help="catalog folder with split domains")
-    evaluate.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    evaluate.add_argument(
+        "--split",
+        choices=["train", "valid", "test"],
+        help="split to score (default: the dataset card's splits.evaluate_on, else test)",
+    )
     evaluate.add_argument("--target", help="behaviour signal (default: the one trained on)")
     evaluate.add_argument(
         "--plot", type=Path, help="predicted-vs-true plot (POYO: a PNG; SAMBA: a folder)"
     )
     evaluate.add_argument("--json", action="store_true", help="print the R^2 as JSON")
+    evaluate.add_argument(
+        "--recordings",
+        action="append",
+        metavar="ID[,ID...]",
+        help="only these recordings (repeatable; default: every one the model can score)",
+    )
+    evaluate.add_argument(
+        "--subject", action="append", metavar="LABEL", help="only this subject's (repeatable)"
+    )
 
     ft = sub.add_parser("finetune", help="adapt a POYO checkpoint to a new session")
     ft.add_argument("checkpoint", type=Path, help="pretrained POYO checkpoint")
@@ -140,10 +222,45 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("pipeline", type=Path, help="pipeline YAML file")
     run.add_argument("--workdir", type=Path, help="override the spec's output folder")
     run.add_argument("--api-url", help=f"DANDI API URL (default ${ENV_API} or the archive)")
+    _override_options(run)
 
-    info = sub.add_parser("info", help="summarise a recording (.h5) or a catalog folder")
+    serve = sub.add_parser(
+        "serve",
+        help="serve a folder as a dandiset over a local DANDI API (for --api-url), until Ctrl-C",
+    )
+    serve.add_argument("folder", type=Path, help="the dandiset's folder (e.g. neurofm synth's)")
+    serve.add_argument("--dandiset", default="000000", help="six-digit id (default 000000)")
+    serve.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+
+    datasets = sub.add_parser(
+        "datasets",
+        help="list the dataset cards (datasets/*.yaml): dandiset, version, target, size, "
+        "replica test; `datasets show NAME` prints one",
+    )
+    datasets.add_argument(
+        "--dir", type=Path, help="folder of cards (default ./datasets, else neurofm's own)"
+    )
+    datasets.add_argument("--json", action="store_true", help="print one JSON document")
+    datasets_sub = datasets.add_subparsers(dest="datasets_command", metavar="COMMAND")
+    show = datasets_sub.add_parser("show", help="print a dataset card")
+    show.add_argument("name", help="the card's name (mc_maze) or a path to a card file")
+
+    info = sub.add_parser(
+        "info",
+        help="summarise a recording (.h5) or a catalog folder (damaged recordings are marked; "
+        "exit 1 if any)",
+    )
     info.add_argument("path", type=Path)
     info.add_argument("--json", action="store_true", help="print one JSON document")
+
+    verify = sub.add_parser(
+        "verify",
+        help="re-read a recording (.h5) or every recording of a catalog against the checksums "
+        "stored when it was written; exit 1 if any is damaged",
+    )
+    verify.add_argument("path", type=Path)
+    verify.add_argument("--json", action="store_true", help="print one JSON document")
 
     analyze = sub.add_parser("analyze", help="run an analysis config (tables + plots)")
     studies = analyze.add_subparsers(dest="study", metavar="STUDY", required=True)
@@ -162,6 +279,34 @@ def _parser() -> argparse.ArgumentParser:
 ENV_API = "NEUROFM_DANDI_API"
 
 
+def _override_options(parser: argparse.ArgumentParser) -> None:
+    """Change a pipeline spec from the command line (validated like the file)."""
+    parser.add_argument("--epochs", type=int, help="the train step's epochs")
+    parser.add_argument("--batch-size", type=int, help="the train step's batch size")
+    parser.add_argument("--lr", type=float, help="the train step's learning rate")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="change any field of the spec (steps.train.epochs=5, steps.evaluate.split=valid, "
+        "workdir=out) or of its dataset card (card.splits.seed=1); values are YAML",
+    )
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """``--epochs 5`` and friends as ``steps.train.epochs=5``, then the KEY=VALUE ones."""
+    out = [
+        f"steps.train.{key}={value}"
+        for key, value in (
+            ("epochs", args.epochs),
+            ("batch_size", args.batch_size),
+            ("lr", args.lr),
+        )
+        if value is not None
+    ]
+    return out + list(args.overrides)
+
+
 def _dandi_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--include", action="append", metavar="GLOB", help="only assets matching (repeatable)"
@@ -177,7 +322,17 @@ def _dandi_options(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``neurofm`` console script; returns the exit code."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    _Parser.chain.clear()
+    args, extra = parser.parse_known_args(argv)
+    # KEY=VALUE overrides may come after options (`train P --epochs 5 k=v`), which argparse
+    # leaves over; anything else left over is a usage error, as parse_args would say (but
+    # by the subcommand, which can tell what was meant).
+    if extra and getattr(args, "overrides", None) is not None:
+        if all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides += extra
+            extra = []
+    if extra:
+        _Parser.chain[-1].error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(levelname)s %(name)s: %(message)s",
@@ -199,7 +354,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "evaluate": _evaluate,
             "finetune": _finetune,
             "info": _info,
+            "datasets": _datasets,
+            "verify": _verify,
             "analyze": _analyze,
+            "serve": _serve,
         }[args.command](args)
         sys.stdout.flush()  # a closed pipe (`neurofm info C --json | head`) fails here
         return code
@@ -234,8 +392,16 @@ def _synth(args: argparse.Namespace) -> int:
             bold_noise=args.bold_noise,
             eeg_noise=args.eeg_noise,
         )
-        volumes = sum(r.n_volumes for r in runs)
-        print(f"wrote {len(runs)} EEG-fMRI runs ({volumes} volumes) as BIDS to {args.out}")
+        per_run = sorted({r.n_volumes for r in runs})
+        each = (
+            f"{per_run[0]} volumes each"
+            if len(per_run) == 1
+            else "volumes per run: " + ", ".join(str(r.n_volumes) for r in runs)
+        )
+        print(
+            f"wrote {_plural(len(runs), 'EEG-fMRI run')} ({each}, TR {args.tr:g} s) as BIDS to "
+            f"{args.out}"
+        )
         return 0
     from neurofm.synthetic.reaching import generate_reaching_dataset
 
@@ -247,8 +413,13 @@ def _synth(args: argparse.Namespace) -> int:
         n_trials=args.trials,
     )
     total = sum(s.n_spikes for s in sessions)
-    print(f"wrote {len(sessions)} sessions ({total:,} spikes) to {args.out}")
+    print(f"wrote {_plural(len(sessions), 'session')} ({total:,} spikes) to {args.out}")
     return 0
+
+
+def _plural(n: int, noun: str) -> str:
+    """``1 recording``, ``2 recordings``."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 # ---- ingest --------------------------------------------------------------------------------
@@ -282,6 +453,11 @@ def _ingest(args: argparse.Namespace) -> int:
     from neurofm.pipeline import ingest, ingest_dandi
     from neurofm.sources.dandi import is_dandi_ref
 
+    card = None
+    if args.card is not None:
+        from neurofm.specs import load_card
+
+        card = load_card(args.card)
     local_only = (
         args.atlas,
         args.subject,
@@ -295,6 +471,11 @@ def _ingest(args: argparse.Namespace) -> int:
                 "--atlas, --subject, --eeg-preprocessing, --standardize and --confounds apply "
                 "to local EEG, NIfTI and BIDS sources only"
             )
+        if args.splits or args.recording_id:
+            raise NeuroFMError(
+                "--splits and --id apply to local sources; for a dandiset give a dataset card "
+                "(--card), whose splits: say how to split"
+            )
         _, report = ingest_dandi(
             args.src,
             args.out,
@@ -303,6 +484,7 @@ def _ingest(args: argparse.Namespace) -> int:
             stream=args.stream,
             api_url=args.api_url,
             force=args.force,
+            card=card,
         )
     else:
         if args.include or args.stream or args.api_url or args.to:
@@ -327,6 +509,9 @@ def _ingest(args: argparse.Namespace) -> int:
             subjects=args.subject,
             eeg_options=eeg_options,
             fmri_options=fmri_options,
+            card=card,
+            splits=args.splits,
+            recording_id=args.recording_id,
         )
     _print_ingest(report, args.out)
     return 0 if report.ok else 1
@@ -348,7 +533,12 @@ def _print_ingest(report: Any, out: Path) -> None:
 def _train(args: argparse.Namespace) -> int:
     from neurofm.pipeline import run_pipeline
 
-    result = run_pipeline(args.pipeline, workdir=args.workdir, only=("train", "evaluate"))
+    result = run_pipeline(
+        args.pipeline,
+        workdir=args.workdir,
+        only=("train", "evaluate"),
+        overrides=_overrides(args),
+    )
     print(f"pipeline {result.name} -> {result.workdir}")
     for line in result.summary:
         print(f"  {line}")
@@ -356,35 +546,76 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from neurofm.evaluation.checkpoint import poyo_sessions, select_recordings
     from neurofm.evaluation.poyo import evaluate_poyo
     from neurofm.evaluation.reports import results_table
     from neurofm.training.poyo import load_poyo
     from neurofm.training.samba import is_samba_checkpoint
 
-    if is_samba_checkpoint(args.checkpoint):
-        return _evaluate_samba(args)
+    named = [r.strip() for item in args.recordings or [] for r in item.split(",") if r.strip()]
+    if args.split is None:  # what the catalog's dataset card says to evaluate on
+        args.split = _default_split(args.catalog)
+    samba = is_samba_checkpoint(args.checkpoint)
+    wanted = select_recordings(args.catalog, named, args.subject)
+    if samba:
+        return _evaluate_samba(args, wanted)
 
     model, scaler, cfg = load_poyo(args.checkpoint)
-    result = evaluate_poyo(model, scaler, args.catalog, args.target or cfg.target, args.split)
+    # By default every session the model knows; one asked for by name must be scorable.
+    sessions, skipped = poyo_sessions(model, args.catalog, args.split, wanted, required=named)
+    target = args.target or cfg.target
+    result = evaluate_poyo(model, scaler, args.catalog, target, args.split, recordings=sessions)
     if args.plot:
         from neurofm.viz.decoding import plot_predictions
 
         plot_predictions(result, args.plot)
     if args.json:
-        print(json.dumps({"split": args.split, "r2": result.r2, "mean_r2": result.mean_r2}))
+        doc = {"split": args.split, "r2": result.r2, "mean_r2": result.mean_r2, "skipped": skipped}
+        doc.update(
+            metric=result.metric,
+            scores=result.scores,
+            mean_score=result.mean_score,
+            masked=result.n_masked,
+        )
+        print(json.dumps(doc))
     else:
-        print(f"stitched R^2 on the {args.split} split of {args.catalog}")
-        print(results_table({"POYO": result.r2}))
+        print(
+            f"stitched {result.metric_name} of {result.target} on the {args.split} split of "
+            f"{args.catalog}"
+        )
+        print(results_table({"POYO": result.scores}))
+        if result.n_masked:
+            print(f"masked: {result.n_masked} evaluation points with a non-finite target")
+        for rid, why in skipped.items():
+            print(f"skipped {rid}: {why}")
+        if args.plot:
+            print(f"plot: {args.plot}")
     return 0
 
 
-def _evaluate_samba(args: argparse.Namespace) -> int:
+def _default_split(catalog: Path) -> str:
+    """The split the catalog's dataset card evaluates on (``splits.evaluate_on``), else test."""
+    from neurofm.data import Catalog
+    from neurofm.data.targets import evaluation_split
+
+    cat = Catalog(catalog)
+    recordings = [cat.open(rid) for rid in cat.ids]
+    try:
+        return evaluation_split(recordings)
+    finally:
+        for rec in recordings:
+            rec.close()
+
+
+def _evaluate_samba(args: argparse.Namespace, recordings: list[str] | None) -> int:
     from neurofm.evaluation.checkpoint import evaluate_samba_checkpoint
     from neurofm.specs import EvaluateStep
 
     options = EvaluateStep(split=args.split, baselines=None, plot=args.plot is not None)
     work = args.plot if args.plot is not None else args.checkpoint.parent
-    report, lines = evaluate_samba_checkpoint(args.checkpoint, args.catalog, options, work)
+    report, lines = evaluate_samba_checkpoint(
+        args.checkpoint, args.catalog, options, work, recordings
+    )
     if args.json:
         print(json.dumps(report.metrics))
     else:
@@ -417,7 +648,9 @@ def _finetune(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from neurofm.pipeline import run_pipeline
 
-    result = run_pipeline(args.pipeline, api_url=args.api_url, workdir=args.workdir)
+    result = run_pipeline(
+        args.pipeline, api_url=args.api_url, workdir=args.workdir, overrides=_overrides(args)
+    )
     for name, report in result.reports.items():
         for _, reason in getattr(report, "failed", []):
             print(f"neurofm: error: {name}: {reason}", file=sys.stderr)
@@ -448,6 +681,163 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- serve ---------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import re
+    import signal
+    import threading
+
+    from neurofm.errors import ReaderError
+    from neurofm.testing.dandi_server import serve_dandiset
+
+    if not args.folder.is_dir():
+        raise ReaderError(f"{args.folder}: no such folder (the dandiset to serve)")
+    if not re.fullmatch(r"\d{6}", args.dandiset):
+        raise NeuroFMError(f"--dandiset: expected a six-digit id, e.g. 000000 ({args.dandiset!r})")
+    try:
+        server = serve_dandiset(args.folder, args.dandiset, host=args.host, port=args.port)
+    except OSError as exc:
+        raise NeuroFMError(
+            f"cannot serve on {args.host}:{args.port} ({exc.strerror or exc}); pick another "
+            "--port, or leave it out for a free one"
+        ) from None
+    # `kill` (SIGTERM) stops it like Ctrl-C does: cleanly, exit status 0.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    print(f"serving {args.folder} as dandi:{args.dandiset} (draft)", flush=True)
+    print(f"API URL: {server.api_url}", flush=True)
+    print(
+        f"  neurofm run PIPELINE.yaml --api-url {server.api_url}   (or export "
+        f"{ENV_API}={server.api_url}); Ctrl-C stops",
+        flush=True,
+    )
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
+    finally:
+        server.stop()
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+# ---- datasets ------------------------------------------------------------------------------
+
+
+def _cards_folder(given: Path | None) -> Path:
+    """``--dir``, else ``./datasets`` when it holds cards, else the one beside the package."""
+    import neurofm
+
+    if given is not None:
+        if not given.is_dir():
+            raise NeuroFMError(f"{given}: no such folder of dataset cards")
+        return given
+    here = Path("datasets")
+    if here.is_dir() and any(here.glob("*.yaml")):
+        return here
+    return Path(neurofm.__file__).resolve().parents[1] / "datasets"
+
+
+def _replica_cards() -> set[str]:
+    """Card names that the end-to-end replicas (neurofm/testing/replicas) cover, found by
+    reading the files: the library does not import its test infrastructure."""
+    import re
+
+    import neurofm
+
+    folder = Path(neurofm.__file__).resolve().parent / "testing" / "replicas"
+    names: set[str] = set()
+    for path in sorted(folder.glob("*.py")) if folder.is_dir() else []:
+        names.add(path.stem)
+        names.update(re.findall(r"""["']([a-z][a-z0-9_]*)["']\s*:""", path.read_text()))
+    return names
+
+
+def _card_row(path: Path, replicas: set[str]) -> dict[str, Any]:
+    from neurofm.errors import SpecError
+    from neurofm.specs import load_card
+
+    try:
+        card = load_card(path)
+    except SpecError as exc:
+        return {"name": path.stem, "file": str(path), "error": " ".join(str(exc).split())}
+    src = card.source
+    if src.dandi is not None:
+        source, version = f"dandi:{src.dandi}", src.version or "latest"
+    elif src.synthetic is not None:
+        source, version = f"synthetic:{src.synthetic.kind}", "-"
+    else:
+        other = getattr(src, "openneuro", None)  # an OpenNeuro dataset, where cards have it
+        source = f"openneuro:{other}" if other else f"local:{src.local}"
+        version = src.version or "-"
+    return {
+        "name": card.name,
+        "file": str(path),
+        "source": source,
+        "version": version,
+        "target": card.fields.target_label or "-",
+        "size": src.size or "",
+        "replica": card.name in replicas,
+        "evaluate_on": card.splits.evaluate_on,
+        "repairs": sorted(k for k, v in card.repairs.model_dump().items() if v is not None),
+    }
+
+
+def _datasets(args: argparse.Namespace) -> int:
+    folder = _cards_folder(args.dir)
+    if args.datasets_command == "show":
+        return _show_card(folder, args.name)
+    paths = sorted(folder.glob("*.yaml"))
+    if not paths:
+        raise NeuroFMError(f"{folder}: no dataset cards (*.yaml)")
+    replicas = _replica_cards()
+    rows = [_card_row(p, replicas) for p in paths]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0 if not any("error" in r for r in rows) else 1
+    cells = [
+        [r["name"], r["source"], r["version"], r["target"], r["size"] or "?"]
+        + ["yes" if r["replica"] else "-", ", ".join(r["repairs"]) or "-"]
+        for r in rows
+        if "error" not in r
+    ]
+    head = ["card", "source", "version", "target", "size", "replica", "repairs"]
+    widths = [max(len(c[i]) for c in [head, *cells]) for i in range(len(head))]
+    print(f"dataset cards in {folder}")
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip())
+    print("-" * (sum(widths) + 2 * (len(widths) - 1)))
+    for c in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
+    for r in rows:
+        if "error" in r:
+            print(f"{r['name']}: invalid card: {r['error']}")
+    print(
+        "size: as the card states it (? = not stated); replica: an end-to-end test runs the "
+        "card on a replica of its dataset (neurofm/testing/replicas)"
+    )
+    return 0 if not any("error" in r for r in rows) else 1
+
+
+def _show_card(folder: Path, name: str) -> int:
+    from neurofm.specs import load_card
+
+    path = Path(name)
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        path = folder / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+        raise NeuroFMError(f"no dataset card {name!r} in {folder} (cards: {known})")
+    load_card(path)  # a broken card is an error naming the key, not a silent print
+    print(f"# {path}")
+    print(path.read_text(encoding="utf-8").rstrip())
+    return 0
+
+
 # ---- info ----------------------------------------------------------------------------------
 
 
@@ -458,17 +848,20 @@ def _info(args: argparse.Namespace) -> int:
     path: Path = args.path
     if path.is_dir():
         catalog = Catalog(path)
-        summaries = []
-        for rec_id in catalog.ids:
-            with catalog.open(rec_id) as rec:
-                summaries.append(_with_counts(rec))
+        summaries = _catalog_summaries(catalog)
+        for leftover in catalog.leftovers():
+            print(f"neurofm: warning: {path}: leftover {leftover.describe()}", file=sys.stderr)
         if args.json:
             print(json.dumps(summaries, indent=1))
         else:
             _print_catalog(path, summaries)
-        return 0
+        return 1 if any(s["status"] != "ok" for s in summaries) else 0
     if not path.exists():
         raise ReaderError(f"{path}: no such file or folder")
+    _not_raw(path)
+    with Recording.open(path):
+        pass  # not a recording at all: its own clear error
+    _raise_if_damaged(path)
     with Recording.open(path) as rec:
         summary = _with_counts(rec)
     if args.json:
@@ -476,6 +869,107 @@ def _info(args: argparse.Namespace) -> int:
     else:
         _print_recording(summary)
     return 0
+
+
+def _raise_if_damaged(path: Path) -> None:
+    from neurofm.data.recording import check_integrity
+    from neurofm.errors import ReaderError
+
+    problems = check_integrity(path).problems
+    if problems:
+        first = problems[0] if problems[0].startswith(str(path)) else f"{path}: {problems[0]}"
+        more = f" (and {len(problems) - 1} more; see neurofm verify)" if len(problems) > 1 else ""
+        raise ReaderError(first + more)
+
+
+def _catalog_summaries(catalog: Any) -> list[dict[str, Any]]:
+    """One summary per indexed recording; a damaged one is marked, never fatal to the rest."""
+    summaries = []
+    for rec_id in catalog.ids:
+        problems = catalog.check(rec_id).problems
+        if not problems:
+            try:
+                with catalog.open(rec_id) as rec:
+                    summaries.append({**_with_counts(rec), "status": "ok"})
+                continue
+            except Exception as exc:  # unchecked (old) files with damaged values
+                problems = [f"{type(exc).__name__}: {' '.join(str(exc).split())}"]
+        summaries.append({"id": rec_id, "status": "broken", "problems": problems})
+    for problem in catalog.problems:
+        summaries.append({"id": None, "status": "broken", "problems": [problem]})
+    return summaries
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from neurofm.data import Catalog
+    from neurofm.data.recording import check_integrity
+    from neurofm.errors import ReaderError
+
+    path: Path = args.path
+    if path.is_dir():
+        catalog = Catalog(path)
+        with tqdm(total=len(catalog), desc="verify", unit="rec", disable=None) as bar:
+            health = catalog.verify(progress=lambda _: bar.update())
+        results, problems = health.recordings, health.problems
+        leftovers = [lo.describe() for lo in health.leftovers]
+    elif path.exists():
+        results, problems, leftovers = {path.stem: check_integrity(path)}, [], []
+    else:
+        raise ReaderError(f"{path}: no such file or folder")
+    broken = {rid: r.problems for rid, r in results.items() if not r.ok}
+    unchecked = [rid for rid, r in results.items() if r.ok and not r.checked]
+    if args.json:
+        doc = {
+            "path": str(path),
+            "ok": not broken and not problems,
+            "recordings": {
+                rid: {
+                    "status": "broken" if not r.ok else "ok" if r.checked else "unchecked",
+                    "problems": r.problems,
+                }
+                for rid, r in results.items()
+            },
+            "index_problems": problems,
+            "leftovers": leftovers,
+        }
+        print(json.dumps(doc, indent=1))
+    else:
+        for rid, r in results.items():
+            if not r.ok:
+                for problem in r.problems:
+                    print(f"BROKEN  {rid}: {problem}")
+            elif not r.checked:
+                print(f"UNCHECKED  {rid}: no checksums (written by an older neurofm)")
+            else:
+                print(f"ok      {rid}")
+        for problem in problems:
+            print(f"BROKEN  {problem}")
+        for leftover in leftovers:
+            print(f"leftover  {leftover}")
+        n = len(results)
+        healthy = n - len(broken) - len(unchecked)
+        tail = f", {len(unchecked)} unchecked" if unchecked else ""
+        print(
+            f"{n} recording{'' if n == 1 else 's'}, {healthy} healthy, {len(broken)} broken"
+            f"{tail} -> {path}"
+        )
+    return 1 if broken or problems else 0
+
+
+def _not_raw(path: Path) -> None:
+    """A raw file (NWB, EEG, NIfTI) is not a recording yet: say how to make it one."""
+    from neurofm.readers import format_of
+
+    kind = format_of(path)
+    if kind == "nwb" and not path.name.lower().endswith(".nwb"):
+        return
+    what = {"nwb": "an NWB file", "eeg": "an EEG file", "fmri": "a NIfTI file"}[kind]
+    raise NeuroFMError(
+        f"{path}: not a neurofm recording ({what}); ingest it first: neurofm ingest {path} "
+        "--out catalog, then neurofm info catalog"
+    )
 
 
 def _with_counts(rec: Any) -> dict[str, Any]:
@@ -510,7 +1004,10 @@ def _median(values: Any) -> float:
 
 
 def _print_catalog(path: Path, summaries: list[dict[str, Any]]) -> None:
-    print(f"catalog {path}: {len(summaries)} recordings")
+    indexed = [s for s in summaries if s["id"] is not None]
+    n_broken = sum(s["status"] != "ok" for s in indexed)
+    marked = f" ({n_broken} broken)" if n_broken else ""
+    print(f"catalog {path}: {_plural(len(indexed), 'recording')}{marked}")
     header = (
         f"{'id':<32} {'subject':<8} {'session':<10} {'modality':<9} {'dur (s)':>9} {'units':>6} "
         f"{'spikes':>10}"
@@ -518,9 +1015,14 @@ def _print_catalog(path: Path, summaries: list[dict[str, Any]]) -> None:
     print(header)
     print("-" * len(header))
     for s in summaries:
+        if s["status"] != "ok":  # damaged, missing, or an unusable index entry
+            print(f"{s['id'] or '':<32} BROKEN  " if s["id"] else "BROKEN  ", end="")
+            print("; ".join(s["problems"]))
+            continue
         spikes = [e for e in s["signals"].values() if e["kind"] == "spikes"]
-        n_units = sum(e["n_units"] for e in spikes)
-        n_spikes = sum(e["n_spikes"] for e in spikes)
+        # EEG, fMRI...: no spikes at all, which is "-", not "0 units"
+        n_units = str(sum(e["n_units"] for e in spikes)) if spikes else "-"
+        n_spikes = str(sum(e["n_spikes"] for e in spikes)) if spikes else "-"
         meta = s["metadata"]
         print(
             f"{s['id']:<32} {meta['subject_id'] or '-':<8} {meta['session_id'] or '-':<10} "
@@ -575,6 +1077,41 @@ def _print_recording(s: dict[str, Any]) -> None:
     for step in extra.get("preprocessing") or []:
         params = ", ".join(f"{k}={v}" for k, v in step.items() if k not in ("step", "mne"))
         print(f"    {'preprocessing':<16} {step.get('step')}: {params}")
+    for line in _repair_lines(extra.get("repairs")):
+        print(f"    {'repairs':<16} {line}")
+
+
+def _repair_lines(repairs: Any) -> list[str]:
+    """What a dataset card's repairs did to a recording, one line per policy."""
+    if not isinstance(repairs, dict):
+        return []
+
+    def listed(items: list[Any]) -> str:
+        shown = ", ".join(map(str, items[:12])) + (" ..." if len(items) > 12 else "")
+        return f" ({shown})" if items else ""
+
+    lines = []
+    spikes = repairs.get("unsorted_spikes")
+    if isinstance(spikes, dict):
+        done = "dropped" if spikes.get("policy") == "drop_units" else "sorted"
+        lines.append(
+            f"unsorted_spikes {spikes.get('policy')}: {spikes.get('n_units', 0)} unit(s) "
+            f"{done}{listed(spikes.get('units') or [])}, {spikes.get('n_spikes', 0)} spikes"
+        )
+    clip = repairs.get("trial_overlap")
+    if isinstance(clip, dict):
+        lines.append(
+            f"trial_overlap (tolerance {clip.get('tolerance_s')} s): "
+            f"{clip.get('n_trials', 0)} trial end(s) clipped{listed(clip.get('trials') or [])}"
+            + (f", largest overlap {clip['max_clipped_s']:.3g} s" if clip.get("n_trials") else "")
+        )
+    dropped = repairs.get("overlapping_trials")
+    if isinstance(dropped, dict):
+        lines.append(
+            f"overlapping_trials {dropped.get('policy')}: {dropped.get('n_trials', 0)} "
+            f"trial(s) dropped{listed(dropped.get('trials') or [])}"
+        )
+    return lines
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,13 +27,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     TypeAdapter,
     ValidationError,
     field_validator,
@@ -52,9 +55,14 @@ __all__ = [
     "IngestStep",
     "PipelineSpec",
     "PullStep",
+    "RepairSpec",
     "SourceSpec",
     "SyntheticSource",
     "SplitSpec",
+    "TrialOverlapRepair",
+    "TrialTargetSpec",
+    "apply_overrides",
+    "check_fields",
     "load_card",
     "load_pipeline",
     "load_yaml",
@@ -147,6 +155,12 @@ class SourceSpec(_Strict):
         None, description="generate the dataset (the pull step writes it)"
     )
     url: str = Field("", description="the dataset's landing page")
+    size: str = Field(
+        "",
+        pattern=r"^(\d+(\.\d+)? ?([kKMGT]i?)?B)?$",
+        description="download size of what `include` selects, as the archive states it "
+        "(e.g. '2.1 GB'); shown by `neurofm datasets`",
+    )
 
     @field_validator("dandi", mode="before")
     @classmethod
@@ -174,17 +188,118 @@ class SourceSpec(_Strict):
         return f"dandi:{self.dandi}" + (f"@{self.version}" if self.version else "")
 
 
+class TrialTargetSpec(_Strict):
+    """A per-trial value decoded at an event time: ``{trials: tp, at: set_time}``.
+
+    The model is queried once per trial, at the time in the ``at`` column, and learns the
+    value of the ``trials`` column there: a number (``kind: regression``, scored by R^2) or a
+    category (``kind: class``, logits over the classes seen in training, scored by balanced
+    accuracy).
+    """
+
+    trials: str = Field(description="column of the trials table holding the value to decode")
+    at: str = Field(description="column of the trials table holding the event time, e.g. set_time")
+    kind: Literal["regression", "class"] = Field(
+        "regression", description="regression (a number) or class (a category)"
+    )
+    table: str = Field("trials", description="the interval table (default: fields.trials)")
+
+    @property
+    def label(self) -> str:
+        """``tp@set_time`` (``is_short@set_time (class)``): how reports name the target."""
+        return f"{self.trials}@{self.at}" + (" (class)" if self.kind == "class" else "")
+
+
+def _target_kind(value: Any) -> str:
+    return "~trial" if isinstance(value, dict | TrialTargetSpec) else "~series"
+
+
+# A series name or a per-trial target: the value's shape picks the branch, so a mistake in
+# one is reported against that branch only (not "should be a string" beside it).
+_Target = Annotated[
+    Annotated[str, Tag("~series")] | Annotated[TrialTargetSpec, Tag("~trial")],
+    Discriminator(_target_kind),
+]
+
+
 class FieldMapping(_Strict):
     """Which parts of the files matter: decoding target, trials, validity, split column."""
 
     spikes: str = Field("units", description="NWB Units table")
-    target: str | None = Field(None, description="behaviour series to decode, e.g. 'hand_vel'")
+    target: _Target | None = Field(
+        None,
+        description="behaviour series to decode, e.g. 'hand_vel'; or a per-trial value at an "
+        "event time, e.g. {trials: tp, at: set_time} (add kind: class for a category)",
+    )
     trials: str = Field("trials", description="interval table of trials")
     valid_trials: str | None = Field(
-        None, description="boolean trials column marking trials to use (e.g. 'is_success')"
+        None,
+        description="expression over trial columns selecting the trials to use, e.g. "
+        "'result == \"R\"' or 'task_success == 1 and discard_trial == 0' "
+        "(see neurofm.expressions)",
     )
     split_column: str | None = Field(
         None, description="trials column holding train/valid/test labels (e.g. 'split')"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _target_table(cls, data: Any) -> Any:
+        # A per-trial target reads the card's trials table unless it names another.
+        if isinstance(data, dict) and isinstance(data.get("target"), dict):
+            target = dict(data["target"])
+            target.setdefault("table", data.get("trials") or "trials")
+            data = {**data, "target": target}
+        return data
+
+    @field_validator("valid_trials")
+    @classmethod
+    def _valid_expression(cls, value: str | None) -> str | None:
+        if value is not None:
+            from neurofm.expressions import parse_row_filter
+
+            try:
+                parse_row_filter(value)
+            except SpecError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @property
+    def target_label(self) -> str:
+        """The target as reports name it (``hand_vel``, ``tp@set_time``), '' if none."""
+        if isinstance(self.target, TrialTargetSpec):
+            return self.target.label
+        return self.target or ""
+
+
+class TrialOverlapRepair(_Strict):
+    """Clip trial boundaries that overlap by float noise: ``end := next start``."""
+
+    tolerance_s: float = Field(
+        gt=0,
+        le=1.0,
+        description="largest overlap (s) clipped; larger overlaps are left (and refused, "
+        "unless overlapping_trials: drop)",
+    )
+
+
+class RepairSpec(_Strict):
+    """What a card lets neurofm repair in real files; every policy is off unless given.
+
+    What was repaired (which units, which trials, how many) is logged and stored in the
+    recording's provenance under ``repairs`` (``neurofm info`` shows it).
+    """
+
+    trial_overlap: TrialOverlapRepair | None = Field(
+        None, description="clip boundaries overlapping by at most tolerance_s (float noise)"
+    )
+    overlapping_trials: Literal["drop"] | None = Field(
+        None, description="'drop': trials that still overlap another trial are dropped"
+    )
+    unsorted_spikes: Literal["drop_units", "sort"] | None = Field(
+        None,
+        description="units whose spike times go back in time: drop_units (drop those units) "
+        "or sort (sort their spike times)",
     )
 
 
@@ -206,12 +321,44 @@ class SplitSpec(_Strict):
         default_factory=list,
         description="subjects whose recordings are test data only (for cross-subject scores)",
     )
+    evaluate_on: Literal["train", "valid", "test"] = Field(
+        "test",
+        description="the split `evaluate` scores by default (NLB cards: valid, since NLB's "
+        "test trials carry no behaviour)",
+    )
 
     @model_validator(mode="after")
     def _fractions_sum(self) -> SplitSpec:
         if self.by == "random" and abs(sum(self.fractions) - 1.0) > 1e-6:
             raise ValueError(f"fractions {list(self.fractions)} must sum to 1")
+        # The default (test) is checked where a pipeline evaluates (load_pipeline): a card
+        # whose test split is empty may still be ingested and trained on.
+        if "evaluate_on" in self.model_fields_set and self.evaluate_on in self.empty_splits():
+            raise ValueError(
+                f"evaluate_on is {self.evaluate_on!r}, but no trial can land in that split "
+                f"(values: {dict(self.values)}); evaluate on a split that has data"
+            )
         return self
+
+    def empty_splits(self) -> list[str]:
+        """Splits that no trial can land in, whatever the file holds.
+
+        With ``by: column`` a split is empty when its own label is mapped away (e.g.
+        ``test: drop``) and no other label is mapped to it; with ``by: random`` or ``time``
+        when its fraction is 0 (and no subject is held out, for test).
+        """
+        if self.by == "column":
+            return [
+                name
+                for name in ("train", "valid", "test")
+                if self.values.get(name, name) != name and name not in self.values.values()
+            ]
+        fractions = dict(zip(("train", "valid", "test"), self.fractions, strict=True))
+        return [
+            name
+            for name, share in fractions.items()
+            if share == 0 and not (name == "test" and self.held_out_subjects)
+        ]
 
 
 class FMRICleaning(_Strict):
@@ -241,6 +388,11 @@ class DatasetCard(_Strict):
     fmri_cleaning: FMRICleaning | None = Field(
         None, description="BOLD parcel cleaning by nilearn (detrend, filters, standardize)"
     )
+    repairs: RepairSpec = Field(
+        RepairSpec(),
+        description="what to repair in the files (trial boundaries, unsorted spikes); all off "
+        "unless given",
+    )
     notes: str = ""
 
     @model_validator(mode="after")
@@ -249,6 +401,13 @@ class DatasetCard(_Strict):
             raise ValueError("fields.target is required for NWB (decoding) datasets")
         if self.splits.by == "time" and self.fields.target is None:
             raise ValueError("splits.by 'time' splits the span of fields.target; give one")
+        if isinstance(self.fields.target, TrialTargetSpec) and self.splits.by == "time":
+            raise ValueError(
+                "a per-trial target ({trials: ..., at: ...}) needs trials; splits.by 'time' "
+                "cuts a continuous recording"
+            )
+        if self.reader != "nwb" and self.repairs != RepairSpec():
+            raise ValueError("repairs apply to NWB files (reader: nwb)")
         return self
 
 
@@ -284,12 +443,42 @@ class TrainStep(_Strict):
     seed: int = 0
     num_workers: int = Field(0, ge=0)
     recordings: list[str] = Field(default_factory=list, description="default: all with splits")
+    resume: bool = Field(
+        False,
+        description="continue from <out>/last.ckpt when there is one (exactly: the same losses "
+        "as a run that never stopped); false starts over",
+    )
+    checkpoint_every_n_steps: int = Field(
+        0, ge=0, description="also write last.ckpt every N training steps (0: each epoch only)"
+    )
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = Field(
+        "auto", description="what trains: auto (a GPU when there is one), cpu or gpu"
+    )
+    devices: int = Field(1, ge=1, description="how many devices (GPUs, or CPU processes)")
+    precision: Literal[
+        "32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "16-true", "bf16-true"
+    ] = Field("32-true", description="Lightning's precision, e.g. 32-true, 16-mixed, bf16-mixed")
+
+    @field_validator("unit_dropout")
+    @classmethod
+    def _dropout_order(cls, value: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if value is not None and not 1 <= value[0] <= value[1] <= value[2]:
+            raise ValueError(f"must be (min, mode, max) with 1 <= min <= mode <= max, got {value}")
+        return value
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_text(cls, value: Any) -> Any:
+        # YAML reads `precision: 32` as a number
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class EvaluateStep(_Strict):
     """Score the trained model (and baselines) on a split, stitched per session."""
 
-    split: Literal["train", "valid", "test"] = "test"
+    split: Literal["train", "valid", "test"] | None = Field(
+        None, description="the split to score; default the card's splits.evaluate_on (test)"
+    )
     baselines: list[Literal["wiener", "gru", "ridge"]] | None = Field(
         None,
         description="baselines scored on the same points: wiener, gru (spikes; the default "
@@ -431,7 +620,8 @@ def validate(model: type[T], data: Any, path: str | os.PathLike[str]) -> T:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if not str(p).startswith("function-"))
+            # Union branches (pydantic puts the branch's tag in the path) are not keys.
+            loc = tuple(p for p in err["loc"] if not str(p).startswith(("function-", "~")))
             if err["type"] == "extra_forbidden":
                 expected = ", ".join(_fields_at(model, loc[:-1]))
                 lines.append(f"{path}: {_loc(loc)}: unknown key (expected one of: {expected})")
@@ -443,6 +633,44 @@ def validate(model: type[T], data: Any, path: str | os.PathLike[str]) -> T:
                 shown = f" (got {got!r})" if not isinstance(got, dict | list) else ""
                 lines.append(f"{path}: {_loc(loc)}: {msg}{shown}")
         raise SpecError("; ".join(lines)) from None
+
+
+_CHECKED_FIELDS: dict[type, list[tuple[str, TypeAdapter]]] = {}
+
+
+def check_fields(obj: Any) -> None:
+    """Check (and coerce) a dataclass instance's constrained fields: those annotated
+    ``Annotated[type, Field(...)]`` or ``Annotated[type, AfterValidator(...)]``.
+
+    For config dataclasses built in Python as well as from files (call it in
+    ``__post_init__``); fields without constraints are left as they are.
+
+    Raises
+    ------
+    SpecError
+        One line per bad field, naming the class and the field.
+    """
+    import typing
+
+    cls = type(obj)
+    checks = _CHECKED_FIELDS.get(cls)
+    if checks is None:
+        hints = typing.get_type_hints(cls, include_extras=True)
+        checks = _CHECKED_FIELDS[cls] = [
+            (f.name, TypeAdapter(hints[f.name]))
+            for f in dataclasses.fields(cls)
+            if typing.get_origin(hints[f.name]) is Annotated
+        ]
+    problems = []
+    for name, adapter in checks:
+        try:
+            object.__setattr__(obj, name, adapter.validate_python(getattr(obj, name)))
+        except ValidationError as exc:
+            for err in exc.errors():
+                msg = err["msg"].removeprefix("Value error, ")
+                problems.append(f"{cls.__name__}: {name}: {msg} (got {err.get('input')!r})")
+    if problems:
+        raise SpecError("; ".join(problems))
 
 
 def load_yaml(path: str | os.PathLike[str], model: type[T]) -> T:
@@ -476,14 +704,31 @@ def load_card(path: str | os.PathLike[str]) -> DatasetCard:
     return load_yaml(path, DatasetCard)
 
 
-def load_pipeline(path: str | os.PathLike[str]) -> tuple[PipelineSpec, DatasetCard, Path]:
+def load_pipeline(
+    path: str | os.PathLike[str], overrides: Sequence[str] = ()
+) -> tuple[PipelineSpec, DatasetCard, Path]:
     """Load a pipeline, its dataset card, and resolve its working folder.
 
     The card is looked up relative to the pipeline file, then as ``datasets/<name>.yaml``
     next to the pipeline's folder.
+
+    Parameters
+    ----------
+    path : path-like
+        The pipeline YAML file.
+    overrides : sequence of str
+        ``KEY=VALUE`` changes applied before validation (see :func:`apply_overrides`); keys
+        starting with ``card.`` change the dataset card.
+
+    Raises
+    ------
+    SpecError
+        A problem in the file, the card or an override, naming the key.
     """
     path = Path(path)
-    spec = load_yaml(path, PipelineSpec)
+    ours = [o for o in overrides if not _key_of(o).startswith("card.")]
+    theirs = [o.removeprefix("card.") for o in overrides if _key_of(o).startswith("card.")]
+    spec = validate(PipelineSpec, apply_overrides(read_yaml(path), ours, path), _label(path, ours))
     candidates = [
         path.parent / spec.dataset,
         path.parent.parent / "datasets" / spec.dataset,
@@ -496,4 +741,144 @@ def load_pipeline(path: str | os.PathLike[str]) -> tuple[PipelineSpec, DatasetCa
             f"{', '.join(str(c) for c in candidates)})"
         )
     workdir = Path(spec.workdir or Path("pipeline-output") / spec.name)
-    return spec, load_card(card_path), workdir
+    card = validate(
+        DatasetCard,
+        apply_overrides(read_yaml(card_path), theirs, card_path),
+        _label(card_path, [f"card.{o}" for o in theirs]),
+    )
+    _check_evaluated_splits(spec, card, path, card_path)
+    return spec, card, workdir
+
+
+def _check_evaluated_splits(
+    spec: PipelineSpec, card: DatasetCard, path: Path, card_path: Path
+) -> None:
+    """An evaluate step scoring a split the card leaves empty fails now, not after training."""
+    empty = card.splits.empty_splits()
+    for i, step in enumerate(spec.steps):
+        if step.evaluate is None:
+            continue
+        split = step.evaluate.split or card.splits.evaluate_on
+        if split not in empty:
+            continue
+        if step.evaluate.split is None:
+            raise SpecError(
+                f"{card_path}: splits.evaluate_on: the pipeline {path.name} evaluates the "
+                f"{split!r} split (the default), but dataset card {card.name!r} leaves it "
+                f"empty (splits.values: {dict(card.splits.values)}); set splits.evaluate_on "
+                "to a split with data (e.g. valid)"
+            )
+        raise SpecError(
+            f"{path}: steps[{i}].evaluate.split: {split!r} is empty under dataset card "
+            f"{card.name!r} (splits.values: {dict(card.splits.values)}); evaluate another split"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# command-line overrides: KEY=VALUE
+# --------------------------------------------------------------------------------------------
+
+
+def _key_of(override: str) -> str:
+    return override.split("=", 1)[0].strip()
+
+
+def _label(path: Path, overrides: Sequence[str]) -> str:
+    """How errors name a spec changed by overrides: the file, and the overrides."""
+    return f"{path} (with {' '.join(overrides)})" if overrides else str(path)
+
+
+def apply_overrides(
+    data: Any, overrides: Sequence[str], path: str | os.PathLike[str] = "<spec>"
+) -> Any:
+    """A copy of a parsed spec with ``KEY=VALUE`` overrides applied (validate it afterwards).
+
+    ``KEY`` is a dotted path of mapping keys (``workdir``, ``steps.train.epochs``). In a list
+    of pipeline steps a step is named by its kind (``steps.train``) or by its position
+    (``steps.2`` or ``steps[2]``). ``VALUE`` is read as YAML, so ``5`` is a number, ``[wiener]``
+    a list and ``null`` nothing. A key the spec does not know is left for validation to
+    report (a :class:`SpecError` naming it and the keys expected there).
+
+    Parameters
+    ----------
+    data : Any
+        The parsed YAML (a mapping).
+    overrides : sequence of str
+        ``KEY=VALUE`` strings.
+    path : path-like
+        The spec file, for error messages.
+
+    Returns
+    -------
+    Any
+        The changed copy (``data`` itself is not modified).
+
+    Raises
+    ------
+    SpecError
+        An override without ``=``, a value that is not YAML, or a path through something that
+        is not a mapping (or a list of steps).
+    """
+    import copy
+    import re
+
+    import yaml
+
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise SpecError(
+                f"{path}: override {item!r}: expected KEY=VALUE, e.g. steps.train.epochs=5"
+            )
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as exc:
+            raise SpecError(
+                f"{path}: override {item!r}: the value is not valid YAML ({exc})"
+            ) from None
+        if not isinstance(data, dict):
+            raise SpecError(f"{path}: expected a mapping of keys at the top level, got {data!r}")
+        parts = [p for p in re.split(r"\.|\[(\d+)\]", key) if p]
+        node: Any = data
+        where: list[str] = []
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(node, list):
+                if last:
+                    raise SpecError(f"{path}: override {item!r}: name a key inside the step")
+                node = _list_item(node, part, path, item, where)
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                elif node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
+            else:
+                raise SpecError(
+                    f"{path}: override {item!r}: {'.'.join(where)} is {node!r}, not a mapping "
+                    "of keys"
+                )
+            where.append(part)
+    return data
+
+
+def _list_item(items: list[Any], part: str, path: Any, item: str, where: list[str]) -> Any:
+    """The step ``part`` names in a list of steps: an index, or a step kind (``train``)."""
+    if part.isdigit():
+        if int(part) >= len(items):
+            raise SpecError(f"{path}: override {item!r}: {'.'.join(where)} has {len(items)} items")
+        return items[int(part)]
+    found = [s for s in items if isinstance(s, dict) and part in s]
+    if len(found) != 1:
+        kinds = [next(iter(s)) for s in items if isinstance(s, dict) and s]
+        how = "no" if not found else "more than one"
+        raise SpecError(
+            f"{path}: override {item!r}: {'.'.join(where)} has {how} {part!r} step "
+            f"(steps: {', '.join(map(str, kinds))}; or give a position, e.g. steps.0)"
+        )
+    step = found[0]
+    if step[part] is None:  # `- pull:` with no options
+        step[part] = {}
+    return step[part]

@@ -42,7 +42,7 @@ LAYERS: dict[str, int] = {
 }
 
 #: ``neurofm.testing`` serves tests and the demo; the library proper never imports it.
-MAY_IMPORT_TESTING = {"neurofm.demo"}
+MAY_IMPORT_TESTING = {"neurofm.demo", "neurofm.cli"}  # cli: `neurofm serve`
 
 
 def _module_name(path: Path) -> str:
@@ -157,3 +157,12 @@ def test_the_checker_sees_a_wrong_way_import(tmp_path):
     assert _layer("neurofm.models.poyo") > _layer(module)
     assert _layer("neurofm.data.recording") < _layer(module)
     assert _resolve("neurofm.data", ["recording"]) == ["neurofm.data.recording"]
+
+
+def test_make_test_runs_the_slow_tests_too():
+    """`@pytest.mark.slow` is for the quick loop (`-m "not slow"`); CI and `make test` run all."""
+    import re
+
+    text = (PACKAGE.parent / "pyproject.toml").read_text()
+    addopts = re.search(r"^addopts\s*=\s*(.+)$", text, re.M).group(1)
+    assert "-m" not in addopts.strip("\"'").split(), addopts

@@ -5,33 +5,61 @@ Layout::
     CATALOG/
       catalog.json          {"format": "neurofm.catalog", "version": 1, "recordings": [...]}
       <recording id>.h5     one file per recording (see neurofm.data.recording)
+      .neurofm-locks/       the index lock and one lock per live writer (see below)
 
 Each index entry holds what queries and ``neurofm info`` need (subject, session, species, task,
 modality, brain areas, duration, unit and spike counts, signal kinds) and the source file's
 sha256, so re-ingesting an unchanged source is skipped. The index is rewritten atomically after
 every change, so an interrupted ingest leaves a consistent catalog.
+
+Several writers at once (two ``neurofm ingest`` into one catalog, Dask workers): every change
+of the index is a read-modify-write under a file lock (``filelock``), re-reading the index from
+disk under the lock, so no writer's entries are lost. Each writer also holds a lock of its own
+while it lives; temporary files (``.<id>.h5.<random>.tmp``, ``.neurofm-stage-*``) found when no
+other writer is alive were left by a killed one and are removed (:meth:`Catalog.leftovers`
+reports them).
+
+Index entries are checked, not trusted: a malformed entry is reported by its position and id
+(:attr:`Catalog.problems`) instead of failing every query, and an entry's ``file`` must resolve
+inside the catalog folder (``..``, absolute paths and symlinks out are refused).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
+import shutil
+import socket
+import uuid
+import weakref
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from neurofm.atomic import atomic_path
-from neurofm.data.recording import Recording
+from neurofm.data.recording import Integrity, Recording, check_integrity
 from neurofm.data.signals import Intervals
 from neurofm.errors import CatalogError, InvalidDataError
+
+log = logging.getLogger(__name__)
 
 INDEX_NAME = "catalog.json"
 FORMAT_NAME = "neurofm.catalog"
 FORMAT_VERSION = 1
+LOCK_DIR = ".neurofm-locks"
+#: Seconds a writer waits for the index lock before it gives up with a clear error.
+LOCK_TIMEOUT = 300.0
+#: Temporary files of neurofm's writers at the top of a catalog folder: atomic writes of a
+#: recording or of the index (``neurofm.atomic``), and the NWB reader's staging folders.
+_TEMP_FILE = re.compile(r"^\.(?:.+\.h5|catalog\.json)\.[A-Za-z0-9_]+\.tmp$")
+_STAGE_DIR = re.compile(r"^\.neurofm-stage-[A-Za-z0-9_]+$")
 
-__all__ = ["Catalog", "split_domains", "time_domains"]
+__all__ = ["Catalog", "CatalogHealth", "Leftover", "split_domains", "time_domains"]
 
 
 def _index_entry(rec: Recording, file_name: str) -> dict[str, Any]:
@@ -65,6 +93,88 @@ def _index_entry(rec: Recording, file_name: str) -> dict[str, Any]:
     }
 
 
+def _entry_problem(entry: Any, position: int, seen: set[str]) -> str | None:
+    """Why an index entry cannot be used (None when it can), naming its position and id."""
+    where = f"recordings[{position}]"
+    if not isinstance(entry, dict):
+        return f"{where}: must be a mapping of fields, got {type(entry).__name__}"
+    if "id" not in entry:
+        return f"{where}: field 'id' is missing"
+    rid = entry["id"]
+    where += f" (id {rid!r})"
+    if not isinstance(rid, str) or not rid or "/" in rid:
+        return f"{where}: field 'id' must be a non-empty string without '/' (got {rid!r})"
+    if rid in seen:
+        return f"{where}: id {rid!r} appears twice in the index (the first one is used)"
+    if "file" not in entry:
+        return f"{where}: field 'file' is missing"
+    if not isinstance(entry["file"], str) or not entry["file"]:
+        return f"{where}: field 'file' must be a string (got {entry['file']!r})"
+    return None
+
+
+@dataclass
+class Leftover:
+    """A temporary file or folder in a catalog, left by a writer."""
+
+    path: Path
+    #: True while another writer of this catalog is alive (it may still be writing it).
+    writer_alive: bool
+
+    def describe(self) -> str:
+        name = self.path.name + ("/" if self.path.is_dir() else "")
+        if self.writer_alive:
+            return f"{name} (being written by a running neurofm, or left by one)"
+        return f"{name} (left by an interrupted writer; the next ingest removes it)"
+
+
+@dataclass
+class CatalogHealth:
+    """What :meth:`Catalog.verify` found.
+
+    Attributes
+    ----------
+    path : Path
+        The catalog folder.
+    recordings : dict of str to Integrity
+        Per indexed recording, what re-reading it found.
+    problems : list of str
+        Index entries that could not be used, by position and id.
+    leftovers : list of Leftover
+        Temporary files of writers.
+    """
+
+    path: Path
+    recordings: dict[str, Integrity] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    leftovers: list[Leftover] = field(default_factory=list)
+
+    @property
+    def broken(self) -> dict[str, list[str]]:
+        return {rid: i.problems for rid, i in self.recordings.items() if not i.ok}
+
+    @property
+    def ok(self) -> bool:
+        return not self.broken and not self.problems
+
+
+class _Session:
+    """This process's writer lock on a catalog: held while the Catalog object lives."""
+
+    def __init__(self, lock_dir: Path) -> None:
+        from filelock import FileLock
+
+        name = f"writer-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.lock"
+        self.path = lock_dir / name
+        self.lock = FileLock(self.path)
+        self.lock.acquire(timeout=0)
+
+    def release(self) -> None:
+        if self.lock.is_locked:
+            self.lock.release(force=True)
+        self.path.unlink(missing_ok=True)
+
+
 class Catalog:
     """A folder of recordings with an index.
 
@@ -75,6 +185,10 @@ class Catalog:
     create : bool
         If True, a missing folder is a new, empty catalog (created on the first ``add``);
         otherwise a missing index raises :class:`~neurofm.errors.CatalogError`.
+    writer : bool
+        Register this object as a live writer now (``ingest`` does, before it reads anything
+        that it may stage in the folder) and remove the temporary files of writers that died;
+        ``add`` registers on its own otherwise.
 
     Examples
     --------
@@ -83,40 +197,185 @@ class Catalog:
     >>> rec = cat.open(cat.ids[0])      # lazy Recording
     """
 
-    def __init__(self, path: str | os.PathLike[str], create: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], create: bool = False, writer: bool = False
+    ) -> None:
         self.path = Path(path)
+        self._session: _Session | None = None
+        #: Index entries that cannot be used, by position and id (kept in the file as they are).
+        self.problems: list[str] = []
+        self._bad: list[Any] = []
         index = self.path / INDEX_NAME
         if index.is_file():
-            self._entries = self._read_index(index)
+            self._load(index)
         elif create:
             if self.path.exists() and not self.path.is_dir():
                 raise CatalogError(f"{self.path}: exists and is not a folder")
-            self._entries = []
+            self._entries: list[dict[str, Any]] = []
         else:
             raise CatalogError(
                 f"{self.path}: not a neurofm catalog (no {INDEX_NAME}); "
                 "create one with `neurofm ingest SRC --out DIR`"
             )
+        if writer and self.path.is_dir():
+            self._register()
+
+    # ---- the index ------------------------------------------------------------------------
+
+    def _load(self, index: Path) -> None:
+        entries = self._read_index(index)
+        good, self._bad, self.problems = [], [], []
+        seen: set[str] = set()
+        for position, entry in enumerate(entries):
+            problem = _entry_problem(entry, position, seen)
+            if problem is None:
+                seen.add(entry["id"])
+                good.append(entry)
+            else:
+                self.problems.append(problem)
+                self._bad.append(entry)
+        for problem in self.problems:
+            log.warning("%s: %s", index, problem)
+        self._entries = good
 
     @staticmethod
-    def _read_index(index: Path) -> list[dict[str, Any]]:
+    def _read_index(index: Path) -> list[Any]:
         try:
-            doc = json.loads(index.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            doc = json.loads(index.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
             raise CatalogError(f"{index}: cannot read the catalog index ({exc})") from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
             raise CatalogError(f"{index}: field 'format' must be {FORMAT_NAME!r}")
-        if int(doc.get("version", -1)) > FORMAT_VERSION:
-            raise CatalogError(f"{index}: version {doc.get('version')} is newer than supported")
+        version = doc.get("version", -1)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise CatalogError(f"{index}: field 'version' must be an integer, got {version!r}")
+        if version > FORMAT_VERSION:
+            raise CatalogError(f"{index}: version {version} is newer than supported")
         entries = doc.get("recordings")
         if not isinstance(entries, list):
             raise CatalogError(f"{index}: field 'recordings' must be a list")
         return entries
 
     def _write_index(self) -> None:
-        doc = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "recordings": self._entries}
+        # Unusable entries stay in the file as they were: they are the user's to repair.
+        doc = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "recordings": self._entries + self._bad,
+        }
         with atomic_path(self.path / INDEX_NAME) as tmp:
             tmp.write_text(json.dumps(doc, indent=1))
+
+    def _index_lock(self) -> Any:
+        """The lock every read-modify-write of the index holds (a context manager)."""
+        from filelock import FileLock, Timeout
+
+        lock_dir = self.path / LOCK_DIR
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(lock_dir / "index.lock", timeout=LOCK_TIMEOUT)
+
+        class _Held:
+            def __enter__(self_inner) -> None:
+                try:
+                    lock.acquire()
+                except Timeout:
+                    raise CatalogError(
+                        f"{lock.lock_file}: waited {LOCK_TIMEOUT:g} s for another writer of "
+                        "this catalog to release the index lock; if no neurofm is running, "
+                        "delete the file"
+                    ) from None
+
+            def __exit__(self_inner, *exc: object) -> None:
+                lock.release()
+
+        return _Held()
+
+    def refresh(self) -> None:
+        """Re-read the index from disk (other processes may have changed it)."""
+        index = self.path / INDEX_NAME
+        if index.is_file():
+            self._load(index)
+
+    # ---- writers and their temporary files --------------------------------------------------
+
+    def _register(self) -> None:
+        """Become a live writer (once per object) and remove what dead writers left behind."""
+        if self._session is not None:
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        with self._index_lock():
+            # Registered under the index lock: a writer that cleans at the same time either
+            # sees this one alive, or cleans before this one has created any file.
+            self._session = _Session(self.path / LOCK_DIR)
+            weakref.finalize(self, self._session.release)
+            removed = self._remove_stale()
+        for path in removed:
+            log.warning("%s: removed %s, left by an interrupted writer", self.path, path.name)
+
+    def _other_writers_alive(self) -> bool:
+        """Whether a writer other than this object holds its lock; dead writers' locks go."""
+        from filelock import FileLock, Timeout
+
+        lock_dir = self.path / LOCK_DIR
+        alive = False
+        mine = self._session.path if self._session is not None else None
+        for path in sorted(lock_dir.glob("writer-*.lock")) if lock_dir.is_dir() else []:
+            if path == mine:
+                continue
+            probe = FileLock(path)
+            try:
+                probe.acquire(timeout=0)
+            except Timeout:
+                alive = True
+                continue
+            except OSError:  # e.g. a read-only folder: assume it may be alive
+                alive = True
+                continue
+            try:
+                if self._session is not None:  # only a writer cleans up
+                    path.unlink(missing_ok=True)
+            finally:
+                probe.release(force=True)
+        return alive
+
+    def leftovers(self) -> list[Leftover]:
+        """Temporary files and staging folders of writers at the top of the catalog folder."""
+        if not self.path.is_dir():
+            return []
+        found = sorted(
+            p
+            for p in self.path.iterdir()
+            if (_TEMP_FILE.match(p.name) and p.is_file())
+            or (_STAGE_DIR.match(p.name) and p.is_dir())
+        )
+        if not found:
+            return []
+        alive = self._other_writers_alive() or self._session is not None
+        return [Leftover(p, alive) for p in found]
+
+    def _remove_stale(self) -> list[Path]:
+        """Remove writers' temporary files when no other writer is alive (index lock held)."""
+        found = [lo.path for lo in self.leftovers()]
+        if not found or self._other_writers_alive():
+            return []
+        for path in found:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        return found
+
+    def close(self) -> None:
+        """Stop being a live writer of this catalog (no-op for a reader); also on ``with`` exit."""
+        if self._session is not None:
+            self._session.release()
+            self._session = None
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ---- queries --------------------------------------------------------------------------
 
@@ -147,18 +406,35 @@ class Catalog:
                 return dict(e)
         raise CatalogError(f"{self.path}: no recording {recording_id!r} (has {self.ids})")
 
-    def select(self, **criteria: Any) -> list[dict[str, Any]]:
+    def select(self, *, as_frame: bool = False, **criteria: Any) -> Any:
         """Entries matching every criterion.
 
         A criterion matches a field equal to it, or a list field containing it
         (``area="M1"`` matches entries whose ``areas`` contain M1). A sequence value matches
         any of its items: ``subject_id=["S0", "S1"]``.
+
+        Parameters
+        ----------
+        as_frame : bool
+            Return a ``pandas.DataFrame`` indexed by recording id (one row per recording,
+            one column per index field) instead of a list of dicts.
+        **criteria
+            Field name -> wanted value (or values).
+
+        Returns
+        -------
+        list of dict, or pandas.DataFrame
         """
         out = []
         for e in self._entries:
             if all(self._matches(e, key, want) for key, want in criteria.items()):
                 out.append(dict(e))
-        return out
+        if not as_frame:
+            return out
+        import pandas as pd
+
+        columns = list(dict.fromkeys(k for e in self._entries for k in e)) or ["id"]
+        return pd.DataFrame(out, columns=columns).set_index("id")
 
     @staticmethod
     def _matches(entry: dict[str, Any], key: str, want: Any) -> bool:
@@ -172,31 +448,104 @@ class Catalog:
             return any(w in have for w in wants)
         return have in wants
 
+    def file_of(self, recording_id: str) -> Path:
+        """The recording's file, checked to lie inside the catalog folder.
+
+        Raises
+        ------
+        CatalogError
+            No such recording, or its ``file`` resolves outside the catalog (``..``, an
+            absolute path, a symlink out): such an entry is refused, never opened.
+        """
+        name = self.entry(recording_id)["file"]
+        root = self.path.resolve()
+        resolved = (root / name).resolve()
+        if not resolved.is_relative_to(root) or resolved == root:
+            raise CatalogError(
+                f"{self.path / INDEX_NAME}: recording {recording_id!r}: file {name!r} resolves "
+                f"outside the catalog folder ({resolved}); refused"
+            )
+        return self.path / name
+
     def open(self, recording_id: str) -> Recording:
         """Open one recording lazily."""
-        return Recording.open(self.path / self.entry(recording_id)["file"])
+        path = self.file_of(recording_id)
+        if not path.is_file():
+            raise CatalogError(
+                f"{path}: no such recording file (indexed as {recording_id!r} in {self.path})"
+            )
+        return Recording.open(path)
+
+    def check(self, recording_id: str) -> Integrity:
+        """Re-read one recording against its checksums (see :func:`check_integrity`)."""
+        try:
+            path = self.file_of(recording_id)
+        except CatalogError as exc:
+            return Integrity(self.path / str(self.entry(recording_id)["file"]), [str(exc)])
+        return check_integrity(path)
+
+    def verify(self, progress: Any = None) -> CatalogHealth:
+        """Re-read every recording against its checksums, and check the index.
+
+        Parameters
+        ----------
+        progress : callable, optional
+            Called with each recording id as it is checked (e.g. to advance a progress bar).
+
+        Returns
+        -------
+        CatalogHealth
+            Broken recordings, unusable index entries and leftover temporary files.
+        """
+        health = CatalogHealth(self.path, problems=list(self.problems))
+        for rid in self.ids:
+            health.recordings[rid] = self.check(rid)
+            if progress is not None:
+                progress(rid)
+        health.leftovers = self.leftovers()
+        return health
 
     def up_to_date(self, source_sha256: str) -> dict[str, Any] | None:
-        """The entry ingested from a source with this sha256 whose file still exists, if any."""
+        """The entry ingested from a source with this sha256 whose file is still healthy.
+
+        A recording whose bytes changed since it was written (a checksum fails) or that cannot
+        be opened is not up to date: ingesting its source again repairs it.
+        """
         for e in self._entries:
-            if e.get("source_sha256") == source_sha256 and (self.path / e["file"]).is_file():
+            if e.get("source_sha256") != source_sha256:
+                continue
+            health = self.check(e["id"])
+            if health.ok:
                 return dict(e)
+            log.warning(
+                "%s: %s is damaged (%s); ingesting it again",
+                self.path,
+                e["id"],
+                "; ".join(health.problems[:3]),
+            )
         return None
 
     # ---- changes --------------------------------------------------------------------------
 
     def add(self, recording: Recording, overwrite: bool = True) -> dict[str, Any]:
-        """Save ``recording`` into the catalog and index it (both atomically)."""
-        existing = [e for e in self._entries if e["id"] == recording.id]
-        if existing and not overwrite:
-            raise CatalogError(f"{self.path}: recording {recording.id!r} already exists")
-        self.path.mkdir(parents=True, exist_ok=True)
+        """Save ``recording`` into the catalog and index it (both atomically).
+
+        Safe with other writers at once: the file is written under a temporary name, then the
+        index is re-read, updated and rewritten under the index lock.
+        """
+        if not overwrite:
+            self.refresh()
+            if recording.id in self:
+                raise CatalogError(f"{self.path}: recording {recording.id!r} already exists")
+        self._register()
         file_name = f"{recording.id}.h5"
         recording.save(self.path / file_name)
         entry = _index_entry(recording, file_name)
-        self._entries = [e for e in self._entries if e["id"] != recording.id] + [entry]
-        self._entries.sort(key=lambda e: e["id"])
-        self._write_index()
+        with self._index_lock():
+            self.refresh()
+            self._entries = [e for e in self._entries if e["id"] != recording.id] + [entry]
+            self._entries.sort(key=lambda e: e["id"])
+            self._write_index()
         return dict(entry)
 
 

@@ -21,15 +21,24 @@ from neurofm.data.storage import (
     LazySignal,
     LazySpikes,
     attrs_json,
+    check_checksums,
     open_signal,
+    write_checksums,
     write_signal,
 )
-from neurofm.errors import InvalidDataError, ReaderError
+from neurofm.errors import InvalidDataError, NeuroFMError, ReaderError
 
 FORMAT_NAME = "neurofm.recording"
 FORMAT_VERSION = 1
 
-__all__ = ["Metadata", "Provenance", "Recording"]
+__all__ = [
+    "Integrity",
+    "Metadata",
+    "Provenance",
+    "Recording",
+    "check_integrity",
+    "verify_recording",
+]
 
 
 @dataclass
@@ -218,6 +227,9 @@ class Recording:
 
         The file is written under a temporary name in the destination folder and renamed into
         place only when complete, so a crash or an error never leaves a partial file behind.
+        Before the rename, a sha256 of every dataset is stored in the file
+        (:func:`neurofm.data.storage.write_checksums`), so :func:`verify_recording` can tell
+        later whether any byte changed.
         """
         path = Path(path)
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
@@ -233,6 +245,8 @@ class Recording:
             group = f.create_group("signals", track_order=True)  # keep the signals' order
             for name, signal in self.signals.items():
                 write_signal(group, name, signal)
+            f.flush()
+            write_checksums(f)
         return path
 
     @classmethod
@@ -272,6 +286,12 @@ class Recording:
                 json.loads(f.attrs["provenance"]),
                 float(f.attrs.get("absolute_start", 0.0)),
             )
+        except NeuroFMError:
+            f.close()
+            raise
+        except Exception as exc:  # damaged attributes or groups: h5py, json, unicode errors
+            f.close()
+            raise ReaderError(f"{path}: damaged recording file ({_reason(exc)})") from None
         except BaseException:
             f.close()
             raise
@@ -363,3 +383,79 @@ class Recording:
             "metadata": dataclasses.asdict(self.metadata),
             "provenance": dataclasses.asdict(self.provenance),
         }
+
+
+# --------------------------------------------------------------------------------------------
+# integrity
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Integrity:
+    """What re-reading a saved recording found.
+
+    Attributes
+    ----------
+    path : Path
+        The recording file.
+    problems : list of str
+        One line per damaged part, naming the dataset (``"signals/spikes/timestamps: content
+        changed since it was written"``); empty when the file is healthy.
+    checked : bool
+        False when the file holds no checksums (written before neurofm stored them): it opens
+        and its structure is sound, but changed values could not be detected.
+    """
+
+    path: Path
+    problems: list[str] = field(default_factory=list)
+    checked: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_integrity(path: str | os.PathLike[str]) -> Integrity:
+    """Re-read a saved recording and compare every dataset with the checksums it was saved with.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.h5`` written by :meth:`Recording.save`.
+
+    Returns
+    -------
+    Integrity
+        Never raises for a damaged file: what is wrong is in ``problems``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return Integrity(path, [f"{path}: no such recording file"])
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        return Integrity(path, [f"{path}: not a readable HDF5 file ({_reason(exc)})"])
+    try:
+        with f:
+            problems = check_checksums(f)
+    except Exception as exc:  # damage the checks themselves trip over
+        return Integrity(path, [f"{path}: unreadable ({_reason(exc)})"])
+    if problems:
+        return Integrity(path, problems)
+    try:  # the structure must also open as a recording
+        Recording.open(path).close()
+    except NeuroFMError as exc:
+        return Integrity(path, [str(exc)], checked=problems is not None)
+    except Exception as exc:
+        return Integrity(path, [f"{path}: cannot open ({_reason(exc)})"], problems is not None)
+    return Integrity(path, [], checked=problems is not None)
+
+
+def verify_recording(path: str | os.PathLike[str]) -> list[str]:
+    """The problems :func:`check_integrity` finds in a saved recording ([] when healthy)."""
+    return check_integrity(path).problems
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:200]

@@ -1,16 +1,20 @@
-"""POYO's stitched evaluation: overlapping windows -> whole-session predictions -> R^2 per session.
+"""POYO's stitched evaluation: overlapping windows -> whole-session predictions -> a score per
+session: R^2 for a regression target, balanced accuracy for a class target.
 
-Windows of the evaluation domain overlap by half (POYO's protocol); every target sample gets the
-mean of the predictions of all windows that contain it
+Windows of the evaluation domain overlap by half (POYO's protocol); every target point gets the
+mean of the predictions (values, or class logits) of all windows that contain it
 (:func:`~neurofm.evaluation.stitching.stitch`). Scores are computed on
 :func:`~neurofm.data.targets.evaluation_targets`, the points every decoder (the baselines
-included) is scored on.
+included) is scored on; points with a non-finite value are masked there and counted.
 """
 
 from __future__ import annotations
 
+import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,38 +22,58 @@ from torch.utils.data import DataLoader
 
 from neurofm.data.sampling import SequentialWindowSampler
 from neurofm.data.signals import Intervals
-from neurofm.data.targets import evaluation_targets
+from neurofm.data.targets import TrialTarget, as_target, evaluation_targets, target_label
 from neurofm.errors import InvalidDataError
 from neurofm.evaluation.stitching import stitch
-from neurofm.metrics import r2_score
+from neurofm.metrics import balanced_accuracy, r2_score
 from neurofm.models.poyo import POYO
-from neurofm.tokenizers.spikes import SpikeTokenizer, TargetScaler, collate
+from neurofm.tokenizers.spikes import ClassEncoder, SpikeTokenizer, TargetScaler, collate
 from neurofm.training.datasets import OpenRecordings, WindowDataset, split_domains_of
 
 __all__ = ["EvalResult", "SessionPrediction", "evaluate_poyo"]
 
+log = logging.getLogger(__name__)
+
+#: How reports name each metric.
+METRIC_NAMES = {"r2": "R^2", "balanced_accuracy": "balanced accuracy"}
+
 
 @dataclass
 class SessionPrediction:
-    """Stitched predictions of one recording on the evaluation points."""
+    """Stitched predictions of one recording on the evaluation points.
+
+    For a class target ``truth`` and ``prediction`` hold class indices, shape ``(T, 1)``
+    (-1 for a true label the model never saw), ``r2`` is NaN and ``score`` the balanced
+    accuracy.
+    """
 
     recording_id: str
     timestamps: np.ndarray
     truth: np.ndarray
     prediction: np.ndarray
     r2: float
+    n_masked: int = 0  # evaluation points left out (non-finite target)
+    score: float = float("nan")  # the result's metric (R^2 or balanced accuracy)
+
+    def __post_init__(self) -> None:
+        if np.isnan(self.score) and not np.isnan(self.r2):
+            self.score = self.r2
 
 
 @dataclass
 class EvalResult:
-    """R^2 per session and their mean, with the stitched predictions for plots."""
+    """A score per session (R^2, or balanced accuracy for a class target), with the stitched
+    predictions for plots."""
 
     split: str
     sessions: dict[str, SessionPrediction] = field(default_factory=dict)
+    metric: str = "r2"  # or "balanced_accuracy"
+    target: str = ""  # how reports name the target
+    classes: tuple[str, ...] = ()  # a class target's classes
 
     @property
     def r2(self) -> dict[str, float]:
-        """R^2 of each session."""
+        """R^2 of each session (NaN for a class target: see :attr:`scores`)."""
         return {rid: s.r2 for rid, s in self.sessions.items()}
 
     @property
@@ -57,13 +81,33 @@ class EvalResult:
         """Mean R^2 over sessions (NaN when there is none)."""
         return float(np.mean(list(self.r2.values()))) if self.sessions else float("nan")
 
+    @property
+    def scores(self) -> dict[str, float]:
+        """The metric of each session (:attr:`metric` says which)."""
+        return {rid: s.score for rid, s in self.sessions.items()}
+
+    @property
+    def mean_score(self) -> float:
+        """Mean of :attr:`scores` over sessions (NaN when there is none)."""
+        return float(np.mean(list(self.scores.values()))) if self.sessions else float("nan")
+
+    @property
+    def metric_name(self) -> str:
+        """``R^2`` or ``balanced accuracy``."""
+        return METRIC_NAMES[self.metric]
+
+    @property
+    def n_masked(self) -> int:
+        """Evaluation points left out over all sessions (non-finite target values)."""
+        return sum(s.n_masked for s in self.sessions.values())
+
 
 @torch.no_grad()
 def evaluate_poyo(
     model: POYO,
-    scaler: TargetScaler,
+    scaler: TargetScaler | ClassEncoder,
     catalog: str | Path,
-    target: str,
+    target: Any,
     split: str = "test",
     recordings: list[str] | None = None,
     step: float | None = None,
@@ -77,12 +121,12 @@ def evaluate_poyo(
     ----------
     model : POYO
         A trained model (its unit and session vocabularies must hold the recordings).
-    scaler : TargetScaler
-        The target's z-scoring, saved with the model.
+    scaler : TargetScaler or ClassEncoder
+        The target's z-scoring (or a class target's classes), saved with the model.
     catalog : str or Path
         Catalog folder.
-    target : str
-        Behaviour signal to decode (e.g. ``"hand_vel"``).
+    target : str or TrialTarget
+        Behaviour signal to decode (e.g. ``"hand_vel"``), or a per-trial target.
     split : str
         Whose ``<split>_domain`` to score.
     recordings : list of str, optional
@@ -99,26 +143,51 @@ def evaluate_poyo(
     Returns
     -------
     EvalResult
-        R^2 per session and the stitched predictions.
+        R^2 per session (balanced accuracy for a class target) and the stitched predictions.
+        A session with fewer than two points to score (all masked, or no trial) is left out,
+        with a warning.
 
     Raises
     ------
     InvalidDataError
-        No recording has the split, or some evaluation point is covered by no window.
-        Recordings whose units or session are not in the model's vocabulary raise an error too
-        (use fine-tuning to add them).
+        No recording has the split (naming the dataset card and its ``evaluate_on``), or some
+        evaluation point is covered by no window. Recordings whose units or session are not
+        in the model's vocabulary raise an error too (use fine-tuning to add them).
     """
+    target = as_target(target)
+    is_class = isinstance(target, TrialTarget) and target.is_class
+    if is_class != isinstance(scaler, ClassEncoder):
+        raise InvalidDataError(
+            f"the target {target_label(target)} is "
+            f"{'a class' if is_class else 'a regression'} target but the model was trained on "
+            f"{'classes' if isinstance(scaler, ClassEncoder) else 'values'}"
+        )
     with OpenRecordings(catalog) as recs:  # each recording opened once, for everything below
         if domains is None:
             domains = split_domains_of(recs, split, recordings)
         if not domains:
-            raise InvalidDataError(f"{recs.path}: no recording has a non-empty {split}_domain")
+            raise InvalidDataError(_empty_split_message(recs, split, recordings))
         stitched = _stitched_predictions(
             model, scaler, recs, domains, target, step, batch_size, device
         )
-        result = EvalResult(split)
+        result = EvalResult(
+            split,
+            metric="balanced_accuracy" if is_class else "r2",
+            target=target_label(target),
+            classes=scaler.classes if isinstance(scaler, ClassEncoder) else (),
+        )
         for rid, (times, preds) in stitched.items():
             truth = evaluation_targets(recs.get(rid), target, split, domains[rid])
+            if len(truth.timestamps) < 2:
+                log.warning(
+                    "%s: not scored on the %s split: %d %s point(s) to score (%d masked)",
+                    rid,
+                    split,
+                    len(truth.timestamps),
+                    target_label(target),
+                    truth.n_masked,
+                )
+                continue
             # Window times are float32 relative times plus a float64 start: match on the sample
             # grid, allowing for that rounding.
             idx = np.searchsorted(times, truth.timestamps)
@@ -131,19 +200,68 @@ def evaluate_poyo(
                 raise InvalidDataError(
                     f"{rid}: some evaluation points were not covered by a window"
                 )
+            if isinstance(scaler, ClassEncoder):
+                guess = preds[idx].argmax(axis=1)  # the stitched (mean) logits' best class
+                true_index = scaler.encode(truth.values)
+                with warnings.catch_warnings():  # "y_pred contains classes not in y_true"
+                    warnings.simplefilter("ignore", UserWarning)
+                    score = balanced_accuracy(truth.values.astype(str), scaler.decode(guess))
+                result.sessions[rid] = SessionPrediction(
+                    rid,
+                    truth.timestamps,
+                    true_index.astype(np.float64)[:, None],
+                    guess.astype(np.float64)[:, None],
+                    float("nan"),
+                    truth.n_masked,
+                    score,
+                )
+                continue
             predicted = scaler.inverse(preds[idx])
             result.sessions[rid] = SessionPrediction(
-                rid, truth.timestamps, truth.values, predicted, r2_score(truth.values, predicted)
+                rid,
+                truth.timestamps,
+                truth.values,
+                predicted,
+                r2_score(truth.values, predicted),
+                truth.n_masked,
+            )
+        if not result.sessions:
+            raise InvalidDataError(
+                f"{recs.path}: no recording has two or more {target_label(target)} points to "
+                f"score in its {split}_domain"
             )
     return result
 
 
+def _empty_split_message(recs: OpenRecordings, split: str, recordings: list[str] | None) -> str:
+    """No recording has the split: name the dataset card, and the split it would evaluate."""
+    ids = recordings or recs.catalog.ids
+    cards: set[str] = set()
+    said: set[str] = set()
+    for rid in ids:
+        extra = recs.get(rid).metadata.extra
+        cards.add(str(extra.get("dataset_card") or ""))
+        said.add(str(extra.get("evaluate_on") or ""))
+    cards.discard("")
+    said.discard("")
+    card = f"dataset card {', '.join(sorted(cards))!r}" if cards else "no dataset card"
+    text = f"{recs.path}: no recording has a non-empty {split}_domain ({card})"
+    if said and said != {split}:
+        text += f"; the card evaluates on {', '.join(sorted(said))}: use that split"
+    else:
+        text += (
+            f"; the card's splits leave {split} empty: evaluate another split (--split valid) "
+            "or set splits.evaluate_on in the card"
+        )
+    return text
+
+
 def _stitched_predictions(
     model: POYO,
-    scaler: TargetScaler,
+    scaler: TargetScaler | ClassEncoder,
     recs: OpenRecordings,
     domains: dict[str, Intervals],
-    target: str,
+    target: str | TrialTarget,
     step: float | None,
     batch_size: int,
     device: str | torch.device,

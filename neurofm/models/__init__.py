@@ -1,1 +1,1 @@
-"""Models: POYO (spikes -> behaviour), baselines; SAMBA later. Import submodules directly."""
+"""Models, torch modules only: ``poyo`` (spikes -> behaviour), ``samba`` (EEG -> fMRI)."""

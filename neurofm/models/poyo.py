@@ -4,20 +4,25 @@ Follows Azabou et al. (NeurIPS 2023) and the notes in shared/reference/poyo.md: 
 its unit's embedding plus a token-type embedding (spike / start / end of the window); rotary
 embeddings carry time; a fixed grid of latent tokens cross-attends to the spikes (encoder), then
 self-attends (processor); output queries -- the session's embedding at each output time --
-cross-attend to the latents (decoder); a linear readout gives the behaviour.
+cross-attend to the latents (decoder); a readout per target type gives the behaviour: a linear
+map to the (z-scored) values for regression, logits over the classes for a categorical target,
+each with its weighted loss (a sample of weight 0, e.g. a NaN gap, does not count).
 
 Shapes: B windows, N input tokens, L latents, Q output times, D = ``dim``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+import torch.nn.functional as F
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+from pydantic.dataclasses import dataclass
 from torch import nn
 
+from neurofm.errors import NeuroFMError
 from neurofm.models.layers import (
     Dropout,
     FeedForward,
@@ -30,25 +35,51 @@ from neurofm.models.layers import (
 TOKEN_SPIKE, TOKEN_START, TOKEN_END = 0, 1, 2
 
 
-@dataclass
+@dataclass(config=ConfigDict(extra="forbid"))
 class POYOConfig:
-    """Shape of a POYO model (``models/poyo_*.yaml``)."""
+    """Shape of a POYO model (``models/poyo_*.yaml``).
 
-    dim: int = 64
-    depth: int = 6
-    dim_head: int = 64
-    cross_heads: int = 2
-    self_heads: int = 8
-    ffn_dropout: float = 0.2
-    lin_dropout: float = 0.4
-    atn_dropout: float = 0.2
-    window_length: float = 1.0
-    latent_step: float = 0.125
-    num_latents_per_step: int = 16
-    dim_out: int = 2
-    t_min: float = 1e-4
-    t_max: float = 2.0627
-    emb_init_scale: float = 0.02
+    Every field is checked when a config is made (in YAML or in Python): sizes are positive,
+    dropouts lie in [0, 1), times are positive. A config file's mistakes are one
+    :class:`~neurofm.errors.SpecError` naming the file and the key.
+    """
+
+    dim: Annotated[int, Field(gt=0, description="width of every token (D)")] = 64
+    depth: Annotated[int, Field(gt=0, description="self-attention (processor) layers")] = 6
+    dim_head: Annotated[
+        int, Field(gt=0, multiple_of=4, description="width of an attention head")
+    ] = 64
+    cross_heads: Annotated[int, Field(gt=0, description="heads of the encoder/decoder")] = 2
+    self_heads: Annotated[int, Field(gt=0, description="heads of the processor")] = 8
+    ffn_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    lin_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.4
+    atn_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    window_length: Annotated[float, Field(gt=0, description="window, s")] = 1.0
+    latent_step: Annotated[float, Field(gt=0, description="latent grid step, s")] = 0.125
+    num_latents_per_step: Annotated[int, Field(gt=0)] = 16
+    dim_out: Annotated[int, Field(gt=0, description="target dimensions (set from the data)")] = 2
+    t_min: Annotated[float, Field(gt=0, description="shortest rotary period, s")] = 1e-4
+    t_max: Annotated[float, Field(gt=0, description="longest rotary period, s")] = 2.0627
+    emb_init_scale: Annotated[float, Field(gt=0)] = 0.02
+
+    @field_validator("latent_step")
+    @classmethod
+    def _latents_in_window(cls, value: float, info: ValidationInfo) -> float:
+        window = info.data.get("window_length")
+        if window is not None and value > window:
+            raise ValueError(
+                f"must not exceed window_length ({window:g} s): a window needs at least one "
+                "step of latents"
+            )
+        return value
+
+    @field_validator("t_max")
+    @classmethod
+    def _periods(cls, value: float, info: ValidationInfo) -> float:
+        t_min = info.data.get("t_min")
+        if t_min is not None and value <= t_min:
+            raise ValueError(f"must be greater than t_min ({t_min:g} s)")
+        return value
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> POYOConfig:
@@ -67,19 +98,65 @@ class POYOConfig:
         return validate(cls, values, path)
 
 
+class RegressionReadout(nn.Linear):
+    """Linear readout to ``dim_out`` z-scored values; loss: weighted mean squared error."""
+
+    kind = "regression"
+
+    def loss(
+        self,
+        pred: torch.Tensor,  # (B, Q, dim_out)
+        values: torch.Tensor,  # (B, Q, dim_out)
+        weights: torch.Tensor,  # (B, Q), 0 for padding and masked samples
+    ) -> torch.Tensor:
+        """Mean over weighted samples of the squared error averaged over outputs."""
+        err = ((pred - values) ** 2).mean(dim=-1)
+        return (err * weights).sum() / weights.sum().clamp_min(1e-8)
+
+
+class ClassReadout(nn.Linear):
+    """Linear readout to one logit per class; loss: weighted cross-entropy."""
+
+    kind = "class"
+
+    def loss(
+        self,
+        pred: torch.Tensor,  # (B, Q, n_classes) logits
+        values: torch.Tensor,  # (B, Q, 1) class index, as a float
+        weights: torch.Tensor,  # (B, Q)
+    ) -> torch.Tensor:
+        """Mean over weighted samples of the cross-entropy of the true class."""
+        target = values[..., 0].round().long().clamp_min(0)
+        err = F.cross_entropy(pred.flatten(0, 1), target.flatten(), reduction="none")
+        weights = weights.flatten()
+        return (err * weights).sum() / weights.sum().clamp_min(1e-8)
+
+
+#: The readout for each kind of target.
+READOUTS: dict[str, type[nn.Linear]] = {"regression": RegressionReadout, "class": ClassReadout}
+
+
 class POYO(nn.Module):
     """The POYO model.
 
     Parameters
     ----------
     config : POYOConfig
-        Sizes, dropouts, time geometry.
+        Sizes, dropouts, time geometry (``dim_out``: target dimensions, or classes).
     units, sessions : iterable of str
         Initial vocabularies (unit ids are namespaced ``"<recording id>/<unit id>"``).
+    readout : {"regression", "class"}
+        What the outputs are: values (linear readout, MSE) or logits over ``dim_out`` classes
+        (cross-entropy). Both hold one ``nn.Linear``'s parameters, so checkpoints load either
+        way; the training config saved beside the weights says which.
     """
 
     def __init__(
-        self, config: POYOConfig, units: list[str] | None = None, sessions: list[str] | None = None
+        self,
+        config: POYOConfig,
+        units: list[str] | None = None,
+        sessions: list[str] | None = None,
+        readout: str = "regression",
     ) -> None:
         super().__init__()
         c = self.config = config
@@ -107,7 +184,9 @@ class POYO(nn.Module):
             c.dim, c.cross_heads, c.dim_head, c.atn_dropout, rotate_value=False
         )
         self.dec_ffn = FeedForward(c.dim, dropout=c.ffn_dropout)
-        self.readout = nn.Linear(c.dim, c.dim_out)
+        if readout not in READOUTS:
+            raise NeuroFMError(f"readout must be one of {sorted(READOUTS)}, got {readout!r}")
+        self.readout = READOUTS[readout](c.dim, c.dim_out)
 
     def forward(
         self,

@@ -33,13 +33,15 @@ Where this departs from the public code, and why:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import ConfigDict, Field, field_validator
+from pydantic.dataclasses import dataclass
 from torch import nn
 
 from neurofm.errors import InvalidDataError
@@ -58,42 +60,55 @@ __all__ = [
 ]
 
 
-@dataclass
+@dataclass(config=ConfigDict(extra="forbid"))
 class SambaConfig:
     """SAMBA's shapes and training losses (``models/samba.yaml``).
 
     ``n_channels``, ``n_parcels`` and ``classes`` come from the data when a model is built
-    for a catalog; the rest is the config file's.
+    for a catalog; the rest is the config file's. Each field is checked when a config is made
+    (positive sizes and times, dropout in [0, 1), known names); values that are valid alone
+    but not together are :meth:`check`'s.
     """
 
     # window geometry
-    window_trs: int = 16
-    history_s: float = 24.0
-    grid_per_tr: int = 2
-    eeg_rate: float = 128.0
-    tr: float = 2.0
+    window_trs: Annotated[int, Field(ge=2, description="volumes per window")] = 16
+    history_s: Annotated[float, Field(ge=0, description="EEG before the first volume, s")] = 24.0
+    grid_per_tr: Annotated[int, Field(gt=0, description="feature-grid steps per TR")] = 2
+    eeg_rate: Annotated[float, Field(gt=0, description="EEG rate after resampling, Hz")] = 128.0
+    tr: Annotated[float, Field(gt=0, description="repetition time, s")] = 2.0
     # sizes
-    n_channels: int = 0
-    n_parcels: int = 0
+    n_channels: Annotated[int, Field(ge=0)] = 0
+    n_parcels: Annotated[int, Field(ge=0)] = 0
     classes: list[str] = field(default_factory=list)
     wavelet: str = "db5"
-    levels: int = 3
-    dim: int = 16
-    band_feature: str = "amplitude"  # or "log_energy" (log of the mean squared coefficient)
-    heads: int = 2
-    graph_k: int = 6
-    hidden: int = 32
-    dropout: float = 0.1
+    levels: Annotated[int, Field(gt=0, description="wavelet levels (levels + 1 bands)")] = 3
+    dim: Annotated[int, Field(gt=0)] = 16
+    band_feature: Literal["amplitude", "log_energy"] = "amplitude"  # log of mean squared coef
+    heads: Annotated[int, Field(gt=0)] = 2
+    graph_k: Annotated[int, Field(gt=0, description="neighbours per node of the graphs")] = 6
+    hidden: Annotated[int, Field(gt=0)] = 32
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
     # HRF (seconds)
-    hrf_length_s: float = 24.0
-    hrf_peak_init: float = 6.0
-    hrf_peak_range: float = 3.0
-    hrf_lr_scale: float = 3.0  # the HRF's 5 parameters per parcel learn this much faster
+    hrf_length_s: Annotated[float, Field(gt=0)] = 24.0
+    hrf_peak_init: Annotated[float, Field(gt=0)] = 6.0
+    hrf_peak_range: Annotated[float, Field(ge=0)] = 3.0
+    # the HRF's 5 parameters per parcel learn this much faster
+    hrf_lr_scale: Annotated[float, Field(gt=0)] = 3.0
     # training
-    teacher_forcing: float = 0.5  # initial probability, decays linearly to 0 at mid-training
-    loss: str = "corr+mse"  # "corr", "mse" or "corr+mse"
-    mse_weight: float = 0.5
-    class_weight: float = 0.5  # weight of the end-to-end stimulus head's cross-entropy
+    # initial probability, decays linearly to 0 at mid-training
+    teacher_forcing: Annotated[float, Field(ge=0, le=1)] = 0.5
+    loss: Literal["corr", "mse", "corr+mse"] = "corr+mse"
+    mse_weight: Annotated[float, Field(ge=0)] = 0.5
+    class_weight: Annotated[float, Field(ge=0)] = 0.5  # the stimulus head's cross-entropy
+
+    @field_validator("wavelet")
+    @classmethod
+    def _known_wavelet(cls, value: str) -> str:
+        import pywt
+
+        if value not in pywt.wavelist(kind="discrete"):
+            raise ValueError("not a discrete wavelet PyWavelets knows (e.g. db5, sym4, coif3)")
+        return value
 
     @property
     def geometry(self) -> WindowGeometry:
@@ -129,7 +144,8 @@ class SambaConfig:
         SpecError
             Unknown key or a value of the wrong type, naming the file and the key.
         InvalidDataError
-            Values that are each valid but inconsistent together (see :meth:`check`).
+            Values that are each valid but inconsistent together (see :meth:`check`), naming
+            the file.
         """
         from neurofm.specs import read_yaml, validate
 
@@ -137,7 +153,10 @@ class SambaConfig:
         if isinstance(values, dict):
             values.pop("model", None)
         config = validate(cls, values, path)
-        config.check()
+        try:
+            config.check()
+        except InvalidDataError as exc:
+            raise InvalidDataError(f"{path}: {exc}") from None
         return config
 
 

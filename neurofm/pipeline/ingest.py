@@ -84,6 +84,8 @@ def ingest(
     subjects: str | list[str] | None = None,
     eeg_options: dict[str, Any] | None = None,
     fmri_options: dict[str, Any] | None = None,
+    splits: str | Any | None = None,
+    recording_id: str | None = None,
 ) -> IngestReport:
     """Ingest NWB, EEG or NIfTI files, a folder of them, or a BIDS dataset into a catalog.
 
@@ -112,6 +114,12 @@ def ingest(
     eeg_options, fmri_options : dict, optional
         Keyword arguments of ``read_eeg`` (e.g. ``preprocessing``) and ``read_fmri``
         (e.g. ``standardize``, ``confounds``).
+    splits : {"random", "column", "time"} or SplitSpec, optional
+        Train/valid/test domains without a card (``neurofm ingest --splits``): the ``trials``
+        at random (70/10/20 %, seed 0), by their ``split`` column, or the recording's span cut
+        in contiguous blocks. Not with ``card`` (its ``splits:`` say it).
+    recording_id : str, optional
+        The recording's id (``neurofm ingest --id``); ``src`` must then be one recording.
 
     Returns
     -------
@@ -122,7 +130,17 @@ def ingest(
     ------
     ReaderError
         If ``src`` does not exist or is a folder without NWB files.
+    NeuroFMError
+        ``card`` and ``splits`` together, an unknown split rule, or ``recording_id`` for a
+        source holding several recordings.
     """
+    if splits is not None:
+        if card is not None:
+            raise NeuroFMError(
+                "give a dataset card or split rules, not both (the card's splits: say how to "
+                "split)"
+            )
+        card = _split_rules(splits)
     eeg_options = dict(eeg_options or {})
     fmri_options = dict(fmri_options or {})
     if getattr(card, "preprocessing", None) is not None:
@@ -131,7 +149,37 @@ def ingest(
         for key, value in card.fmri_cleaning.model_dump().items():
             fmri_options.setdefault(key, value)
     sources = _local_sources(Path(src), atlas, subjects, eeg_options, fmri_options)
+    if recording_id is not None:
+        if len(sources) != 1:
+            raise NeuroFMError(
+                f"{src}: an id names one recording, but this source holds {len(sources)}; "
+                "ingest the files one at a time"
+            )
+        if not recording_id or "/" in recording_id:
+            raise NeuroFMError(f"id: must be a non-empty name without '/' ({recording_id!r})")
+        sources[0].recording_id = recording_id
     return _ingest_sources(sources, Path(out), force=force, progress=progress, card=card)
+
+
+@dataclass(frozen=True)
+class _SplitRules:
+    """The split part of a dataset card on its own (``neurofm ingest --splits``)."""
+
+    splits: Any
+    fields: Any
+    label: str
+    name: str = ""
+
+
+def _split_rules(splits: str | Any) -> _SplitRules:
+    from neurofm.specs import FieldMapping, SplitSpec
+
+    if isinstance(splits, str):
+        if splits not in ("random", "column", "time"):
+            raise NeuroFMError(f"splits: expected random, column or time, got {splits!r}")
+        splits = SplitSpec(by=splits)
+    column = "split" if splits.by == "column" else None
+    return _SplitRules(splits, FieldMapping(split_column=column), f"--splits {splits.by}")
 
 
 def _local_sources(
@@ -186,7 +234,34 @@ def _local_sources(
         else:
             options, hashed = {}, (path,)
         out.append(_Source(str(path), str(path), reader, path, options, hashed))
+    _distinct_bids_ids(out)
     return out
+
+
+def _bids_suffix(name: str) -> str:
+    """``eeg`` for ``sub-01_task-rest_eeg.vhdr``, ``bold`` for ``..._bold.nii.gz``."""
+    return Path(name).name.split(".")[0].rsplit("_", 1)[-1]
+
+
+def _distinct_bids_ids(sources: list[_Source]) -> None:
+    """Files of one BIDS run read one by one (not through the dataset's root, which pairs a
+    run's EEG and BOLD into one recording) would all take the run's id, e.g.
+    ``sub-01_task-rest``: give each its BIDS suffix instead (``sub-01_task-rest_eeg``,
+    ``sub-01_task-rest_bold``)."""
+    by_id: dict[str, list[_Source]] = {}
+    for source in sources:
+        if source.reader not in ("eeg", "fmri") or bids.bids_root_of(source.location) is None:
+            continue
+        try:
+            base = bids.entity_string(bids.entities_of(source.location))
+        except ReaderError:
+            continue
+        if base:
+            by_id.setdefault(base, []).append(source)
+    for base, group in by_id.items():
+        if len({_bids_suffix(s.location) for s in group}) == len(group) > 1:
+            for source in group:
+                source.recording_id = f"{base}_{_bids_suffix(source.location)}"
 
 
 def ingest_dandi(
@@ -289,7 +364,8 @@ def _ingest_sources(
     from tqdm.auto import tqdm
 
     sources = list(sources)
-    catalog = Catalog(out, create=True)
+    # A live writer from the start: whatever it stages in the folder is not a dead one's litter.
+    catalog = Catalog(out, create=True, writer=True)
     report = IngestReport(out)
     bar = tqdm(sources, desc="ingest", unit="file", disable=not progress)
     for source in bar:
@@ -316,10 +392,22 @@ def _ingest_sources(
                         progress=spikes_bar.update,
                         provenance=source.provenance,
                     )
+                    # Unsorted spikes are repaired by the reader: merging the trains into one
+                    # time-sorted stream needs each train sorted, and afterwards no one can
+                    # tell which unit went back in time. Trial repairs wait for apply_card,
+                    # which knows the validity and split rules (an overlap between trials
+                    # the card drops anyway needs no repair).
+                    repairs = getattr(card, "repairs", None)
+                    if repairs is not None and repairs.unsorted_spikes is not None:
+                        options["unsorted_spikes"] = repairs.unsorted_spikes
                 target = source.location if source.target is None else source.target
                 rec = READERS[source.reader](target, sha256=digest or None, **options)
                 try:
-                    if card is not None and card.fields.target is not None:
+                    if source.recording_id is not None:  # NWB: already; others: set here
+                        rec.id = source.recording_id
+                    if card is not None and (
+                        card.fields.target is not None or isinstance(card, _SplitRules)
+                    ):
                         rec = apply_card(rec, card, source.name)
                     _check_id_is_free(catalog, rec, source.name)
                     catalog.add(rec)
@@ -336,17 +424,37 @@ def _ingest_sources(
 
 
 def _check_id_is_free(catalog: Catalog, rec: Recording, name: str) -> None:
-    """Two sources must not share a recording id: the second would silently replace the first."""
-    if rec.id not in catalog:
-        return
-    entry = catalog.entry(rec.id)
+    """Two sources must not share a recording id: the second would silently replace the first.
+
+    A BIDS file whose run id is taken by another modality of the same run (the EEG ingested
+    before, now the BOLD) takes its BIDS suffix instead (``sub-01_task-rest_bold``).
+    """
     mine = rec.provenance.source_path or rec.provenance.source_url
-    theirs = entry.get("source_path") or entry.get("source_url", "")
-    if theirs and mine and theirs != mine:
-        raise CatalogError(
-            f"{name}: recording id {rec.id!r} is already taken in {catalog.path} by {theirs}; "
-            "rename one of the files"
-        )
+
+    def taken_by(rec_id: str) -> str:
+        if rec_id not in catalog:
+            return ""
+        entry = catalog.entry(rec_id)
+        theirs = entry.get("source_path") or entry.get("source_url") or ""
+        return theirs if theirs and mine and theirs != mine else ""
+
+    theirs = taken_by(rec.id)
+    if not theirs:
+        return
+    suffix = _bids_suffix(name)
+    if (
+        Path(name).name.startswith("sub-")
+        and Path(theirs).name.startswith("sub-")
+        and suffix != _bids_suffix(theirs)
+        and not taken_by(f"{rec.id}_{suffix}")
+    ):
+        log.info("%s: id %r is taken by %s; using %s_%s", name, rec.id, theirs, rec.id, suffix)
+        rec.id = f"{rec.id}_{suffix}"
+        return
+    raise CatalogError(
+        f"{name}: recording id {rec.id!r} is already taken in {catalog.path} by {theirs}; "
+        f"give this one its own id (neurofm ingest {name} --id NEW_ID)"
+    )
 
 
 def _one_line(exc: BaseException, name: str) -> str:
@@ -368,50 +476,113 @@ def apply_card(rec: Recording, card: Any, name: str = "") -> Recording:
     (:class:`Intervals` that never overlap in time). With ``splits.by: time`` the span of the
     target is cut into contiguous blocks instead (no trials needed); a subject listed in
     ``splits.held_out_subjects`` is test data from start to end.
+
+    The card's ``repairs`` act on the trials here (boundaries clipped, overlapping trials
+    dropped; see :func:`_repair_trials`); the stored ``trials`` table is the repaired one, and
+    what was repaired goes to the provenance under ``repairs`` (beside the reader's
+    ``unsorted_spikes``).
     """
     fields, splits = card.fields, card.splits
-    where = f"{name or rec.id}: dataset card {card.name!r}"
+    where = f"{name or rec.id}: " + (getattr(card, "label", "") or f"dataset card {card.name!r}")
     needed = ("target",) if splits.by == "time" else ("target", "trials")
     for key in needed:
         signal = getattr(fields, key)
+        if signal is None:  # --splits alone: no target to check
+            continue
+        if key == "target" and not isinstance(signal, str):  # a per-trial target
+            _check_trial_target(rec, signal, where)
+            continue
+        if signal not in rec and isinstance(card, _SplitRules):
+            raise InvalidDataError(
+                f"{where}: splits the {signal!r} intervals, but the file has none (has "
+                f"{sorted(rec.signals)}); --splits time cuts a continuous recording instead"
+            )
         if signal not in rec:
             raise InvalidDataError(
                 f"{where}: fields.{key} is {signal!r} but the file has no such signal "
                 f"(has {sorted(rec.signals)})"
             )
     if rec.metadata.subject_id in splits.held_out_subjects or splits.by == "time":
-        target = rec[fields.target]
-        times = target.load().timestamps
-        # The span of the target's samples, with the last sample's own period included.
-        span_end = float(times[-1]) + (1.0 / target.rate if target.kind == "regular" else 0.0)
+        if fields.target is None:  # --splits time: the recording's whole span
+            span_start, span_end = 0.0, rec.duration
+        else:
+            target = rec[fields.target]
+            times = target.load().timestamps
+            # The span of the target's samples, with the last sample's own period included.
+            span_start = float(times[0])
+            span_end = float(times[-1]) + (1.0 / target.rate if target.kind == "regular" else 0)
         held_out = rec.metadata.subject_id in splits.held_out_subjects
         fractions = (0.0, 0.0, 1.0) if held_out else splits.fractions
-        domains = time_domains(float(times[0]), span_end, fractions)
+        domains = time_domains(span_start, span_end, fractions)
     else:
         domains = _trial_domains(rec, card, where)
+    repaired: dict[str, Any] = domains.pop("_repaired", {})  # type: ignore[assignment]
     # The new recording takes over what backs rec's lazy signals (e.g. staged spikes).
     out = rec.with_signals(
         {
-            f"{split}_domain": Intervals(dom.start, dom.end, name=f"{split}_domain", validate=False)
-            for split, dom in domains.items()
+            **{
+                f"{split}_domain": Intervals(
+                    dom.start, dom.end, name=f"{split}_domain", validate=False
+                )
+                for split, dom in domains.items()
+            },
+            **repaired.get("signals", {}),
         }
     )
-    out.metadata.extra["dataset_card"] = card.name
+    if repaired.get("entries"):
+        out.provenance.extra["repairs"] = {
+            **(out.provenance.extra.get("repairs") or {}),
+            **repaired["entries"],
+        }
+    if card.name:
+        out.metadata.extra["dataset_card"] = card.name
+        # `neurofm evaluate` has only the catalog: it scores this split by default.
+        out.metadata.extra["evaluate_on"] = splits.evaluate_on
+    else:
+        out.metadata.extra["splits"] = splits.by
     return out
 
 
-def _trial_domains(rec: Recording, card: Any, where: str) -> dict[str, Intervals]:
-    """Train/valid/test domains from the card's trial rules (validity, split column)."""
+def _check_trial_target(rec: Recording, target: Any, where: str) -> None:
+    """A per-trial target's table and columns exist, and its event time is a time column."""
+    if target.table not in rec:
+        raise InvalidDataError(
+            f"{where}: fields.target reads the {target.table!r} table but the file has no such "
+            f"signal (has {sorted(rec.signals)})"
+        )
+    table = rec[target.table].load()
+    for key, column in (("trials", target.trials), ("at", target.at)):
+        if column not in table.columns:
+            raise InvalidDataError(
+                f"{where}: fields.target.{key} {column!r} is not a column of {target.table!r} "
+                f"(columns: {', '.join(sorted(table.columns))})"
+            )
+    if target.at not in getattr(table, "time_columns", ()):
+        raise InvalidDataError(
+            f"{where}: fields.target.at {target.at!r} is not a time column of "
+            f"{target.table!r} (time columns: {', '.join(table.time_columns) or 'none'})"
+        )
+
+
+def _trial_domains(rec: Recording, card: Any, where: str) -> dict[str, Any]:
+    """Train/valid/test domains from the card's trial rules (repairs, validity, split column).
+
+    The card's trial repairs come first, on the whole table (what they change does not depend
+    on which trials the card keeps); what they did is returned under ``"_repaired"``: the
+    repaired trials table and the provenance entries.
+    """
+    from neurofm.expressions import parse_row_filter
+
     fields, splits = card.fields, card.splits
     trials = rec[fields.trials].load()
+    trials, entries = _repair_trials(trials, getattr(card, "repairs", None), where)
+    repaired = {"signals": {fields.trials: trials}, "entries": entries} if entries else {}
     keep = np.ones(len(trials), dtype=bool)
     if fields.valid_trials is not None:
-        if fields.valid_trials not in trials.columns:
-            raise InvalidDataError(
-                f"{where}: fields.valid_trials {fields.valid_trials!r} is not a column of "
-                f"{fields.trials!r} (has {sorted(trials.columns)})"
-            )
-        keep &= trials.columns[fields.valid_trials].astype(bool)
+        expression = parse_row_filter(fields.valid_trials)
+        keep &= expression.evaluate(
+            trials.columns, len(trials), f"{where}: fields.valid_trials {expression.text!r}"
+        )
     if splits.by == "column":
         column = fields.split_column
         if column is None or column not in trials.columns:
@@ -424,6 +595,108 @@ def _trial_domains(rec: Recording, card: Any, where: str) -> dict[str, Intervals
         )
         keep &= labels != "drop"
         kept = trials.take(np.flatnonzero(keep))
+        _refuse_overlaps(kept, where)
         kept.columns["_split"] = labels[keep]
-        return split_domains(kept, column="_split")
-    return split_domains(trials.take(np.flatnonzero(keep)), splits.fractions, seed=splits.seed)
+        domains: dict[str, Any] = split_domains(kept, column="_split")
+    else:
+        kept = trials.take(np.flatnonzero(keep))
+        _refuse_overlaps(kept, where)
+        domains = split_domains(kept, splits.fractions, seed=splits.seed)
+    if repaired:
+        domains["_repaired"] = repaired
+    return domains
+
+
+def _overlapping(start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Which intervals (sorted by start) overlap another one (``end_i > start_j``, j after i)."""
+    n = len(start)
+    hit = np.zeros(n, dtype=bool)
+    if n < 2:
+        return hit
+    # i overlaps a later interval iff it ends after the next one starts (starts are sorted);
+    # j overlaps an earlier one iff it starts before the latest end so far.
+    hit[:-1] |= end[:-1] > start[1:]
+    hit[1:] |= start[1:] < np.maximum.accumulate(end)[:-1]
+    return hit
+
+
+def _refuse_overlaps(trials: Intervals, where: str) -> None:
+    """Trials that overlap would put one moment in two splits: say where, and what can help."""
+    hit = np.flatnonzero(trials.end[:-1] > trials.start[1:])
+    if not hit.size:
+        return
+    sizes = trials.end[hit] - trials.start[hit + 1]
+    i = int(hit[0])
+    raise InvalidDataError(
+        f"{where}: {trials.name}: trials {i} and {i + 1} overlap by {sizes[0]:.3g} s "
+        f"({len(hit)} overlapping neighbours, largest overlap {sizes.max():.3g} s), so "
+        "trial-based splits could overlap in time; the dataset card can clip boundaries "
+        "that overlap by float noise (repairs: trial_overlap: {tolerance_s: ...}) or drop "
+        "overlapping trials (repairs: overlapping_trials: drop)"
+    )
+
+
+def _repair_trials(
+    trials: Intervals, repairs: Any, where: str
+) -> tuple[Intervals, dict[str, Any]]:
+    """Apply the card's trial repairs; return the trials and the provenance entries.
+
+    ``trial_overlap``: a trial ending at most ``tolerance_s`` after the next one starts ends
+    where the next begins (float noise in back-to-back trials, e.g. MC_RTT). Then
+    ``overlapping_trials: drop``: every trial still overlapping another is dropped, both of a
+    pair (no moment may belong to two trials). Trial numbers in the entries are positions in
+    the table sorted by start time, as stored.
+    """
+    entries: dict[str, Any] = {}
+    if repairs is None:
+        return trials, entries
+    name = where.split(":", 1)[0]
+    if repairs.trial_overlap is not None:
+        tolerance = repairs.trial_overlap.tolerance_s
+        end = np.array(trials.end, dtype=np.float64, copy=True)
+        over = np.zeros(len(end))
+        over[:-1] = end[:-1] - trials.start[1:]
+        clip = np.flatnonzero((over > 0) & (over <= tolerance))
+        end[clip] = trials.start[clip + 1]
+        entries["trial_overlap"] = {
+            "tolerance_s": tolerance,
+            "n_trials": len(clip),
+            "trials": clip.tolist(),
+            "max_clipped_s": float(over[clip].max()) if clip.size else 0.0,
+        }
+        if clip.size:
+            log.warning(
+                "%s: repairs.trial_overlap: %d trial end(s) overlapping the next start by at "
+                "most %g s (largest %.3g s) clipped to it",
+                name,
+                len(clip),
+                tolerance,
+                over[clip].max(),
+            )
+        trials = Intervals(
+            trials.start,
+            end,
+            trials.labels,
+            trials.columns,
+            trials.time_columns,
+            trials.name,
+        )
+    if repairs.overlapping_trials == "drop":
+        hit = _overlapping(trials.start, trials.end)
+        dropped = np.flatnonzero(hit)
+        entries["overlapping_trials"] = {
+            "policy": "drop",
+            "n_trials": len(dropped),
+            "trials": dropped.tolist(),
+        }
+        if dropped.size:
+            log.warning(
+                "%s: repairs.overlapping_trials drop: %d of %d trials overlapped another "
+                "trial and were dropped (%s)",
+                name,
+                len(dropped),
+                len(hit),
+                ", ".join(map(str, dropped[:10])) + (" ..." if len(dropped) > 10 else ""),
+            )
+            trials = trials.take(np.flatnonzero(~hit))
+    return trials, entries

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ def run_pipeline(
     workdir: str | os.PathLike[str] | None = None,
     progress: bool = True,
     only: tuple[str, ...] | None = None,
+    overrides: Sequence[str] = (),
 ) -> PipelineResult:
     """Run the steps of a pipeline spec in order.
 
@@ -56,11 +58,15 @@ def run_pipeline(
     only : tuple of str, optional
         Run only these step kinds (e.g. ``("train", "evaluate")`` for ``neurofm train``); the
         catalog of the spec's ingest step is still used.
+    overrides : sequence of str
+        ``KEY=VALUE`` changes of the spec (``steps.train.epochs=5``) or of its dataset card
+        (``card.splits.seed=1``), validated like the files
+        (:func:`neurofm.specs.apply_overrides`).
     """
     from neurofm.sources import dandi
     from neurofm.specs import load_pipeline
 
-    spec, card, spec_workdir = load_pipeline(path)
+    spec, card, spec_workdir = load_pipeline(path, overrides)
     work = Path(workdir) if workdir is not None else spec_workdir
     result = PipelineResult(spec.name, work)
     source = card.source

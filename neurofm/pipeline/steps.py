@@ -128,7 +128,7 @@ def run_evaluate_step(
     Parameters
     ----------
     opts : EvaluateStep
-        Split, baselines and plots.
+        Split (default the card's ``splits.evaluate_on``), baselines and plots.
     card : DatasetCard
         The pipeline's dataset card (POYO decodes its ``fields.target``).
     catalog : Path
@@ -145,4 +145,6 @@ def run_evaluate_step(
     """
     from neurofm.evaluation.checkpoint import evaluate_checkpoint
 
+    if opts.split is None:  # the card says which split has data to score (NLB: valid)
+        opts = opts.model_copy(update={"split": card.splits.evaluate_on})
     return evaluate_checkpoint(checkpoint, catalog, opts, work, target=card.fields.target)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 from neurofm.data.recording import Recording
 from neurofm.readers.eeg import read_eeg
@@ -30,6 +31,7 @@ from neurofm.sources.bids import EEG_EXTENSIONS, NIFTI_EXTENSIONS, has_suffix
 __all__ = [
     "READERS",
     "format_of",
+    "read",
     "read_bids_run",
     "read_eeg",
     "read_eeg_fmri",
@@ -85,3 +87,35 @@ def reader_for(path: str | os.PathLike[str]) -> Callable[..., Recording]:
         ``read_nwb``, ``read_eeg`` or ``read_fmri``.
     """
     return READERS[format_of(path)]
+
+
+def read(path: str | os.PathLike[str], **options: Any) -> Recording:
+    """Read any file neurofm knows into a :class:`~neurofm.data.Recording` (in memory).
+
+    The reader is picked by the file's type (:func:`format_of`): an NWB file goes to
+    :func:`~neurofm.readers.nwb.read_nwb`, an EEG file (``.vhdr``, ``.edf``, ``.bdf``,
+    ``.set``, ``.fif``...) to :func:`~neurofm.readers.eeg.read_eeg`, a 4-D BOLD NIfTI to
+    :func:`~neurofm.readers.fmri.read_fmri` (which needs ``atlas=``).
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+    **options
+        Keyword options of that reader (``preprocessing=`` for EEG, ``atlas=`` for fMRI...).
+
+    Returns
+    -------
+    Recording
+
+    Raises
+    ------
+    ReaderError
+        A missing or unreadable file, or one of no format neurofm reads (naming the file).
+
+    Examples
+    --------
+    >>> import neurofm
+    >>> rec = neurofm.read("raw/sub-S0/sub-S0_ses-20240304_ecephys.nwb")  # doctest: +SKIP
+    """
+    return reader_for(path)(path, **options)

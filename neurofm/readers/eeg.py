@@ -28,6 +28,7 @@ import datetime as dt
 import logging
 import os
 import re
+import unicodedata
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -129,6 +130,7 @@ def read_eeg(
     dtype: Any = np.float32,
     sha256: str | None = None,
     provenance: Mapping[str, Any] | None = None,
+    allow_truncated: bool = False,
 ) -> Recording:
     """Read an EEG file (any format MNE reads, or a BIDS EEG file) into a Recording.
 
@@ -160,16 +162,24 @@ def read_eeg(
         Fingerprint of the source, when the caller computed it.
     provenance : mapping, optional
         Extra provenance fields.
+    allow_truncated : bool
+        Read an EDF/BDF file that holds fewer data records than its header declares (MNE
+        reads the complete ones); the shortfall is recorded in
+        ``provenance.extra["reader_warnings"]``. By default such a file is an error.
 
     Returns
     -------
     Recording
-        In memory: ``eeg``, ``events`` and, if any markers are found, ``volumes``.
+        In memory: ``eeg``, ``events`` and, if any markers are found, ``volumes``. Header
+        strings with control characters (e.g. a NUL in an EDF channel label) are cleaned, and
+        each change is listed in ``provenance.extra["cleaned_strings"]``; MNE's warnings about
+        the file are kept in ``provenance.extra["reader_warnings"]``.
 
     Raises
     ------
     ReaderError
-        Missing file, a format MNE cannot read, or no channel of ``require_type``.
+        Missing file, a format MNE cannot read, a truncated EDF/BDF file, channel names that
+        control characters make unusable, or no channel of ``require_type``.
     InvalidDataError
         A preprocessing step that does not fit the file (unknown bad channel, a band edge at
         or above the Nyquist frequency, interpolation without electrode positions).
@@ -185,8 +195,14 @@ def read_eeg(
         raise ReaderError(f"{path}: no such file")
     config = _preprocessing(preprocessing, str(path))
     bids_root = bids_root_of(path)
-    raw, how = _read_raw(path, bids_root)
+    shortfall = _check_edf_size(path, allow_truncated)
+    raw, how, mne_warnings = _read_raw(path, bids_root)
     notes: dict[str, Any] = {"read_with": how}
+    if shortfall or mne_warnings:
+        notes["reader_warnings"] = shortfall + mne_warnings
+    cleaned = _clean_strings(raw, path)
+    if cleaned:
+        notes["cleaned_strings"] = cleaned
     if channel_types:
         unknown = sorted(set(channel_types) - set(raw.ch_names))
         if unknown:
@@ -300,8 +316,144 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
-def _read_raw(path: Path, bids_root: Path | None) -> tuple[Any, str]:
-    """The file as a preloaded mne Raw; MNE's warnings about the file go to the log."""
+def _check_edf_size(path: Path, allow_truncated: bool) -> list[str]:
+    """Compare an EDF/BDF file's size with what its header declares, before MNE reads it.
+
+    MNE counts data records from the file size when the header's count does not fit, so a
+    truncated file would otherwise be read, silently, as a shorter recording.
+
+    Returns
+    -------
+    list of str
+        Warnings for provenance (a file cut short when ``allow_truncated``, bytes after the
+        last record); other formats give [].
+
+    Raises
+    ------
+    ReaderError
+        A header that cannot be parsed, or a file shorter than its header declares.
+    """
+    width = {".edf": 2, ".bdf": 3}.get(path.suffix.lower())
+    if width is None:
+        return []
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(256)
+        if len(head) < 256:
+            raise ReaderError(
+                f"{path}: truncated: {size} bytes, shorter than the 256-byte EDF/BDF header"
+            )
+
+        def number(lo: int, hi: int, field: str) -> int:
+            text = head[lo:hi].decode("ascii", "replace").strip()
+            try:
+                return int(text)
+            except ValueError:
+                raise ReaderError(
+                    f"{path}: header: field {field!r} must be an integer, got {text!r}"
+                ) from None
+
+        header_bytes = number(184, 192, "number of bytes in header")
+        n_records = number(236, 244, "number of data records")
+        n_signals = number(252, 256, "number of signals")
+        if n_signals <= 0 or header_bytes != 256 * (n_signals + 1):
+            raise ReaderError(
+                f"{path}: header: {n_signals} signals need a header of {256 * (n_signals + 1)} "
+                f"bytes, the header declares {header_bytes}"
+            )
+        fh.seek(256 + 216 * n_signals)
+        field = fh.read(8 * n_signals)
+    if len(field) < 8 * n_signals:
+        raise ReaderError(
+            f"{path}: truncated: {size} bytes, shorter than its {header_bytes}-byte header"
+        )
+    try:
+        samples = [int(field[8 * i : 8 * i + 8].decode("ascii")) for i in range(n_signals)]
+    except (UnicodeDecodeError, ValueError):
+        raise ReaderError(
+            f"{path}: header: field 'number of samples in each data record' must hold "
+            f"integers, got {field[:64]!r}"
+        ) from None
+    if min(samples) < 0 or sum(samples) == 0:
+        raise ReaderError(
+            f"{path}: header: samples per data record must be >= 0 with at least one > 0, "
+            f"got {samples[:8]}"
+        )
+    record = sum(samples) * width
+    complete = max(size - header_bytes, 0) // record
+    if n_records == -1:  # allowed while recording: MNE counts the records from the size
+        leftover = max(size - header_bytes, 0) - complete * record
+        return [f"{path}: the header does not say how many data records; {complete} read"] + (
+            [f"{path}: {leftover} bytes after the last complete data record ignored"]
+            if leftover
+            else []
+        )
+    if n_records < 0:
+        raise ReaderError(
+            f"{path}: header: field 'number of data records' must be >= 0, got {n_records}"
+        )
+    expected = header_bytes + n_records * record
+    if size < expected:
+        if not allow_truncated:
+            raise ReaderError(
+                f"{path}: truncated: the header declares {n_records} data records of {record} "
+                f"bytes ({expected} bytes in all) but the file has {size} bytes ({complete} "
+                "complete records)"
+            )
+        return [
+            f"{path}: truncated: read {complete} of {n_records} data records ({size} of "
+            f"{expected} bytes); the rest of the recording is missing"
+        ]
+    if size > expected:
+        return [f"{path}: {size - expected} bytes after the last declared data record ignored"]
+    return []
+
+
+def _clean_text(text: str) -> str:
+    return "".join(c for c in text if unicodedata.category(c) != "Cc").strip()
+
+
+def _clean_strings(raw: Any, path: Path) -> list[dict[str, str]]:
+    """Remove control characters (NUL, ...) from channel names and annotation descriptions.
+
+    HDF5 cannot store a NUL inside a string, and a control character in a label is a damaged
+    header, never meant. Returns the changes, for provenance.
+
+    Raises
+    ------
+    ReaderError
+        If cleaned channel names are empty or no longer unique.
+    """
+    changes: list[dict[str, str]] = []
+    names = {n: _clean_text(n) for n in raw.ch_names if _clean_text(n) != n}
+    if names:
+        after = [names.get(n, n) for n in raw.ch_names]
+        if "" in after or len(set(after)) != len(after):
+            raise ReaderError(
+                f"{path}: channel names: {sorted(names)!r} hold control characters, and without "
+                "them the names are empty or no longer unique"
+            )
+        raw.rename_channels(names, verbose=False)
+        changes += [{"field": "channel name", "was": a, "now": b} for a, b in names.items()]
+    descriptions = raw.annotations.description
+    for i, text in enumerate(list(descriptions)):
+        clean = _clean_text(str(text))
+        if clean != text:
+            descriptions[i] = clean
+            changes.append({"field": "annotation", "was": str(text), "now": clean})
+    subject = raw.info.get("subject_info") or {}
+    for key in ("his_id", "first_name", "last_name"):
+        value = subject.get(key)
+        if isinstance(value, str) and _clean_text(value) != value:
+            subject[key] = _clean_text(value)
+            changes.append({"field": f"subject_info.{key}", "was": value, "now": subject[key]})
+    for change in changes:
+        log.warning("%s: %s %r had control characters; read as %r", path, *change.values())
+    return changes
+
+
+def _read_raw(path: Path, bids_root: Path | None) -> tuple[Any, str, list[str]]:
+    """The file as a preloaded mne Raw, and MNE's warnings about the file (also logged)."""
     import mne
 
     with warnings.catch_warnings(record=True) as caught:
@@ -335,7 +487,8 @@ def _read_raw(path: Path, bids_root: Path | None) -> tuple[Any, str]:
         log.info("%s: mne: %s", path, w.message)
     if raw.n_times == 0:
         raise ReaderError(f"{path}: data: the recording holds no samples")
-    return raw, how
+    texts = list(dict.fromkeys(" ".join(str(w.message).split())[:300] for w in caught))
+    return raw, how, [f"{path}: mne: {t}" for t in texts]
 
 
 def _types_from_names(names: Sequence[str], types: Sequence[str]) -> dict[str, str]:

@@ -77,7 +77,43 @@ def _load_image(path: Path, what: str) -> Any:
         img.header.get_data_shape()
     except Exception as exc:  # nibabel raises ImageFileError, OSError, EOFError...
         raise ReaderError(f"{path}: not a readable NIfTI {what} ({_reason(exc)})") from None
-    return img
+    return _checked_data(path, img, what)
+
+
+def _checked_data(path: Path, img: Any, what: str) -> Any:
+    """The image, its voxel data checked against the header's shape and type.
+
+    An uncompressed file shorter than ``vox_offset + voxels x bytes`` is cut short (nibabel
+    would fail later, deep inside nilearn, or map fewer bytes); a gzipped one is decompressed
+    here, once, into an in-memory image, so a truncated or corrupt stream is an error that
+    names the file, not an EOFError from the masker.
+    """
+    header = img.header
+    try:
+        shape = tuple(int(n) for n in header.get_data_shape())
+        dtype = header.get_data_dtype()
+        offset = int(header.get_data_offset())
+    except Exception as exc:
+        raise ReaderError(f"{path}: header: not a valid NIfTI {what} ({_reason(exc)})") from None
+    if any(n <= 0 for n in shape):
+        raise ReaderError(f"{path}: header: dimensions must be > 0, got {shape}")
+    need = offset + math.prod(shape) * dtype.itemsize
+    if not path.name.lower().endswith(".gz"):
+        size = path.stat().st_size
+        if size < need:
+            raise ReaderError(
+                f"{path}: truncated: the header declares {'x'.join(map(str, shape))} voxels of "
+                f"{dtype} from byte {offset} ({need} bytes in all) but the file has {size} bytes"
+            )
+        return img
+    try:
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:  # EOFError, zlib.error, BadGzipFile, ValueError: buffer too small
+        raise ReaderError(
+            f"{path}: truncated or corrupt: the header declares {'x'.join(map(str, shape))} "
+            f"voxels of {dtype} and the compressed data does not hold them ({_reason(exc)})"
+        ) from None
+    return type(img)(data, img.affine, img.header)
 
 
 # --------------------------------------------------------------------------------------------
@@ -497,6 +533,13 @@ def _confounds(
                 warnings.simplefilter("ignore", category=UserWarning)
                 table, mask = load_confounds(str(path), strategy=tuple(strategy), **options)
         except Exception as exc:  # ValueError when the fMRIPrep files are not found
+            if "_desc-" not in path.name:  # nilearn: "Invalid file type for the ... method"
+                raise ReaderError(
+                    f"{path}: confounds 'fmriprep' are the ones fMRIPrep writes beside its "
+                    "preprocessed BOLD (*_desc-preproc_bold.nii.gz with "
+                    "*_desc-confounds_timeseries.tsv), and this file is not an fMRIPrep output; "
+                    "give a confounds table instead (--confounds FILE.tsv), or none"
+                ) from None
             raise ReaderError(
                 f"{path}: confounds: fMRIPrep confounds not loaded ({_reason(exc)})"
             ) from None

@@ -16,10 +16,12 @@ What is read:
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 import h5py
 import numpy as np
@@ -50,6 +52,7 @@ def read_nwb(
     tmp_dir: str | Path | None = None,
     progress: Callable[[int], None] | None = None,
     provenance: dict[str, Any] | None = None,
+    unsorted_spikes: Literal["drop_units", "sort"] | None = None,
 ) -> Recording:
     """Read an NWB file into a Recording.
 
@@ -72,6 +75,11 @@ def read_nwb(
         Called with a number of spikes processed, e.g. ``tqdm.update``.
     provenance : dict, optional
         Extra provenance fields (``dandiset_id``, ``asset_path``, ``source_url``...).
+    unsorted_spikes : {"drop_units", "sort"}, optional
+        What to do with units whose spike times go back in time (a dataset card's
+        ``repairs.unsorted_spikes``): drop those units, or sort their spike times. By default
+        such a file is refused. What was repaired (unit ids, spikes) is logged and stored in
+        the provenance under ``repairs``.
 
     Returns
     -------
@@ -85,7 +93,8 @@ def read_nwb(
     ReaderError
         Not an HDF5/NWB file, truncated, or missing the Units table.
     InvalidDataError
-        Bad values: NaN or negative spike times, series whose data and timestamps disagree.
+        Bad values: NaN or negative spike times, unsorted spike times (without a repair
+        policy), series whose data and timestamps disagree.
     """
     import pynwb  # heavy (~1 s): imported only when a file is read
 
@@ -122,8 +131,19 @@ def read_nwb(
             raise ReaderError(f"{path}: cannot read as NWB ({_reason(exc)})") from None
         signals: dict[str, Signal] = {}
         cleanup: list[Callable[[], None]] = []
+        repairs: dict[str, Any] = {}
         try:
-            _read_units(nwb, path, signals, cleanup, require_units, tmp_dir, progress)
+            _read_units(
+                nwb,
+                path,
+                signals,
+                cleanup,
+                require_units,
+                tmp_dir,
+                progress,
+                unsorted_spikes,
+                repairs,
+            )
             _read_series(nwb, path, signals)
             _read_intervals(nwb, path, signals)
             # Built inside the try: if it fails, the staging file must still be removed.
@@ -131,7 +151,9 @@ def read_nwb(
                 recording_id or default_recording_id(path),
                 signals,
                 metadata=_metadata(nwb, signals),
-                provenance=_provenance(nwb, path, url, sha256, provenance),
+                provenance=_provenance(
+                    nwb, path, url, sha256, {**(provenance or {}), **_repairs_entry(repairs)}
+                ),
             )
         except (OSError, KeyError, RuntimeError) as exc:
             # h5py raises OSError/KeyError on truncated or damaged datasets mid-read.
@@ -147,6 +169,10 @@ def read_nwb(
     for fn in cleanup:
         rec.add_closer(fn)
     return rec
+
+
+def _repairs_entry(repairs: dict[str, Any]) -> dict[str, Any]:
+    return {"repairs": repairs} if repairs else {}
 
 
 def _provenance(
@@ -204,6 +230,8 @@ def _read_units(
     require_units: bool,
     tmp_dir: str | Path | None,
     progress: Callable[[int], None] | None,
+    unsorted_spikes: str | None = None,
+    repairs: dict[str, Any] | None = None,
 ) -> None:
     units = nwb.units
     if units is None or "spike_times" not in units.colnames:
@@ -223,28 +251,188 @@ def _read_units(
     source = units["spike_times"].target.data
     n_spikes = int(ends[-1]) if len(ends) else 0
     where = f"{path}: units.spike_times"
-    if n_spikes <= IN_MEMORY_SPIKES:
-        # One read: a compressed dataset is inflated once, not once per merge block.
-        signals["spikes"] = merge_spike_trains(
-            source[()], ends, table, where, block_spikes=BLOCK_SPIKES
-        )
-        if progress is not None:
-            progress(n_spikes)
-    else:
-        staged = stage_spike_trains(
-            source,
-            ends,
-            table,
-            where,
-            block_spikes=BLOCK_SPIKES,
-            tmp_dir=tmp_dir,
-            progress=progress,
-        )
-        cleanup.append(staged.close)  # removed if a later part of the file fails to read
-        signals["spikes"] = staged
-    obs = _obs_intervals(units, path, table)
+    in_memory = n_spikes <= IN_MEMORY_SPIKES
+    # One read: a compressed dataset is inflated once, not once per merge block.
+    times = source[()] if in_memory else source
+    kept: np.ndarray | None = None  # rows of the file's Units table kept (None: all)
+    # In memory the check is one vectorised pass; on disk only a repair policy pays for it
+    # (without one, the merge refuses the first unsorted train it meets).
+    if in_memory or unsorted_spikes is not None:
+        bad = _unsorted_units(times, ends)
+        if bad.size and unsorted_spikes is None:
+            raise InvalidDataError(_unsorted_message(where, times, ends, bad, table))
+        entry: dict[str, Any] = {
+            "policy": unsorted_spikes,
+            "n_units": 0,
+            "units": [],
+            "n_spikes": 0,
+        }
+        if bad.size:
+            n_units = len(table)
+            times, ends, table, kept, entry = _repair_unsorted(
+                times, ends, table, bad, str(unsorted_spikes), in_memory, tmp_dir, cleanup
+            )
+            done = (
+                f"dropped with their {entry['n_spikes']} spikes"
+                if unsorted_spikes == "drop_units"
+                else f"their {entry['n_spikes']} spikes sorted"
+            )
+            shown = ", ".join(entry["units"][:10]) + (" ..." if len(bad) > 10 else "")
+            log.warning(
+                "%s: repairs.unsorted_spikes %s: %d of %d units had spike times going back "
+                "in time (%s): %s",
+                path,
+                unsorted_spikes,
+                len(bad),
+                n_units,
+                shown,
+                done,
+            )
+        if unsorted_spikes is not None and repairs is not None:
+            repairs["unsorted_spikes"] = entry
+    try:
+        if in_memory:
+            signals["spikes"] = merge_spike_trains(
+                times, ends, table, where, block_spikes=BLOCK_SPIKES
+            )
+            if progress is not None:
+                progress(n_spikes)
+        else:
+            staged = stage_spike_trains(
+                times,
+                ends,
+                table,
+                where,
+                block_spikes=BLOCK_SPIKES,
+                tmp_dir=tmp_dir,
+                progress=progress,
+            )
+            cleanup.append(staged.close)  # removed if a later part of the file fails to read
+            signals["spikes"] = staged
+    except InvalidDataError as exc:
+        if "must be sorted in time" not in str(exc):
+            raise
+        raise InvalidDataError(f"{exc}; {_UNSORTED_HINT}") from None
+    finally:
+        if not in_memory and isinstance(times, h5py.Dataset) and times is not source:
+            _remove_repaired_copy(times)  # the staged merge has its own copy now
+    obs = _obs_intervals(units, path, table, kept)
     if obs is not None:
         signals["obs_intervals"] = obs
+
+
+_UNSORTED_HINT = (
+    "a dataset card can drop such units or sort their spike times "
+    "(repairs: {unsorted_spikes: drop_units} or {unsorted_spikes: sort})"
+)
+
+
+def _unsorted_units(times: Any, ends: np.ndarray) -> np.ndarray:
+    """Rows of the Units table whose spike train goes back in time somewhere."""
+    ends = np.asarray(ends, dtype=np.int64)
+    begins = np.concatenate([[0], ends[:-1]])
+    if isinstance(times, np.ndarray):
+        # One pass over the flat array: a drop inside a unit's train, not at a unit boundary.
+        drops = np.flatnonzero(np.diff(times) < 0) + 1  # index of the later spike
+        drops = drops[~np.isin(drops, begins)]
+        return np.unique(np.searchsorted(ends, drops, side="right"))
+    # On disk (a large file): unit by unit, one train in memory at a time.
+    return np.asarray(
+        [
+            u
+            for u, (b, e) in enumerate(zip(begins, ends, strict=True))
+            if e - b > 1 and (np.diff(np.asarray(times[int(b) : int(e)])) < 0).any()
+        ],
+        dtype=np.int64,
+    )
+
+
+def _unsorted_message(
+    where: str, times: np.ndarray, ends: np.ndarray, bad: np.ndarray, table: Units
+) -> str:
+    u = int(bad[0])
+    b = int(ends[u - 1]) if u else 0
+    train = times[b : int(ends[u])]
+    i = int(np.flatnonzero(np.diff(train) < 0)[0]) + 1
+    names = ", ".join(repr(str(table.ids[k])) for k in bad[:10]) + (" ..." if len(bad) > 10 else "")
+    return (
+        f"{where} of unit {str(table.ids[u])!r}: must be sorted in time (spike {i}: "
+        f"{train[i]} < {train[i - 1]}); {len(bad)} of {len(table)} units go back in time "
+        f"({names}); {_UNSORTED_HINT}"
+    )
+
+
+def _repair_unsorted(
+    times: Any,
+    ends: np.ndarray,
+    table: Units,
+    bad: np.ndarray,
+    policy: str,
+    in_memory: bool,
+    tmp_dir: str | Path | None,
+    cleanup: list[Callable[[], None]],
+) -> tuple[Any, np.ndarray, Units, np.ndarray, dict[str, Any]]:
+    """Drop the ``bad`` units or sort their trains: (times, ends, units, kept rows, entry).
+
+    In memory the flat array is edited; a large file's trains are copied unit by unit into a
+    temporary HDF5 file beside the staging folder (removed once the merge has read it), so
+    memory stays at one unit's train.
+    """
+    ends = np.asarray(ends, dtype=np.int64)
+    begins = np.concatenate([[0], ends[:-1]])
+    counts = ends - begins
+    keep = np.ones(len(ends), dtype=bool)
+    if policy == "drop_units":
+        keep[bad] = False
+    kept = np.flatnonzero(keep)
+    new_ends = np.cumsum(counts[kept]).astype(np.int64)
+    entry = {
+        "policy": policy,
+        "n_units": len(bad),
+        "units": [str(table.ids[u]) for u in bad],
+        "n_spikes": int(counts[bad].sum()),
+    }
+    to_sort = set(bad.tolist()) if policy == "sort" else set()
+    if in_memory:
+        times = np.asarray(times, dtype=np.float64)
+        if policy == "sort":
+            times = times.copy()
+            for u in to_sort:
+                times[begins[u] : ends[u]] = np.sort(times[begins[u] : ends[u]])
+        else:
+            times = times[np.repeat(keep, counts)]
+    else:
+        folder = Path(tempfile.mkdtemp(prefix=".neurofm-repair-", dir=tmp_dir))
+        handle = h5py.File(folder / "spike_times.h5", "w")
+        out = handle.create_dataset(
+            "spike_times", shape=(int(new_ends[-1]) if len(new_ends) else 0,), dtype=np.float64
+        )
+        # Registered before anything is written: a failure below still removes the copy.
+        cleanup.append(lambda: _remove_repaired_copy(out))
+        at = 0
+        for u in kept:
+            train = np.asarray(times[int(begins[u]) : int(ends[u])], dtype=np.float64)
+            out[at : at + len(train)] = np.sort(train) if u in to_sort else train
+            at += len(train)
+        handle.flush()
+        times = out
+    if not len(kept):
+        raise InvalidDataError(
+            f"repairs.unsorted_spikes drop_units: every unit ({len(ends)}) goes back in time; "
+            "nothing is left to read (try unsorted_spikes: sort)"
+        )
+    units = Units(table.ids[kept], {k: v[kept] for k, v in table.columns.items()}, table.name)
+    return times, new_ends, units, kept, entry
+
+
+def _remove_repaired_copy(times: Any) -> None:
+    """Close and delete the temporary file of repaired spike trains (safe to call again)."""
+    try:
+        filename = Path(times.file.filename)
+        times.file.close()
+    except Exception:  # already closed (and removed)
+        return
+    shutil.rmtree(filename.parent, ignore_errors=True)
 
 
 def _column_values(column: Any) -> np.ndarray | None:
@@ -301,13 +489,20 @@ def _unit_columns(nwb: Any, units: Any, n: int) -> dict[str, np.ndarray]:
     return columns
 
 
-def _obs_intervals(units: Any, path: Path, table: Units) -> Intervals | None:
+def _obs_intervals(
+    units: Any, path: Path, table: Units, kept: np.ndarray | None = None
+) -> Intervals | None:
     if "obs_intervals" not in units.colnames:
         return None
     index = units["obs_intervals"]
     ends = np.asarray(index.data[()])
     bounds = np.asarray(index.target.data[()], dtype=np.float64).reshape(-1, 2)
     owner = np.repeat(np.arange(len(ends)), np.diff(np.concatenate([[0], ends])))
+    if kept is not None:  # units dropped by a repair: their intervals go, the rest renumber
+        row = np.full(len(ends), -1)
+        row[kept] = np.arange(len(kept))
+        keep = row[owner] >= 0
+        bounds, owner = bounds[keep], row[owner][keep]
     order = np.argsort(bounds[:, 0], kind="stable")
     try:
         return Intervals(
@@ -374,9 +569,19 @@ def _read_series(nwb: Any, path: Path, signals: dict[str, Signal]) -> None:
             raise InvalidDataError(f"{where}: {exc}") from None
 
 
+#: A TimeSeries named like ``hand_vel``, ``cursor_pos`` or ``finger_acceleration``.
+_KINEMATIC_NAME = r"(^|_)(pos|position|vel|velocity|acc|accel|acceleration)(_|$)"
+
+
 def _series_channels(ts: Any, data: np.ndarray) -> list[str]:
+    """Column names: x, y(, z) for coordinates (a SpatialSeries, or a 2-3 column TimeSeries
+    named as a position, velocity or acceleration, as NWB has no column names for those),
+    else 0, 1, ..."""
+    import re
+
     n = 1 if data.ndim == 1 else data.shape[1]
-    if ts.neurodata_type == "SpatialSeries" and n <= 3:
+    kinematic = 2 <= n <= 3 and re.search(_KINEMATIC_NAME, str(ts.name), re.IGNORECASE)
+    if (ts.neurodata_type == "SpatialSeries" and n <= 3) or kinematic:
         return ["x", "y", "z"][:n]
     return [str(i) for i in range(n)]
 

@@ -1,1 +1,1 @@
-"""Where raw files come from: local folders (``local``), later the DANDI archive and BIDS."""
+"""Where raw files come from: local folders, the DANDI archive (``dandi``), BIDS (``bids``)."""

@@ -1,1 +1,1 @@
-"""Tokenizers: windows of recordings -> model inputs (``spikes`` for POYO)."""
+"""Tokenizers: recording windows -> model inputs (``spikes``: POYO, ``multimodal``: SAMBA)."""

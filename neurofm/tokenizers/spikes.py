@@ -2,8 +2,10 @@
 
 One token per spike (its unit and time), plus a start and an end token for every unit of the
 recording so silent units are seen too; latent tokens on a fixed time grid; output queries at the
-target's sample times, with weights. Unit ids are namespaced ``"<recording id>/<unit id>"`` so
-units of different sessions never collide.
+target's sample times (a behaviour series), or at each trial's event time (a per-trial target,
+:class:`~neurofm.data.targets.TrialTarget`), with weights: a sample whose value is not finite
+(NaN gaps in behaviour) or whose class is unknown weighs 0. Unit ids are namespaced
+``"<recording id>/<unit id>"`` so units of different sessions never collide.
 """
 
 from __future__ import annotations
@@ -16,12 +18,20 @@ from typing import Any
 import numpy as np
 
 from neurofm.data.recording import Recording
+from neurofm.data.targets import TrialTarget, as_target, finite_rows, target_samples
 from neurofm.errors import InvalidDataError
 
 TOKEN_SPIKE, TOKEN_START, TOKEN_END = 0, 1, 2
 PAD_MULTIPLE = 8
 
-__all__ = ["SpikeTokenizer", "TargetScaler", "collate", "unit_keys"]
+__all__ = [
+    "ClassEncoder",
+    "SpikeTokenizer",
+    "TargetScaler",
+    "collate",
+    "encoding_from_dict",
+    "unit_keys",
+]
 
 
 def unit_keys(recording_id: str, unit_ids: Sequence[str]) -> list[str]:
@@ -49,6 +59,48 @@ class TargetScaler:
     def from_dict(cls, d: dict[str, Any]) -> TargetScaler:
         return cls(np.asarray(d["mean"], np.float64), np.asarray(d["std"], np.float64))
 
+    @property
+    def width(self) -> int:
+        """Outputs the model predicts: one per target dimension."""
+        return len(self.mean)
+
+
+@dataclass
+class ClassEncoder:
+    """The classes of a categorical target, fitted on training data and kept in the checkpoint.
+
+    Labels are strings (:func:`~neurofm.data.targets.class_labels`); a label not among
+    ``classes`` (or empty: no value) encodes to -1 and weighs 0 in training.
+    """
+
+    classes: tuple[str, ...]
+
+    def encode(self, labels: np.ndarray) -> np.ndarray:
+        """Class indices (int64) of ``labels``; -1 for a label not among the classes."""
+        index = {c: i for i, c in enumerate(self.classes)}
+        return np.asarray([index.get(str(v), -1) for v in labels], dtype=np.int64)
+
+    def decode(self, index: np.ndarray) -> np.ndarray:
+        """Labels of class indices."""
+        return np.asarray(self.classes, dtype=object)[np.asarray(index, dtype=np.int64)]
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"classes": list(self.classes)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ClassEncoder:
+        return cls(tuple(str(c) for c in d["classes"]))
+
+    @property
+    def width(self) -> int:
+        """Outputs the model predicts: one logit per class."""
+        return len(self.classes)
+
+
+def encoding_from_dict(d: dict[str, Any]) -> TargetScaler | ClassEncoder:
+    """The target's encoding saved in a checkpoint: a scaler, or the classes."""
+    return ClassEncoder.from_dict(d) if "classes" in d else TargetScaler.from_dict(d)
+
 
 @dataclass
 class SpikeTokenizer:
@@ -60,10 +112,11 @@ class SpikeTokenizer:
         Map lists of string keys to vocabulary rows (``model.unit_emb.index``).
     window_length, latent_step, num_latents_per_step : float, float, int
         The model's time geometry.
-    target : str
-        Name of the behaviour signal to decode (a RegularSeries or IrregularSeries).
-    scaler : TargetScaler, optional
-        z-scoring of the target.
+    target : str or TrialTarget
+        Name of the behaviour signal to decode (a RegularSeries or IrregularSeries), or a
+        per-trial value at an event time (outputs at the trials' event times in the window).
+    scaler : TargetScaler or ClassEncoder, optional
+        z-scoring of the target, or the classes of a class target (required for one).
     unit_dropout : (int, int, int), optional
         Augmentation: keep a random number of units drawn from a triangular distribution
         (min, mode, max), capped at the recording's units; None disables it.
@@ -76,12 +129,18 @@ class SpikeTokenizer:
     window_length: float
     latent_step: float
     num_latents_per_step: int
-    target: str = "hand_vel"
-    scaler: TargetScaler | None = None
+    target: str | TrialTarget = "hand_vel"
+    scaler: TargetScaler | ClassEncoder | None = None
     unit_dropout: tuple[int, int, int] | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
+        self.target = as_target(self.target)
+        if isinstance(self.target, TrialTarget) and self.target.is_class:
+            if not isinstance(self.scaler, ClassEncoder):
+                raise InvalidDataError(
+                    f"the class target {self.target.label} needs its classes (a ClassEncoder)"
+                )
         n_steps = int(round(self.window_length / self.latent_step))
         self._latent_index = np.tile(np.arange(self.num_latents_per_step), n_steps)
         self._latent_times = np.repeat(
@@ -137,21 +196,50 @@ class SpikeTokenizer:
         return item
 
     def outputs(self, window: Recording) -> dict[str, Any]:
-        """Output query times (relative) and the z-scored target there."""
-        if self.target not in window:
-            raise InvalidDataError(
-                f"recording {window.id!r} has no target signal {self.target!r} "
-                f"(has {sorted(window.signals)})"
-            )
-        series = window[self.target]
-        values = series.data if series.kind == "regular" else series.values
+        """Output query times (relative), the encoded target there, and each one's weight.
+
+        A series' samples (z-scored), or each trial event inside the window: its z-scored
+        value, or for a class target its class index (as a float, shape ``(Q, 1)``). Samples
+        with a non-finite value, or a class label the encoder does not know, weigh 0 (their
+        value is set to 0 so the loss stays finite).
+        """
+        target = self.target
+        if isinstance(target, str):
+            if target not in window:
+                raise InvalidDataError(
+                    f"recording {window.id!r} has no target signal {target!r} "
+                    f"(has {sorted(window.signals)})"
+                )
+            series = window[target]
+            values = series.data if series.kind == "regular" else series.values
+            times = np.asarray(series.timestamps, dtype=np.float64)
+        else:
+            # Trials overlapping the window come whole: keep the events inside it.
+            times, values = target_samples(window, target)
+            inside = (times >= 0) & (times < window.duration)
+            times, values = times[inside], values[inside]
+            if target.is_class:
+                index = self.scaler.encode(values)  # type: ignore[union-attr]
+                known = index >= 0
+                return {
+                    "output_timestamps": times,
+                    "output_values": np.where(known, index, 0).astype(np.float32)[:, None],
+                    "output_weights": known.astype(np.float32),
+                }
         values = np.asarray(values, dtype=np.float64)
+        ok = finite_rows(values)
+        weights = np.ones(len(values), dtype=np.float32)
+        if not ok.all():  # NaN gaps: zero weight, and a finite placeholder value
+            values = np.where(ok.reshape((-1,) + (1,) * (values.ndim - 1)), values, 0.0)
+            weights = ok.astype(np.float32)
         if self.scaler is not None:
             values = self.scaler.forward(values)
+        if not ok.all():
+            values = np.where(ok.reshape((-1,) + (1,) * (values.ndim - 1)), values, 0.0)
         return {
-            "output_timestamps": np.asarray(series.timestamps, dtype=np.float64),
+            "output_timestamps": times,
             "output_values": values.astype(np.float32),
-            "output_weights": np.ones(len(values), dtype=np.float32),
+            "output_weights": weights,
         }
 
 

@@ -217,8 +217,10 @@ def split_domains_of(
     for rid, rec in iter_recordings(catalog, recording_ids or cat.ids):
         if name not in rec:
             raise InvalidDataError(
-                f"{cat.path}: recording {rid!r} has no {name!r}; ingest it with a "
-                "dataset card that defines splits (neurofm run pipelines/...yaml)"
+                f"{cat.path}: recording {rid!r} has no {name!r} (it was ingested without "
+                "train/valid/test splits); re-ingest with splits: `neurofm ingest SRC --out "
+                f"{cat.path} --force --splits random` (or --splits column|time, or --card "
+                "datasets/<card>.yaml)"
             )
         dom = rec[name].load()
         if len(dom):

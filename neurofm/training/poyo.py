@@ -1,10 +1,11 @@
 """Training POYO with Lightning: data module, Lightning module, checkpoints, ``train_poyo``.
 
 Recipe (shared/reference/poyo.md section 2): random 1 s windows from the train domains, unit
-dropout, weighted MSE on z-scored targets, AdamW with a flat learning rate for the first half of
-training then cosine decay, R^2 on the valid domains. The window sampler draws from
-``(seed, epoch)`` and torch from ``(seed, step)``, so a run resumed from a checkpoint continues
-exactly as if it had never stopped.
+dropout, weighted MSE on z-scored targets (weighted cross-entropy for a class target; samples
+with a NaN value weigh 0), AdamW with a flat learning rate for the first half of training then
+cosine decay, R^2 (balanced accuracy for classes) on the valid domains. The window sampler
+draws from ``(seed, epoch)`` and torch from ``(seed, step)``, so a run resumed from a
+checkpoint continues exactly as if it had never stopped.
 """
 
 from __future__ import annotations
@@ -12,21 +13,39 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, NamedTuple
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from pydantic import AfterValidator, Field
 from torch.utils.data import DataLoader
 
 from neurofm.data.catalog import Catalog
 from neurofm.data.sampling import RandomWindowSampler, SequentialWindowSampler
-from neurofm.errors import InvalidDataError
+from neurofm.data.targets import TrialTarget, as_target, finite_rows, target_samples
+from neurofm.errors import InvalidDataError, NeuroFMError
 from neurofm.models.poyo import POYO, POYOConfig
-from neurofm.tokenizers.spikes import SpikeTokenizer, TargetScaler, collate, unit_keys
-from neurofm.training.checkpoints import read_checkpoint
+from neurofm.specs import check_fields, validate
+from neurofm.tokenizers.spikes import (
+    ClassEncoder,
+    SpikeTokenizer,
+    TargetScaler,
+    collate,
+    encoding_from_dict,
+    unit_keys,
+)
+from neurofm.training.checkpoints import (
+    ResumePoint,
+    load_checkpoint,
+    load_weights,
+    malformed_section,
+    read_checkpoint,
+    resume_point,
+)
 from neurofm.training.datasets import (
     OpenRecordings,
     ShardedSampler,
@@ -34,6 +53,7 @@ from neurofm.training.datasets import (
     iter_recordings,
     split_domains_of,
 )
+from neurofm.training.resume import ResumableSampler
 from neurofm.training.trainer import make_trainer
 
 log = logging.getLogger(__name__)
@@ -42,6 +62,7 @@ CHECKPOINT_FORMAT = "neurofm.poyo"
 
 __all__ = [
     "POYODataModule",
+    "LoadedPOYO",
     "POYOModule",
     "TrainConfig",
     "fit_poyo",
@@ -50,26 +71,50 @@ __all__ = [
 ]
 
 
+def _dropout_order(value: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+    if value is not None and not 1 <= value[0] <= value[1] <= value[2]:
+        raise ValueError("must be (min, mode, max) with 1 <= min <= mode <= max")
+    return value
+
+
 @dataclass
 class TrainConfig:
-    """How to train (the ``train`` step of a pipeline)."""
+    """How to train (the ``train`` step of a pipeline).
 
-    target: str = "hand_vel"
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    flat_fraction: float = 0.5  # flat learning rate for this share of steps, then cosine
-    unit_dropout: tuple[int, int, int] | None = (30, 100, 300)
+    ``target`` is a behaviour series' name or a per-trial target (a
+    :class:`~neurofm.data.targets.TrialTarget`, or a card's ``{trials: ..., at: ...}``).
+    """
+
+    target: str | TrialTarget = "hand_vel"
+    epochs: Annotated[int, Field(ge=1)] = 30
+    batch_size: Annotated[int, Field(ge=1)] = 32
+    lr: Annotated[float, Field(gt=0)] = 2e-3
+    weight_decay: Annotated[float, Field(ge=0)] = 1e-4
+    # flat learning rate for this share of steps, then cosine
+    flat_fraction: Annotated[float, Field(ge=0, le=1)] = 0.5
+    # (min, mode, max) units kept per window, 1 <= min <= mode <= max; None: no unit dropout
+    unit_dropout: Annotated[tuple[int, int, int] | None, AfterValidator(_dropout_order)] = (
+        30,
+        100,
+        300,
+    )
     seed: int = 0
-    num_workers: int = 0
+    num_workers: Annotated[int, Field(ge=0)] = 0
     recordings: list[str] = field(default_factory=list)  # empty: every recording with splits
+
+    def __post_init__(self) -> None:
+        check_fields(self)  # the ranges above, for configs made in Python too
+        # A card's target model or a checkpoint's dict becomes the plain dataclass.
+        self.target = as_target(self.target)
 
 
 def fit_scaler(
-    catalog: Catalog | OpenRecordings, ids: list[str], target: str, domains: dict
-) -> TargetScaler:
-    """Mean and standard deviation of the target over the training domains.
+    catalog: Catalog | OpenRecordings, ids: list[str], target: Any, domains: dict
+) -> TargetScaler | ClassEncoder:
+    """Mean and standard deviation of the target over the training domains (or its classes).
+
+    Samples with a non-finite value (NaN gaps) are left out, so a gap inside a training
+    window cannot poison the scaler.
 
     Parameters
     ----------
@@ -77,26 +122,49 @@ def fit_scaler(
         The catalog (an :class:`OpenRecordings` does not reopen its recordings).
     ids : list of str
         The training recordings.
-    target : str
-        Name of the target signal.
+    target : str or TrialTarget
+        Name of the target signal, or a per-trial target.
     domains : dict of str to Intervals
         Each recording's train domain.
 
     Returns
     -------
-    TargetScaler
+    TargetScaler or ClassEncoder
+        A class target gets its classes: the labels seen in training, sorted.
+
+    Raises
+    ------
+    InvalidDataError
+        A recording without the target, no finite training sample, or fewer than two classes.
     """
+    target = as_target(target)
+    name = target if isinstance(target, str) else target.label
     chunks = []
     for rid, rec in iter_recordings(catalog, ids):
-        if target not in rec:
+        if isinstance(target, str) and target not in rec:
             raise InvalidDataError(
                 f"{catalog.path}: recording {rid!r} has no target {target!r} "
                 f"(has {sorted(rec.signals)})"
             )
-        series = rec[target].load()
-        values = series.data if series.kind == "regular" else series.values
-        chunks.append(np.asarray(values)[domains[rid].contains(series.timestamps)])
+        times, values = target_samples(rec, target)
+        chunks.append(values[domains[rid].contains(times)])
     stacked = np.concatenate(chunks)
+    if isinstance(target, TrialTarget) and target.is_class:
+        classes = sorted(set(stacked.tolist()) - {""})
+        if len(classes) < 2:
+            raise InvalidDataError(
+                f"{catalog.path}: the class target {name} has {len(classes)} class(es) in the "
+                f"train domains ({classes}); a classifier needs at least two"
+            )
+        return ClassEncoder(tuple(classes))
+    ok = finite_rows(stacked)
+    if not ok.all():  # only then: the plain path stays bit-identical for finite targets
+        log.info("%d of %d training samples of %s are not finite", (~ok).sum(), len(ok), name)
+        stacked = stacked[ok]
+    if not len(stacked):
+        raise InvalidDataError(
+            f"{catalog.path}: no finite sample of {name} in the train domains of {ids}"
+        )
     return TargetScaler(stacked.mean(axis=0), stacked.std(axis=0) + 1e-8)
 
 
@@ -136,8 +204,10 @@ class POYODataModule(pl.LightningDataModule):
         cfg: TrainConfig,
         train_domains: dict | None = None,
         valid_domains: dict | None = None,
+        resume: ResumePoint | None = None,
     ):
         super().__init__()
+        self.resume = resume  # where a resumed run's first epoch starts
         self.recordings = OpenRecordings.of(catalog)
         self._owns_recordings = self.recordings is not catalog
         self.catalog_path = self.recordings.path
@@ -164,6 +234,8 @@ class POYODataModule(pl.LightningDataModule):
         trainer = self.trainer
         if trainer is not None and trainer.world_size > 1:
             sampler = ShardedSampler(sampler, trainer.global_rank, trainer.world_size)
+        if augment:  # training: a resumed epoch skips the batches already trained
+            sampler = ResumableSampler(sampler, self.cfg.batch_size, self.resume)
         return DataLoader(
             WindowDataset(self.recordings, self.tokenizer(augment)),
             batch_size=self.cfg.batch_size,
@@ -204,11 +276,10 @@ class POYOModule(pl.LightningModule):
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         return self.model(**batch)
 
-    def _loss(self, batch: dict[str, Any]) -> torch.Tensor:
-        pred = self.model(**batch)
+    def _loss(self, batch: dict[str, Any], pred: torch.Tensor | None = None) -> torch.Tensor:
+        pred = self.model(**batch) if pred is None else pred
         weights = batch["output_weights"] * batch["output_mask"]
-        err = ((pred - batch["output_values"]) ** 2).mean(dim=-1)
-        return (err * weights).sum() / weights.sum().clamp_min(1e-8)
+        return self.model.readout.loss(pred, batch["output_values"], weights)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Dropout masks depend only on (seed, step), not on whatever else drew random numbers
@@ -222,7 +293,7 @@ class POYOModule(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         pred = self.model(**batch)
-        mask = batch["output_mask"]
+        mask = batch["output_mask"] & (batch["output_weights"] > 0)  # no padding, no NaN gap
         self._val.append((batch["output_values"][mask].cpu().numpy(), pred[mask].cpu().numpy()))
         loss = self._loss(batch)
         self.log(
@@ -230,12 +301,19 @@ class POYOModule(pl.LightningModule):
         )
 
     def on_validation_epoch_end(self) -> None:
-        from neurofm.metrics import r2_score
+        from neurofm.metrics import balanced_accuracy, r2_score
 
         if self._val:
             y = np.concatenate([v[0] for v in self._val])
             p = np.concatenate([v[1] for v in self._val])
-            self.log("val_r2", r2_score(y, p), prog_bar=True, sync_dist=True)
+            if self.model.readout.kind == "class":
+                if len(y):
+                    with warnings.catch_warnings():  # classes predicted but absent from y
+                        warnings.simplefilter("ignore", UserWarning)
+                        score = balanced_accuracy(y[:, 0].round().astype(int), p.argmax(axis=-1))
+                    self.log("val_balanced_accuracy", score, prog_bar=True, sync_dist=True)
+            elif len(y) >= 2:  # a per-trial target may have few valid trials per epoch
+                self.log("val_r2", r2_score(y, p), prog_bar=True, sync_dist=True)
         self._val = []
 
     def configure_optimizers(self) -> Any:
@@ -278,23 +356,60 @@ def _plain(d: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-def load_poyo(path: str | Path) -> tuple[POYO, TargetScaler, TrainConfig]:
+class LoadedPOYO(NamedTuple):
+    """What :func:`load_poyo` returns; unpacks like a tuple (``model, scaler, cfg = ...``).
+
+    Attributes
+    ----------
+    model : POYO
+        The trained model, with its unit and session vocabularies.
+    scaler : TargetScaler or ClassEncoder
+        The target's encoding fitted on the training data (z-scoring, or class labels).
+    config : TrainConfig
+        How it was trained (its ``target`` is what it decodes).
+    """
+
+    model: POYO
+    scaler: TargetScaler | ClassEncoder
+    config: TrainConfig
+
+
+def load_poyo(path: str | Path) -> LoadedPOYO:
     """Load a POYO checkpoint (``weights_only=True``: nothing is unpickled but tensors and
     plain containers).
+
+    The checkpoint is checked before use: its weights' digest, its ``neurofm`` section
+    (model and training configs, target scaling) and every tensor's presence and shape.
+
+    Returns
+    -------
+    LoadedPOYO
+        ``(model, scaler, config)``, also by name: ``loaded.model``.
 
     Raises
     ------
     NeuroFMError
-        If the file is not a neurofm POYO checkpoint.
+        If the file is not a neurofm POYO checkpoint, or is incomplete, damaged or modified
+        (the message names the file and what is missing or mismatched).
     """
-    meta, state = read_checkpoint(path, CHECKPOINT_FORMAT, "POYO")
-    config = POYOConfig(**meta["model_config"])
-    model = POYO(config)
-    model.load_state_dict(state)
-    train = dict(meta["train_config"])
-    if train.get("unit_dropout") is not None:
-        train["unit_dropout"] = tuple(train["unit_dropout"])
-    return model, TargetScaler.from_dict(meta["scaler"]), TrainConfig(**train)
+    meta, state = read_checkpoint(
+        path, CHECKPOINT_FORMAT, "POYO", required=("model_config", "train_config", "scaler")
+    )
+    config = validate(POYOConfig, meta["model_config"], f"{path}: model_config")
+    with malformed_section(path, "scaler"):
+        encoding = encoding_from_dict(meta["scaler"])
+    model = POYO(config, readout=_readout_kind(encoding))
+    load_weights(model, state, path, "POYO")
+    with malformed_section(path, "train_config"):
+        train = dict(meta["train_config"])
+        if train.get("unit_dropout") is not None:
+            train["unit_dropout"] = tuple(train["unit_dropout"])
+        cfg = TrainConfig(**train)
+    return LoadedPOYO(model, encoding, cfg)
+
+
+def _readout_kind(encoding: TargetScaler | ClassEncoder) -> str:
+    return "class" if isinstance(encoding, ClassEncoder) else "regression"
 
 
 def build_poyo(
@@ -328,9 +443,9 @@ def build_poyo(
     ids = sorted(train_domains)
     units, sessions = catalog_vocab(catalog, ids)
     scaler = fit_scaler(catalog, ids, cfg.target, train_domains)
-    model_config = dataclasses.replace(model_config, dim_out=len(scaler.mean))
+    model_config = dataclasses.replace(model_config, dim_out=scaler.width)
     torch.manual_seed(cfg.seed)
-    return POYO(model_config, units, sessions), scaler, train_domains
+    return POYO(model_config, units, sessions, _readout_kind(scaler)), scaler, train_domains
 
 
 def _train_domains(catalog: Catalog | OpenRecordings, cfg: TrainConfig) -> dict:
@@ -347,20 +462,33 @@ def train_poyo(
     out_dir: str | Path,
     *,
     resume: str | Path | None = None,
-    accelerator: str = "cpu",
+    accelerator: str = "auto",
     devices: int = 1,
     strategy: str = "auto",
+    precision: str | int = "32-true",
+    checkpoint_every_n_steps: int = 0,
     progress: bool = True,
     max_steps: int = -1,
     stop_after_epochs: int | None = None,
 ) -> tuple[POYOModule, Path]:
     """Train POYO on a catalog's train domains; returns the module and the final checkpoint.
 
-    Writes CSV and TensorBoard logs and checkpoints (``last.ckpt``, every epoch) to
-    ``out_dir``. ``stop_after_epochs`` ends the run early while keeping the learning-rate
-    schedule of ``cfg.epochs`` (resume later with ``resume=out_dir / "last.ckpt"``): a resumed
-    run takes model and scaler from the checkpoint and builds no model of its own.
-    The catalog's index is read once and each recording opened once, for the whole run.
+    Writes CSV and TensorBoard logs, ``losses.csv`` (every step's loss) and ``last.ckpt`` to
+    ``out_dir``: at the end of every epoch, every ``checkpoint_every_n_steps`` steps if given,
+    each time atomically. ``resume`` (a ``last.ckpt``, e.g. of a killed run) continues that run
+    exactly, mid-epoch too: with the same settings, its losses are those of a run that never
+    stopped; it takes model and scaler from the checkpoint and builds no model of its own.
+    ``stop_after_epochs`` ends the run early while keeping the learning-rate schedule of
+    ``cfg.epochs``. ``accelerator`` (``auto``: a GPU when there is one), ``devices`` and
+    ``precision`` are Lightning's. The catalog's index is read once and each recording opened
+    once, for the whole run.
+
+    Raises
+    ------
+    NeuroFMError
+        Before training: a window that fits no training interval, settings that would train
+        zero steps, or a checkpoint to resume that is damaged or was trained with other
+        settings.
     """
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     with OpenRecordings(catalog) as recordings:
@@ -368,7 +496,8 @@ def train_poyo(
         if resume is None:
             model, scaler, _ = build_poyo(recordings, model_config, cfg, train_domains)
         else:
-            model, scaler, _ = load_poyo(resume)
+            model, scaler, saved = load_poyo(resume)
+            _check_same_run(resume, model.config, saved, model_config, cfg)
         return fit_poyo(
             model,
             scaler,
@@ -380,10 +509,99 @@ def train_poyo(
             accelerator=accelerator,
             devices=devices,
             strategy=strategy,
+            precision=precision,
+            checkpoint_every_n_steps=checkpoint_every_n_steps,
             progress=progress,
             max_steps=max_steps,
             stop_after_epochs=stop_after_epochs,
         )
+
+
+#: Settings a resumed run must share with the run it continues (others, e.g. num_workers, may
+#: change): they decide which batches come when, and the learning-rate schedule.
+_SAME_ON_RESUME = (
+    "target",
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "flat_fraction",
+    "unit_dropout",
+    "seed",
+    "recordings",
+)
+
+
+def _check_same_run(
+    path: str | Path,
+    saved_model: POYOConfig,
+    saved: TrainConfig,
+    model_config: POYOConfig,
+    cfg: TrainConfig,
+) -> None:
+    """Refuse to resume a checkpoint with settings other than those it was trained with."""
+    old, new = _plain(dataclasses.asdict(saved)), _plain(dataclasses.asdict(cfg))
+    diffs = [
+        f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in _SAME_ON_RESUME if old.get(k) != new.get(k)
+    ]
+    old_m, new_m = dataclasses.asdict(saved_model), dataclasses.asdict(model_config)
+    diffs += [
+        f"model {k} {old_m[k]!r} -> {new_m[k]!r}"
+        for k in old_m
+        if k != "dim_out" and old_m[k] != new_m.get(k)  # dim_out comes from the data
+    ]
+    if diffs:
+        raise NeuroFMError(
+            f"{path}: cannot resume: the run was started with other settings ({'; '.join(diffs)}); "
+            "resume with the settings it was started with, or start over without resuming"
+        )
+
+
+def _check_trainable(
+    where: Path, domains: dict, window: float, batch_size: int, world_size: int
+) -> int:
+    """Training steps per epoch, after checking that the window fits the training data.
+
+    Raises
+    ------
+    InvalidDataError
+        A window not shorter than the shortest training recording, no training interval that
+        holds a whole window, or so few windows that an epoch would train zero steps.
+    """
+    spans = {rid: float(d.end.max() - d.start.min()) for rid, d in domains.items()}
+    shortest = min(spans, key=spans.__getitem__)
+    if window >= spans[shortest]:
+        raise InvalidDataError(
+            f"{where}: window_length {window:g} s is not shorter than recording {shortest!r}, "
+            f"whose train domain spans {spans[shortest]:.4g} s (the shortest of {len(spans)}); "
+            "use a shorter window_length in the model config"
+        )
+    counts = {rid: int(((d.end - d.start) // window).sum()) for rid, d in domains.items()}
+    empty = sorted(rid for rid, n in counts.items() if n == 0)
+    longest = {rid: float((d.end - d.start).max()) for rid, d in domains.items()}
+    if len(empty) == len(counts):
+        best = max(longest, key=longest.__getitem__)
+        raise InvalidDataError(
+            f"{where}: no train interval holds a whole window of {window:g} s (the longest is "
+            f"{longest[best]:.4g} s, in recording {best!r}): training would run zero steps; "
+            "use a shorter window_length in the model config"
+        )
+    if empty:
+        log.warning(
+            "%s: %d recording(s) have no train interval as long as the %g s window and are "
+            "left out of training: %s",
+            where,
+            len(empty),
+            window,
+            ", ".join(empty),
+        )
+    per_rank = sum(counts.values()) // world_size
+    if per_rank == 0:
+        raise InvalidDataError(
+            f"{where}: {sum(counts.values())} training window(s) of {window:g} s for "
+            f"{world_size} devices: training would run zero steps; use fewer devices"
+        )
+    return math.ceil(per_rank / batch_size)
 
 
 def fit_poyo(
@@ -397,9 +615,11 @@ def fit_poyo(
     valid_domains: dict | None = None,
     callbacks: list[Any] | None = None,
     resume: str | Path | None = None,
-    accelerator: str = "cpu",
+    accelerator: str = "auto",
     devices: int = 1,
     strategy: str = "auto",
+    precision: str | int = "32-true",
+    checkpoint_every_n_steps: int = 0,
     progress: bool = True,
     max_steps: int = -1,
     stop_after_epochs: int | None = None,
@@ -408,8 +628,15 @@ def fit_poyo(
 
     ``catalog`` may be an :class:`OpenRecordings` already holding the recordings open (as in
     :func:`train_poyo`); otherwise the data module opens them, once, and closes them after.
+    Options as :func:`train_poyo`'s.
     """
-    data = POYODataModule(catalog, model, scaler, cfg, train_domains, valid_domains)
+    if max_steps == 0:
+        raise InvalidDataError("max_steps is 0: nothing would be trained (use -1 for no limit)")
+    point = resume_point(load_checkpoint(resume)) if resume else None
+    data = POYODataModule(catalog, model, scaler, cfg, train_domains, valid_domains, point)
+    _check_trainable(
+        data.catalog_path, data.train_domains, model.config.window_length, cfg.batch_size, devices
+    )
     steps_per_epoch = max(
         1,
         len(RandomWindowSampler(data.train_domains, model.config.window_length))
@@ -425,6 +652,8 @@ def fit_poyo(
         accelerator=accelerator,
         devices=devices,
         strategy=strategy,
+        precision=precision,
+        checkpoint_every_n_steps=checkpoint_every_n_steps,
         progress=progress,
         callbacks=callbacks,
     )

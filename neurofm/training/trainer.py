@@ -8,7 +8,9 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-__all__ = ["make_trainer", "quiet_lightning"]
+__all__ = ["device_summary", "make_trainer", "quiet_lightning"]
+
+log = logging.getLogger(__name__)
 
 
 def quiet_lightning() -> None:
@@ -26,38 +28,53 @@ def make_trainer(
     max_epochs: int,
     steps_per_epoch: int,
     max_steps: int = -1,
-    accelerator: str = "cpu",
+    accelerator: str = "auto",
     devices: int = 1,
     strategy: str = "auto",
+    precision: str | int = "32-true",
+    checkpoint_every_n_steps: int = 0,
     progress: bool = True,
     callbacks: list[Any] | None = None,
     **options: Any,
 ) -> pl.Trainer:
-    """A Trainer writing CSV and TensorBoard logs and ``last.ckpt`` (every epoch) to ``out_dir``.
+    """A Trainer writing CSV and TensorBoard logs, ``losses.csv`` and ``last.ckpt`` to
+    ``out_dir``.
 
-    Samplers are neurofm's own (they deal windows to DDP ranks themselves), no sanity
-    validation runs, and a re-run overwrites ``last.ckpt`` (Lightning would write
-    ``last-v1.ckpt`` beside it and a pipeline would then evaluate the stale file). ``options``
-    go to :class:`lightning.pytorch.Trainer` as they are.
+    ``last.ckpt`` is written atomically at the end of every epoch, every
+    ``checkpoint_every_n_steps`` steps if given, and when training ends, with what a resumed
+    run needs to continue exactly (:mod:`neurofm.training.resume`); a re-run without resuming
+    overwrites it. ``accelerator`` (``auto``: a GPU when there is one), ``devices`` and
+    ``precision`` are Lightning's; the device that trains is logged. Samplers are neurofm's own
+    (they deal windows to DDP ranks themselves) and no sanity validation runs. ``options`` go to
+    :class:`lightning.pytorch.Trainer` as they are.
     """
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from neurofm.training.checkpoints import CheckpointFile
+    from neurofm.training.progress import progress_callbacks
+    from neurofm.training.resume import LastCheckpoint, LossLog
 
     quiet_lightning()
     out_dir = Path(out_dir)
-    return pl.Trainer(
+    trainer = pl.Trainer(
         default_root_dir=out_dir,
         max_epochs=max_epochs,
         max_steps=max_steps,
         accelerator=accelerator,
         devices=devices,
         strategy=strategy,
+        precision=precision,
         logger=[CSVLogger(out_dir, name="logs"), TensorBoardLogger(out_dir, name="tb")],
+        # last.ckpt is LastCheckpoint's (Lightning's ModelCheckpoint with save_top_k=0 writes
+        # it only when training ends); CheckpointFile makes every write atomic and sealed.
+        enable_checkpointing=False,
+        plugins=[CheckpointFile()],
         callbacks=[
-            ModelCheckpoint(
-                dirpath=out_dir, save_last=True, save_top_k=0, enable_version_counter=False
-            ),
+            LastCheckpoint(out_dir / "last.ckpt", checkpoint_every_n_steps),
+            LossLog(out_dir),
             *(callbacks or []),
+            # a bar on a terminal, one line per epoch in a log file (neurofm.training.progress)
+            *progress_callbacks(progress),
         ],
         enable_progress_bar=progress,
         enable_model_summary=False,
@@ -66,3 +83,24 @@ def make_trainer(
         log_every_n_steps=max(1, min(50, steps_per_epoch)),
         **options,
     )
+    log.info("training on %s -> %s", device_summary(trainer), out_dir)
+    return trainer
+
+
+def device_summary(trainer: pl.Trainer) -> str:
+    """What trains, in words: ``cpu``, ``cuda:0``, ``2 x cuda (ddp)``, with the precision.
+
+    Parameters
+    ----------
+    trainer : lightning.pytorch.Trainer
+        A configured trainer (``accelerator="auto"`` already resolved).
+
+    Returns
+    -------
+    str
+        E.g. ``"cpu, precision 32-true"``.
+    """
+    device = trainer.strategy.root_device
+    n = trainer.num_devices * trainer.num_nodes
+    where = str(device) if n == 1 else f"{n} x {device.type} ({type(trainer.strategy).__name__})"
+    return f"{where}, precision {trainer.precision}"

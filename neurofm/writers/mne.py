@@ -44,6 +44,17 @@ def to_mne(
     """
     import mne
 
+    if signal not in recording:
+        regular = [n for n in recording if recording[n].kind == "regular"]
+        hint = (
+            f"; its sampled series: {', '.join(regular)} (pass signal=NAME)"
+            if regular
+            else "; it holds no sampled series, so there is nothing for MNE"
+        )
+        raise InvalidDataError(
+            f"recording {recording.id!r}: to_mne converts an EEG-like RegularSeries, and there "
+            f"is no signal {signal!r} (signals: {', '.join(recording)}){hint}"
+        )
     series = recording[signal].load()
     if not isinstance(series, RegularSeries):
         raise InvalidDataError(

@@ -190,6 +190,7 @@ def test_pipeline_holds_the_science_setup():
     assert gen["n_hidden"] == 200 and gen["period"] == 25
 
 
+@pytest.mark.slow
 def test_accuracy_rises_with_width_and_beats_chance(pipeline_run):
     out, _ = pipeline_run
     rows = read_csv(out / "width_sweep.csv")

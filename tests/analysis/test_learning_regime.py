@@ -305,6 +305,7 @@ def test_connectivity_from_a_recording(recording):
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_rank_sweep_on_2af_rich_to_lazy():
     """N = 100, ranks {1, 10, 100}, 3 seeds (the issue's setup; about a minute on a CPU).
 
@@ -430,6 +431,7 @@ def test_results_folder_is_written_atomically(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]  # no temporary left
 
 
+@pytest.mark.slow
 def test_cli_learning_regime_pipeline(tmp_path):
     """The pipeline's small defaults: every task, every init, tables and plots."""
     out = tmp_path / "lr"

@@ -13,7 +13,7 @@ import torch
 from samba_factory import FS, TR, make_recording, small_config, small_model
 
 from neurofm.data.catalog import Catalog
-from neurofm.errors import InvalidDataError, SpecError
+from neurofm.errors import InvalidDataError, NeuroFMError, SpecError
 from neurofm.models.samba import (
     DoubleGammaHRF,
     SambaConfig,
@@ -29,6 +29,7 @@ from neurofm.tokenizers.multimodal import (
     collate_windows,
     load_paired_run,
 )
+from neurofm.training.checkpoints import seal
 from neurofm.training.samba import (
     PairedRunDataset,
     SambaTrainConfig,
@@ -309,6 +310,16 @@ def test_resumed_training_continues_exactly(tiny_samba_catalog, tmp_path, one_to
     ckpt = torch.load(first, weights_only=True)
     ckpt["state_dict"]["model.parcel_bias"] += 1.0
     torch.save(ckpt, tmp_path / "changed.ckpt")
+    with pytest.raises(NeuroFMError, match=r"changed\.ckpt: its weights changed after it was"):
+        train_samba(
+            tiny_samba_catalog,
+            small_config(),
+            cfg,
+            tmp_path / "c",
+            progress=False,
+            resume=tmp_path / "changed.ckpt",
+        )  # the digest written with the checkpoint no longer matches: refused
+    torch.save(seal(ckpt), tmp_path / "changed.ckpt")  # a deliberate change, sealed again
     changed, _ = train_samba(
         tiny_samba_catalog,
         small_config(),

@@ -226,8 +226,10 @@ def test_confounds_table_and_row_mismatch(clean, tmp_path):
     with pytest.raises(InvalidDataError) as err:
         read_fmri(bold, clean["atlas"], t_r=2.0, confounds=short)
     assert str(err.value) == f"{bold}: confounds: 47 rows but the image has 50 volumes"
-    with pytest.raises(ReaderError, match=rf"^{clean['bold']}: confounds: fMRIPrep confounds"):
-        read_fmri(clean["bold"], clean["atlas"], confounds="fmriprep")  # raw BIDS: no fMRIPrep
+    with pytest.raises(ReaderError) as err:  # raw BIDS, not fMRIPrep: no nilearn internals
+        read_fmri(clean["bold"], clean["atlas"], confounds="fmriprep")
+    assert str(err.value).startswith(f"{clean['bold']}: confounds 'fmriprep' are the ones fMRIPrep")
+    assert "--confounds FILE.tsv" in str(err.value) and "Invalid file type" not in str(err.value)
 
 
 # --------------------------------------------------------------------------------------------

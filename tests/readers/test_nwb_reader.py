@@ -170,7 +170,8 @@ def test_behaviour_and_trials_match_pynwb(reaching, truth, in_memory, index):
         assert sig.start == ref["starting_time"] == 0.0
         assert sig.unit == ref["unit"]
     assert list(rec.hand_pos.channels) == ["x", "y"]  # SpatialSeries
-    assert list(rec.hand_vel.channels) == ["0", "1"]  # plain TimeSeries
+    assert list(rec.hand_vel.channels) == ["x", "y"]  # a TimeSeries named as a velocity
+    assert list(rec.cursor_pos.channels) == ["x", "y"]
     cursor, ref = rec["cursor_pos"], t["series"]["cursor_pos"]
     assert isinstance(cursor, IrregularSeries)
     np.testing.assert_array_equal(cursor.timestamps, ref["timestamps"])

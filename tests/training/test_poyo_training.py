@@ -46,6 +46,7 @@ def catalog(tmp_path_factory) -> Path:
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+@pytest.mark.slow
 def test_tiny_poyo_learns_to_decode_velocity(catalog, tmp_path):
     """Loss falls and the stitched test R^2 of the tiny model reaches 0.6 (fixed seed)."""
     cfg = TrainConfig(epochs=60, batch_size=8, lr=1e-3, unit_dropout=None)
@@ -124,6 +125,7 @@ def test_catalog_read_once_and_each_recording_opened_once(catalog, tmp_path, mon
     assert at_first_step == counts == once  # the model loaded from the checkpoint, only
 
 
+@pytest.mark.slow
 def test_ddp_spawn_on_two_cpu_processes(catalog, tmp_path):
     small = dataclasses.replace(TINY, depth=1)
     cfg = TrainConfig(epochs=1, batch_size=4, lr=1e-3, unit_dropout=None)

@@ -56,6 +56,7 @@ def _metrics(samba_run):
     return samba_run[0].reports["evaluate"].metrics
 
 
+@pytest.mark.slow
 def test_translation_beats_the_shuffled_control(samba_run):
     m = _metrics(samba_run)
     r = {rid: s["r_mean"] for rid, s in m["samba"].items()}

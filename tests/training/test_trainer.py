@@ -7,7 +7,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from neurofm.training.checkpoints import checkpoint_format, read_checkpoint
+from neurofm.training.checkpoints import (
+    CHECKSUM_KEY,
+    checkpoint_format,
+    read_checkpoint,
+    weights_digest,
+)
 from neurofm.training.trainer import make_trainer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -64,6 +69,8 @@ def test_last_ckpt_where_asked_with_logs(tmp_path):
     # the checkpoint carries the module's neurofm section and its weights
     assert checkpoint_format(out / "last.ckpt") == "neurofm.tiny"
     meta, state = read_checkpoint(out / "last.ckpt", "neurofm.tiny", "tiny")
+    # sealed: the section also holds the digest of the weights as written
+    assert meta.pop(CHECKSUM_KEY) == weights_digest(torch.load(out / "last.ckpt")["state_dict"])
     assert meta == {"format": "neurofm.tiny", "inputs": 2}
     assert torch.load(out / "last.ckpt", weights_only=True)["global_step"] == 4  # the final one
     torch.testing.assert_close(state["weight"], module.model.weight.detach())

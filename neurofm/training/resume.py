@@ -1,0 +1,212 @@
+"""Crash-safe training: ``last.ckpt`` every epoch (and every N steps), exact resumes, a loss log.
+
+A run killed at any moment (``kill -9``, a lost node) loses at most the steps since its last
+checkpoint, and ``resume`` continues it as if it had never stopped:
+
+* :class:`LastCheckpoint` writes ``last.ckpt`` at the end of every epoch, optionally every N
+  training steps, and when training ends; each write is atomic
+  (:class:`~neurofm.training.checkpoints.CheckpointFile`) and records the
+  :class:`~neurofm.training.checkpoints.ResumePoint`, the next batch to train;
+* :class:`ResumableSampler` wraps a training sampler: on the first epoch of a resumed run it
+  draws that epoch's windows (samplers draw from ``(seed, epoch)``) and skips the batches
+  already trained, so the resumed steps see exactly the batches they would have seen;
+* the models seed torch from ``(seed, global step)`` before each step (dropout, teacher
+  forcing), so nothing depends on what ran before in the process;
+* :class:`LossLog` writes ``losses.csv``: one row per training step (``step,epoch,loss``),
+  continued across resumes (rows past the checkpoint a resume starts from are dropped).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import lightning.pytorch as pl
+
+from neurofm.atomic import atomic_path
+from neurofm.training.checkpoints import RESUME_KEY, ResumePoint
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LastCheckpoint", "LossLog", "ResumableSampler"]
+
+
+class LastCheckpoint(pl.Callback):
+    """Write ``path`` (``last.ckpt``) at each epoch's end, every ``every_n_steps`` training steps
+    (0: never mid-epoch) and when training ends, each time atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+        The checkpoint file.
+    every_n_steps : int
+        Also write it every this many global steps inside an epoch (for long epochs).
+    """
+
+    def __init__(self, path: str | Path, every_n_steps: int = 0) -> None:
+        self.path = Path(path)
+        self.every_n_steps = int(every_n_steps)
+        self._point: ResumePoint | None = None
+        self._saved_step = -1
+
+    def _save(self, trainer: pl.Trainer, point: ResumePoint) -> None:
+        self._point = point
+        try:
+            # weights_only=False: optimizer, schedulers and loops too, for an exact resume
+            trainer.save_checkpoint(self.path, weights_only=False)
+        finally:
+            self._point = None
+        self._saved_step = trainer.global_step
+
+    def _point_now(self, trainer: pl.Trainer) -> ResumePoint:
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        if done >= trainer.num_training_batches:  # the epoch is complete: the next one starts
+            return ResumePoint(trainer.current_epoch + 1, 0)
+        return ResumePoint(trainer.current_epoch, int(done))
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        # The last batch of an epoch is left to on_train_epoch_end (after validation).
+        if (
+            self.every_n_steps > 0
+            and trainer.global_step % self.every_n_steps == 0
+            and batch_idx + 1 < trainer.num_training_batches
+        ):
+            self._save(trainer, ResumePoint(trainer.current_epoch, batch_idx + 1))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Runs after the epoch's validation, so the checkpoint holds its metrics too.
+        self._save(trainer, self._point_now(trainer))
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step != self._saved_step and trainer.global_step > 0:
+            self._save(trainer, self._point_now(trainer))  # e.g. stopped by max_steps
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if self._point is not None:
+            checkpoint[RESUME_KEY] = {"epoch": self._point.epoch, "batches": self._point.batches}
+
+
+class LossLog(pl.Callback):
+    """``losses.csv`` in ``out_dir``: ``step,epoch,loss`` for every training step (rank 0's
+    loss), flushed as it goes so a killed run's log is complete up to its last step.
+
+    A resumed run keeps the rows before the step it resumes from and drops the others (steps
+    that ran after the checkpoint and are trained again); a fresh run starts a new file.
+    """
+
+    HEADER = ("step", "epoch", "loss")
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.path = Path(out_dir) / "losses.csv"
+        self._file: IO[str] | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        start = trainer.global_step  # > 0 only when resuming
+        kept = [row for row in self.read(self.path) if int(row[0]) < start] if start else []
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(self.HEADER)
+            writer.writerows(kept)
+        self._file = open(self.path, "a", newline="")  # noqa: SIM115 - closed on_train_end
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        if self._file is None:
+            return
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is None:
+            return
+        # global_step has already advanced past this step's optimizer update
+        self._file.write(f"{trainer.global_step - 1},{trainer.current_epoch},{float(loss)!r}\n")
+        self._file.flush()
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._close()
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    @staticmethod
+    def read(path: str | Path) -> list[tuple[str, str, str]]:
+        """The rows of a ``losses.csv`` (a line cut short by a kill is skipped)."""
+        path = Path(path)
+        if not path.is_file():
+            return []
+        rows = []
+        with open(path, newline="") as f:
+            for row in csv.reader(f):
+                if len(row) != 3 or row[0] == "step":
+                    continue
+                try:
+                    int(row[0]), int(row[1]), float(row[2])
+                except ValueError:
+                    continue
+                rows.append((row[0], row[1], row[2]))
+        return rows
+
+
+class ResumableSampler:
+    """A training sampler whose first epoch after a resume skips the batches already trained.
+
+    Lightning restarts a resumed epoch's data loader from its first batch while counting the
+    batches it already trained; this wrapper draws the resumed epoch's windows (the wrapped
+    sampler's :meth:`set_epoch`) and leaves out the first ``point.batches * batch_size``, so
+    the run continues with exactly the batches it would have trained. Its length stays the
+    full epoch's, as Lightning expects. Later epochs pass through unchanged.
+
+    Parameters
+    ----------
+    sampler : iterable
+        The training sampler (with ``set_epoch`` and ``len``), already sharded across ranks.
+    batch_size : int
+        Items per batch (per rank).
+    point : ResumePoint, optional
+        Where the resumed run starts; None for a fresh run.
+    """
+
+    def __init__(self, sampler: Any, batch_size: int, point: ResumePoint | None = None) -> None:
+        self.sampler, self.batch_size, self.point = sampler, int(batch_size), point
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[Any]:
+        point, self.point = self.point, None
+        if point is None:
+            return iter(self.sampler)
+        # With DataLoader workers, Lightning creates the resumed epoch's iterator before it
+        # calls set_epoch: the point says which epoch it is.
+        self.set_epoch(point.epoch)
+        items = list(self.sampler)
+        return iter(items[point.batches * self.batch_size :])
+
+    def __len__(self) -> int:
+        return len(self.sampler)
