@@ -8,7 +8,7 @@ BENCH_VENV := .venv-bench
 TORCH := torch==2.13.0
 DEMO_DIR ?= demo-output
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench lint clean fuzz
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest
+
+# Mutation fuzzing of the readers and spec loaders (tests/faults/fuzzing.py) with random seeds,
+# for FUZZ_SECONDS (default 600); prints how many inputs were tried and every finding.
+# `make test` runs a fixed-seed minute of it.
+FUZZ_SECONDS ?= 600
+fuzz: $(VENV)/.installed
+	OMP_NUM_THREADS=1 $(VENV)/bin/python tests/faults/fuzzing.py --seconds $(FUZZ_SECONDS)
 
 bench: $(BENCH_VENV)/.installed
 	@set -e; for script in benchmarks/*_bench.py; do \

@@ -217,6 +217,7 @@ def _parser() -> argparse.ArgumentParser:
     ft.add_argument("--epochs", type=int, default=30)
     ft.add_argument("--lr", type=float, default=3e-3)
     ft.add_argument("--out", type=Path, required=True, help="output folder (checkpoint, logs)")
+    _device_options(ft, "training", default=True)
 
     run = sub.add_parser("run", help="run a pipeline spec (pipelines/*.yaml)")
     run.add_argument("pipeline", type=Path, help="pipeline YAML file")
@@ -285,6 +286,20 @@ def _override_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="the train step's batch size")
     parser.add_argument("--lr", type=float, help="the train step's learning rate")
     parser.add_argument(
+        "--resume",
+        action="store_true",
+        default=None,
+        help="continue the train step from its last.ckpt (e.g. after a crash), exactly where "
+        "it stopped",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="N",
+        help="also write last.ckpt every N training steps (default: at each epoch's end)",
+    )
+    _device_options(parser, "the train step's")
+    parser.add_argument(
         "overrides",
         nargs="*",
         metavar="KEY=VALUE",
@@ -301,10 +316,37 @@ def _overrides(args: argparse.Namespace) -> list[str]:
             ("epochs", args.epochs),
             ("batch_size", args.batch_size),
             ("lr", args.lr),
+            ("resume", args.resume),
+            ("checkpoint_every_n_steps", args.checkpoint_every),
+            ("accelerator", args.accelerator),
+            ("devices", args.devices),
+            ("precision", args.precision),
         )
         if value is not None
     ]
     return out + list(args.overrides)
+
+
+def _device_options(parser: argparse.ArgumentParser, whose: str, default: bool = False) -> None:
+    """``--accelerator``, ``--devices``, ``--precision``: what trains (Lightning's choices)."""
+    parser.add_argument(
+        "--accelerator",
+        choices=["auto", "cpu", "gpu"],
+        default="auto" if default else None,
+        help=f"{whose} device: auto (a GPU when there is one; the default), cpu or gpu",
+    )
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=1 if default else None,
+        metavar="N",
+        help="how many devices (default 1)",
+    )
+    parser.add_argument(
+        "--precision",
+        default="32-true" if default else None,
+        help="Lightning's precision: 32-true (default), 16-mixed, bf16-mixed, 64-true...",
+    )
 
 
 def _dandi_options(parser: argparse.ArgumentParser) -> None:
@@ -579,10 +621,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
         print(json.dumps(doc))
     else:
-        print(
-            f"stitched {result.metric_name} of {result.target} on the {args.split} split of "
-            f"{args.catalog}"
-        )
+        of = f" of {result.target}" if not isinstance(target, str) else ""
+        print(f"stitched {result.metric_name}{of} on the {args.split} split of {args.catalog}")
         print(results_table({"POYO": result.scores}))
         if result.n_masked:
             print(f"masked: {result.n_masked} evaluation points with a non-finite target")
@@ -637,6 +677,9 @@ def _finetune(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         lr=args.lr,
         score=session_r2,
+        accelerator=args.accelerator,
+        devices=args.devices,
+        precision=args.precision,
     )
     print(f"fine-tuned ({result.mode}) on {result.recording_id} with {result.n_trials} trials")
     print(f"  trains: {', '.join(result.trainable)}")

@@ -47,11 +47,14 @@ from neurofm.errors import SpecError
 
 __all__ = [
     "DatasetCard",
+    "BaselineOptions",
     "EEGPreprocessing",
     "EvaluateStep",
     "TrainStep",
     "FieldMapping",
     "FMRICleaning",
+    "GRUCandidate",
+    "GRUOptions",
     "IngestStep",
     "PipelineSpec",
     "PullStep",
@@ -61,6 +64,7 @@ __all__ = [
     "SplitSpec",
     "TrialOverlapRepair",
     "TrialTargetSpec",
+    "WienerOptions",
     "apply_overrides",
     "check_fields",
     "load_card",
@@ -331,14 +335,25 @@ class SplitSpec(_Strict):
     def _fractions_sum(self) -> SplitSpec:
         if self.by == "random" and abs(sum(self.fractions) - 1.0) > 1e-6:
             raise ValueError(f"fractions {list(self.fractions)} must sum to 1")
-        # The default (test) is checked where a pipeline evaluates (load_pipeline): a card
-        # whose test split is empty may still be ingested and trained on.
-        if "evaluate_on" in self.model_fields_set and self.evaluate_on in self.empty_splits():
-            raise ValueError(
-                f"evaluate_on is {self.evaluate_on!r}, but no trial can land in that split "
-                f"(values: {dict(self.values)}); evaluate on a split that has data"
-            )
         return self
+
+    @field_validator("evaluate_on")
+    @classmethod
+    def _evaluate_on_has_data(cls, value: str, info: Any) -> str:
+        # Only a value the card gives is checked here; the default (test) is checked where a
+        # pipeline evaluates (load_pipeline): a card whose test split is empty may still be
+        # ingested and trained on.
+        data = info.data
+        if "by" in data and "values" in data and "fractions" in data:
+            empty = _empty_splits(
+                data["by"], data["values"], data["fractions"], data.get("held_out_subjects")
+            )
+            if value in empty:
+                raise ValueError(
+                    f"{value!r} is a split no trial can land in (by: {data['by']}, values: "
+                    f"{dict(data['values'])}); evaluate on a split that has data"
+                )
+        return value
 
     def empty_splits(self) -> list[str]:
         """Splits that no trial can land in, whatever the file holds.
@@ -347,18 +362,20 @@ class SplitSpec(_Strict):
         ``test: drop``) and no other label is mapped to it; with ``by: random`` or ``time``
         when its fraction is 0 (and no subject is held out, for test).
         """
-        if self.by == "column":
-            return [
-                name
-                for name in ("train", "valid", "test")
-                if self.values.get(name, name) != name and name not in self.values.values()
-            ]
-        fractions = dict(zip(("train", "valid", "test"), self.fractions, strict=True))
-        return [
-            name
-            for name, share in fractions.items()
-            if share == 0 and not (name == "test" and self.held_out_subjects)
-        ]
+        return _empty_splits(self.by, self.values, self.fractions, self.held_out_subjects)
+
+
+def _empty_splits(
+    by: str, values: dict[str, str], fractions: Sequence[float], held_out: Any
+) -> list[str]:
+    names = ("train", "valid", "test")
+    if by == "column":
+        return [n for n in names if values.get(n, n) != n and n not in values.values()]
+    return [
+        n
+        for n, share in zip(names, fractions, strict=True)
+        if share == 0 and not (n == "test" and held_out)
+    ]
 
 
 class FMRICleaning(_Strict):
@@ -401,6 +418,8 @@ class DatasetCard(_Strict):
             raise ValueError("fields.target is required for NWB (decoding) datasets")
         if self.splits.by == "time" and self.fields.target is None:
             raise ValueError("splits.by 'time' splits the span of fields.target; give one")
+        if isinstance(self.fields.target, TrialTargetSpec) and self.reader != "nwb":
+            raise ValueError("a per-trial target ({trials: ..., at: ...}) is for NWB trials")
         if isinstance(self.fields.target, TrialTargetSpec) and self.splits.by == "time":
             raise ValueError(
                 "a per-trial target ({trials: ..., at: ...}) needs trials; splits.by 'time' "
@@ -473,6 +492,75 @@ class TrainStep(_Strict):
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+class WienerOptions(_Strict):
+    """The Wiener filter's search: every (history, alpha) pair is scored on valid R^2 per
+    session and the best kept (:class:`~neurofm.baselines.decoders.WienerFilter`)."""
+
+    alphas: list[Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: [0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6],
+        min_length=1,
+        description="ridge penalties tried (on z-scored features and target)",
+    )
+    history: list[Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: [0.1, 0.2, 0.3],
+        min_length=1,
+        description="seconds of spike history tried (multiples of bin_size)",
+    )
+    bin_size: float = Field(0.02, gt=0, description="spike-count bin, seconds")
+
+    @model_validator(mode="after")
+    def _history_in_bins(self) -> WienerOptions:
+        for h in self.history:
+            if abs(h / self.bin_size - round(h / self.bin_size)) > 1e-6:
+                raise ValueError(f"history {h} s is not a multiple of bin_size {self.bin_size} s")
+        return self
+
+    @property
+    def lags(self) -> list[int]:
+        """The histories in bins."""
+        return [round(h / self.bin_size) for h in self.history]
+
+
+class GRUCandidate(_Strict):
+    """One point of the GRU's search."""
+
+    hidden: int = Field(ge=1, description="GRU width")
+    lr: float = Field(gt=0, description="Adam learning rate")
+
+
+class GRUOptions(_Strict):
+    """The GRU's budget, early stopping and search
+    (:class:`~neurofm.baselines.decoders.GRUDecoder`): each candidate trains ``search_steps``
+    steps, the best on valid R^2 goes on up to ``max_steps``; valid R^2 is measured every
+    ``eval_every`` steps, the learning rate halves after ``lr_patience`` evaluations without
+    improvement and training stops after ``patience``; the best weights are kept."""
+
+    candidates: list[GRUCandidate] = Field(
+        default_factory=lambda: [
+            GRUCandidate(hidden=64, lr=3e-3),
+            GRUCandidate(hidden=128, lr=3e-3),
+        ],
+        min_length=1,
+        description="(hidden, lr) pairs searched",
+    )
+    max_steps: int = Field(1200, ge=1, description="steps of the chosen candidate at most")
+    search_steps: int = Field(200, ge=1, description="steps of each candidate in the search")
+    eval_every: int = Field(50, ge=1, description="steps between valid evaluations")
+    patience: int = Field(5, ge=1, description="evaluations without improvement before stopping")
+    lr_patience: int = Field(
+        2, ge=1, description="evaluations without improvement before halving the learning rate"
+    )
+    batch_size: int = Field(32, ge=1, description="windows of 1 s per step")
+    seed: int = 0
+
+
+class BaselineOptions(_Strict):
+    """Budgets and searches of the spike baselines (the SAMBA ridge has none to set)."""
+
+    wiener: WienerOptions = Field(default_factory=WienerOptions)
+    gru: GRUOptions = Field(default_factory=GRUOptions)
+
+
 class EvaluateStep(_Strict):
     """Score the trained model (and baselines) on a split, stitched per session."""
 
@@ -483,6 +571,10 @@ class EvaluateStep(_Strict):
         None,
         description="baselines scored on the same points: wiener, gru (spikes; the default "
         "for POYO) or ridge (EEG band power x HRF; the default for SAMBA)",
+    )
+    baseline_options: BaselineOptions = Field(
+        default_factory=BaselineOptions,
+        description="budgets and hyperparameter searches of the wiener and gru baselines",
     )
     plot: bool = Field(True, description="write predicted-vs-true plots (PNG)")
 
@@ -582,8 +674,8 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
         if part not in fields:
             break
         annotation = fields[part].annotation
-        candidates = [annotation, *typing.get_args(annotation)]
-        for arg in list(candidates):
+        candidates = [annotation]
+        for arg in candidates:  # grows while walked: Optional, Union, Annotated, nested
             candidates.extend(typing.get_args(arg))
         current = next(
             (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None

@@ -77,3 +77,19 @@ def pretrained_poyo(tmp_path_factory):
     finally:
         torch.set_num_threads(threads)
     return root, ckpt
+
+
+@pytest.fixture(scope="session")
+def replica(tmp_path_factory):
+    """``replica(card)``: that card's dandiset replica (``neurofm.testing.replicas``), built
+    once per session with seed 0 and shared read-only; returns its ``ReplicaTruth``."""
+    from neurofm.testing.replicas import build_replica
+
+    built = {}
+
+    def get(card: str):
+        if card not in built:
+            built[card] = build_replica(card, tmp_path_factory.mktemp(f"replica-{card}"), seed=0)
+        return built[card]
+
+    return get

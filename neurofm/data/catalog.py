@@ -13,11 +13,16 @@ sha256, so re-ingesting an unchanged source is skipped. The index is rewritten a
 every change, so an interrupted ingest leaves a consistent catalog.
 
 Several writers at once (two ``neurofm ingest`` into one catalog, Dask workers): every change
-of the index is a read-modify-write under a file lock (``filelock``), re-reading the index from
-disk under the lock, so no writer's entries are lost. Each writer also holds a lock of its own
-while it lives; temporary files (``.<id>.h5.<random>.tmp``, ``.neurofm-stage-*``) found when no
-other writer is alive were left by a killed one and are removed (:meth:`Catalog.leftovers`
-reports them).
+of the index is a read-modify-write under an exclusive lock on ``catalog.json`` itself
+(``fcntl.flock``), re-reading the index under the lock, so no writer's entries are lost. The
+index is replaced by an atomic rename, so a writer that waited on the old file sees that it was
+replaced and locks the new one. Locking the index itself leaves nothing else in the folder (a
+separate lock file could not be deleted safely, and filelock keeps it forever).
+
+Each writer also holds a lock on a file of its own (``.neurofm-writer-<host>-<pid>-<id>.lock``)
+while it lives. Temporary files (``.<id>.h5.<random>.tmp``, ``.neurofm-stage-*``) found when no
+other writer is alive were left by a killed one: the next writer removes them, and
+:meth:`Catalog.leftovers` reports them (``neurofm info``, ``neurofm verify``).
 
 Index entries are checked, not trusted: a malformed entry is reported by its position and id
 (:attr:`Catalog.problems`) instead of failing every query, and an entry's ``file`` must resolve
@@ -32,6 +37,7 @@ import os
 import re
 import shutil
 import socket
+import time
 import uuid
 import weakref
 from collections.abc import Iterator, Sequence
@@ -51,9 +57,9 @@ log = logging.getLogger(__name__)
 INDEX_NAME = "catalog.json"
 FORMAT_NAME = "neurofm.catalog"
 FORMAT_VERSION = 1
-LOCK_DIR = ".neurofm-locks"
 #: Seconds a writer waits for the index lock before it gives up with a clear error.
 LOCK_TIMEOUT = 300.0
+_WRITER_LOCK = re.compile(r"^\.neurofm-writer-.+\.lock$")
 #: Temporary files of neurofm's writers at the top of a catalog folder: atomic writes of a
 #: recording or of the index (``neurofm.atomic``), and the NWB reader's staging folders.
 _TEMP_FILE = re.compile(r"^\.(?:.+\.h5|catalog\.json)\.[A-Za-z0-9_]+\.tmp$")
@@ -158,21 +164,97 @@ class CatalogHealth:
         return not self.broken and not self.problems
 
 
+def _flock(fd: int, blocking: bool) -> bool:
+    """Take an exclusive lock on ``fd``; False if ``blocking`` is False and it is held."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks; a single writer only
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True
+
+
 class _Session:
-    """This process's writer lock on a catalog: held while the Catalog object lives."""
+    """This writer's lock file: held while it lives, so others know its temporaries are live."""
 
-    def __init__(self, lock_dir: Path) -> None:
-        from filelock import FileLock
-
-        name = f"writer-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.lock"
-        self.path = lock_dir / name
-        self.lock = FileLock(self.path)
-        self.lock.acquire(timeout=0)
+    def __init__(self, folder: Path) -> None:
+        name = f".neurofm-writer-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.lock"
+        self.path = folder / name
+        self.fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        _flock(self.fd, blocking=False)  # a fresh, unique file: never held by anyone else
 
     def release(self) -> None:
-        if self.lock.is_locked:
-            self.lock.release(force=True)
-        self.path.unlink(missing_ok=True)
+        if self.fd is not None:
+            self.path.unlink(missing_ok=True)  # unlinked while held: no one can be waiting
+            os.close(self.fd)
+            self.fd = None
+
+
+def _probe_dead(path: Path, remove: bool) -> bool:
+    """Whether the writer of lock file ``path`` is gone; its file is removed if ``remove``."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return True
+    except OSError:  # unreadable (another user's, a read-only folder): assume alive
+        return False
+    try:
+        if not _flock(fd, blocking=False):
+            return False
+        if remove:
+            path.unlink(missing_ok=True)
+        return True
+    finally:
+        os.close(fd)
+
+
+class _IndexLock:
+    """An exclusive lock on the index file itself, held across its atomic replacement.
+
+    A writer locks the file ``catalog.json`` names now; if, once it holds the lock, the name
+    points to another file (a writer before it replaced the index), it locks that one instead.
+    The first index is created atomically (hard link of a complete empty index), so writers
+    that start on an empty folder agree on one file too.
+    """
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.index = catalog.path / INDEX_NAME
+        self.fd: int | None = None
+
+    def __enter__(self) -> None:
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        while True:
+            if not self.index.exists():
+                self.catalog._create_empty_index()
+            try:
+                fd = os.open(self.index, os.O_RDWR)
+            except FileNotFoundError:  # replaced between the check and the open
+                continue
+            while not _flock(fd, blocking=False):
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise CatalogError(
+                        f"{self.index}: waited {LOCK_TIMEOUT:g} s for another writer of this "
+                        "catalog to finish updating the index"
+                    )
+                time.sleep(0.02)
+            try:
+                current = os.path.samestat(os.fstat(fd), os.stat(self.index))
+            except FileNotFoundError:
+                current = False
+            if current:
+                self.fd = fd
+                return
+            os.close(fd)  # the index was replaced while this writer waited
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the lock
+            self.fd = None
 
 
 class Catalog:
@@ -266,29 +348,29 @@ class Catalog:
         with atomic_path(self.path / INDEX_NAME) as tmp:
             tmp.write_text(json.dumps(doc, indent=1))
 
-    def _index_lock(self) -> Any:
+    def _index_lock(self) -> _IndexLock:
         """The lock every read-modify-write of the index holds (a context manager)."""
-        from filelock import FileLock, Timeout
+        self.path.mkdir(parents=True, exist_ok=True)
+        return _IndexLock(self)
 
-        lock_dir = self.path / LOCK_DIR
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(lock_dir / "index.lock", timeout=LOCK_TIMEOUT)
+    def _create_empty_index(self) -> None:
+        """Create ``catalog.json`` with no recordings, unless it exists (atomic either way)."""
+        import tempfile
 
-        class _Held:
-            def __enter__(self_inner) -> None:
-                try:
-                    lock.acquire()
-                except Timeout:
-                    raise CatalogError(
-                        f"{lock.lock_file}: waited {LOCK_TIMEOUT:g} s for another writer of "
-                        "this catalog to release the index lock; if no neurofm is running, "
-                        "delete the file"
-                    ) from None
-
-            def __exit__(self_inner, *exc: object) -> None:
-                lock.release()
-
-        return _Held()
+        doc = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "recordings": []}
+        fd, tmp = tempfile.mkstemp(prefix=f".{INDEX_NAME}.", suffix=".tmp", dir=self.path)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps(doc, indent=1))
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(tmp, 0o666 & ~mask)
+            try:
+                os.link(tmp, self.path / INDEX_NAME)  # complete, or not there: never half
+            except FileExistsError:  # another writer made it first
+                pass
+        finally:
+            Path(tmp).unlink(missing_ok=True)
 
     def refresh(self) -> None:
         """Re-read the index from disk (other processes may have changed it)."""
@@ -303,60 +385,49 @@ class Catalog:
         if self._session is not None:
             return
         self.path.mkdir(parents=True, exist_ok=True)
-        with self._index_lock():
-            # Registered under the index lock: a writer that cleans at the same time either
-            # sees this one alive, or cleans before this one has created any file.
-            self._session = _Session(self.path / LOCK_DIR)
-            weakref.finalize(self, self._session.release)
-            removed = self._remove_stale()
-        for path in removed:
+        self._session = _Session(self.path)
+        weakref.finalize(self, self._session.release)
+        for path in self._remove_stale():
             log.warning("%s: removed %s, left by an interrupted writer", self.path, path.name)
 
-    def _other_writers_alive(self) -> bool:
-        """Whether a writer other than this object holds its lock; dead writers' locks go."""
-        from filelock import FileLock, Timeout
-
-        lock_dir = self.path / LOCK_DIR
-        alive = False
-        mine = self._session.path if self._session is not None else None
-        for path in sorted(lock_dir.glob("writer-*.lock")) if lock_dir.is_dir() else []:
-            if path == mine:
-                continue
-            probe = FileLock(path)
-            try:
-                probe.acquire(timeout=0)
-            except Timeout:
-                alive = True
-                continue
-            except OSError:  # e.g. a read-only folder: assume it may be alive
-                alive = True
-                continue
-            try:
-                if self._session is not None:  # only a writer cleans up
-                    path.unlink(missing_ok=True)
-            finally:
-                probe.release(force=True)
-        return alive
-
-    def leftovers(self) -> list[Leftover]:
-        """Temporary files and staging folders of writers at the top of the catalog folder."""
+    def _writer_files(self) -> list[Path]:
         if not self.path.is_dir():
             return []
-        found = sorted(
+        mine = self._session.path if self._session is not None else None
+        return sorted(p for p in self.path.iterdir() if _WRITER_LOCK.match(p.name) and p != mine)
+
+    def _other_writers_alive(self) -> bool:
+        """Whether a writer other than this object is alive; a writer removes dead ones' files."""
+        remove = self._session is not None
+        return not all([_probe_dead(p, remove) for p in self._writer_files()])
+
+    def _temp_files(self) -> list[Path]:
+        if not self.path.is_dir():
+            return []
+        return sorted(
             p
             for p in self.path.iterdir()
             if (_TEMP_FILE.match(p.name) and p.is_file())
             or (_STAGE_DIR.match(p.name) and p.is_dir())
         )
-        if not found:
-            return []
-        alive = self._other_writers_alive() or self._session is not None
-        return [Leftover(p, alive) for p in found]
+
+    def leftovers(self) -> list[Leftover]:
+        """Temporary files and staging folders of writers at the top of the catalog folder,
+        and the lock files of writers that died."""
+        found = self._temp_files()
+        dead = [p for p in self._writer_files() if _probe_dead(p, remove=False)]
+        alive = bool(found) and (self._other_writers_alive() or self._session is not None)
+        return [Leftover(p, alive) for p in found] + [Leftover(p, False) for p in dead]
 
     def _remove_stale(self) -> list[Path]:
-        """Remove writers' temporary files when no other writer is alive (index lock held)."""
-        found = [lo.path for lo in self.leftovers()]
-        if not found or self._other_writers_alive():
+        """Remove writers' temporary files if no other writer is alive.
+
+        The temporaries are listed before the writers are checked: a writer that registers in
+        between is seen alive (nothing is removed), and one that registers after the check
+        has no file in the list yet (a writer registers before it creates any).
+        """
+        found = self._temp_files()
+        if self._other_writers_alive() or not found:
             return []
         for path in found:
             if path.is_dir():
@@ -537,15 +608,20 @@ class Catalog:
             self.refresh()
             if recording.id in self:
                 raise CatalogError(f"{self.path}: recording {recording.id!r} already exists")
+        transient = self._session is None  # a writer only for this call
         self._register()
-        file_name = f"{recording.id}.h5"
-        recording.save(self.path / file_name)
-        entry = _index_entry(recording, file_name)
-        with self._index_lock():
-            self.refresh()
-            self._entries = [e for e in self._entries if e["id"] != recording.id] + [entry]
-            self._entries.sort(key=lambda e: e["id"])
-            self._write_index()
+        try:
+            file_name = f"{recording.id}.h5"
+            recording.save(self.path / file_name)
+            entry = _index_entry(recording, file_name)
+            with self._index_lock():
+                self.refresh()
+                self._entries = [e for e in self._entries if e["id"] != recording.id] + [entry]
+                self._entries.sort(key=lambda e: e["id"])
+                self._write_index()
+        finally:
+            if transient:
+                self.close()
         return dict(entry)
 
 

@@ -155,6 +155,11 @@ def target_samples(rec: Recording, target: Any) -> tuple[np.ndarray, np.ndarray]
                 f"recording {rec.id!r} has no target signal {target!r} (has {sorted(rec.signals)})"
             )
         series = rec[target].load()
+        if series.kind not in ("regular", "irregular"):
+            raise InvalidDataError(
+                f"recording {rec.id!r}: the target {target!r} is {series.kind}, not a behaviour "
+                "series; decode a per-trial value with {trials: <column>, at: <time column>}"
+            )
         values = series.data if series.kind == "regular" else series.values
         return np.asarray(series.timestamps, dtype=np.float64), np.asarray(values)
     if target.table not in rec:

@@ -1,38 +1,135 @@
 """Baselines scored on the same points as the models: every result table has a floor.
 
-Each baseline is fitted on the train split of the same recordings the model is scored on, and
-scored on :func:`~neurofm.data.targets.evaluation_targets` of the same split:
+Each baseline is fitted on the train split of the same recordings the model is scored on, tuned
+on their valid split (early stopping, a small hyperparameter search; budgets are the evaluate
+step's ``baseline_options``), and scored on :func:`~neurofm.data.targets.evaluation_targets` of
+the same split:
 
 - beside POYO, by R^2: the spike decoders :class:`~neurofm.baselines.decoders.WienerFilter`
-  and :class:`~neurofm.baselines.decoders.GRUDecoder` (:func:`evaluate_baselines`);
+  and :class:`~neurofm.baselines.decoders.GRUDecoder` (:func:`score_baselines`, which also
+  says what each search chose per session);
 - beside SAMBA, by per-parcel r, R^2 and MSE: the EEG-informed ridge
   :class:`~neurofm.baselines.hrf_ridge.HRFRidge` (:func:`evaluate_ridge`).
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from neurofm.data.catalog import Catalog
 from neurofm.errors import NeuroFMError
+from neurofm.specs import BaselineOptions
 
-__all__ = ["SAMBA_BASELINES", "SPIKE_BASELINES", "evaluate_baselines", "evaluate_ridge"]
+__all__ = [
+    "SAMBA_BASELINES",
+    "SPIKE_BASELINES",
+    "BaselineScores",
+    "evaluate_baselines",
+    "evaluate_ridge",
+    "score_baselines",
+]
 
 #: Baselines for spikes -> behaviour (POYO), by the name a pipeline's evaluate step uses.
 SPIKE_BASELINES = ("wiener", "gru")
 #: Baselines for EEG -> fMRI (SAMBA).
 SAMBA_BASELINES = ("ridge",)
 
+_LABELS = {"wiener": "Wiener", "gru": "GRU"}
 
-def evaluate_baselines(
+
+@dataclass
+class BaselineScores:
+    """R^2 of the spike baselines per session, and how each was tuned there.
+
+    Attributes
+    ----------
+    r2 : dict
+        Table label (``Wiener``, ``GRU``) -> recording id -> R^2.
+    tuning : dict
+        Table label -> recording id -> what the search chose (``describe``: the choice in a
+        few words, then the decoder's :meth:`tuning` values: ``alpha`` and ``history_s``;
+        ``hidden``, ``lr``, ``best_step``, ``steps``, ``early_stopped``...).
+    searches : dict
+        Table label -> the search and stopping rule, in one line.
+    seconds : dict
+        Table label -> seconds spent fitting and scoring.
+    """
+
+    r2: dict[str, dict[str, float]] = field(default_factory=dict)
+    tuning: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    searches: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        """How each baseline was tuned, for under the results table::
+
+        GRU (3 sessions, 41.2 s): hidden/lr in {64/3e-3, 128/3e-3}, 200 steps each, ...
+          sub-S0_ses-1: hidden 128, lr 3e-3, best at step 650 of 900, early-stopped
+            (valid R^2 0.86)
+        """
+        out = []
+        for label, per_session in self.tuning.items():
+            n = len(per_session)
+            out.append(
+                f"{label} ({n} session{'s' if n != 1 else ''}, {self.seconds[label]:.1f} s): "
+                f"{self.searches[label]}"
+            )
+            for rid, t in per_session.items():
+                valid = t.get("valid_r2")
+                valid_text = f" (valid R^2 {valid:.3f})" if valid is not None else ""
+                out.append(f"  {rid}: {t['describe']}{valid_text}")
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """``{label: {"search", "seconds", "sessions": {id: {"r2", "describe", ...}}}}``."""
+        return {
+            label: {
+                "search": self.searches[label],
+                "seconds": round(self.seconds[label], 3),
+                "sessions": {
+                    rid: {"r2": self.r2[label][rid], **t} for rid, t in per_session.items()
+                },
+            }
+            for label, per_session in self.tuning.items()
+        }
+
+
+def _decoder(name: str, options: BaselineOptions, progress: bool) -> Any:
+    """A spike baseline configured by the spec's options."""
+    from neurofm.baselines.decoders import GRUDecoder, WienerFilter
+    from neurofm.baselines.features import Binning
+
+    if name == "wiener":
+        w = options.wiener
+        return WienerFilter(Binning(bin_size=w.bin_size), alphas=w.alphas, lags=w.lags)
+    g = options.gru
+    return GRUDecoder(
+        candidates=[(c.hidden, c.lr) for c in g.candidates],
+        max_steps=g.max_steps,
+        search_steps=g.search_steps,
+        eval_every=g.eval_every,
+        patience=g.patience,
+        lr_patience=g.lr_patience,
+        batch_size=g.batch_size,
+        seed=g.seed,
+        progress=progress,
+    )
+
+
+def score_baselines(
     catalog: str | Path,
     target: str,
     split: str,
     names: list[str],
     sessions: list[str] | None = None,
-) -> dict[str, dict[str, float]]:
-    """Fit the named spike baselines on the train split and score them like POYO.
+    options: BaselineOptions | None = None,
+    progress: bool = True,
+) -> BaselineScores:
+    """Fit the named spike baselines on the train split, tune them on the valid split, and
+    score them on ``split`` like POYO.
 
     Parameters
     ----------
@@ -46,36 +143,64 @@ def evaluate_baselines(
         Baselines among :data:`SPIKE_BASELINES` (``wiener``, ``gru``).
     sessions : list of str, optional
         Recordings to fit and score (default all; POYO passes the sessions it knows).
+    options : BaselineOptions, optional
+        Budgets and searches (default: :class:`~neurofm.specs.BaselineOptions`'s defaults).
+    progress : bool
+        Progress of the GRU's training (a bar on a terminal, lines in a log).
 
     Returns
     -------
-    dict
-        Table label (``Wiener``, ``GRU``) -> recording id -> R^2.
+    BaselineScores
+        R^2 per session, the tuning chosen per session, the searches and their time.
 
     Raises
     ------
     NeuroFMError
         A name that is not a spike baseline.
     """
-    from neurofm.baselines.decoders import GRUDecoder, WienerFilter
-
-    classes = {"wiener": ("Wiener", WienerFilter), "gru": ("GRU", GRUDecoder)}
-    wrong = sorted(set(names) - set(classes))
+    wrong = sorted(set(names) - set(_LABELS))
     if wrong:
         raise NeuroFMError(
-            f"evaluate: baselines {wrong} are not spike baselines (expected {sorted(classes)})"
+            f"evaluate: baselines {wrong} are not spike baselines (expected {sorted(_LABELS)})"
         )
+    options = options or BaselineOptions()
     cat = Catalog(catalog)
     recordings = [cat.open(rid) for rid in (sessions or cat.ids)]
+    out = BaselineScores()
     try:
-        out = {}
         for name in names:
-            label, cls = classes[name]
-            out[label] = cls().fit(recordings, target).evaluate(recordings, target, split)
+            label, decoder = _LABELS[name], _decoder(name, options, progress)
+            t0 = time.perf_counter()
+            out.r2[label] = decoder.fit(recordings, target).evaluate(recordings, target, split)
+            out.seconds[label] = time.perf_counter() - t0
+            out.searches[label] = decoder.search_description()
+            out.tuning[label] = {
+                rec.id: {"describe": decoder.describe(rec.id), **decoder.tuning(rec.id)}
+                for rec in recordings
+            }
         return out
     finally:
         for rec in recordings:
             rec.close()
+
+
+def evaluate_baselines(
+    catalog: str | Path,
+    target: str,
+    split: str,
+    names: list[str],
+    sessions: list[str] | None = None,
+    options: BaselineOptions | None = None,
+) -> dict[str, dict[str, float]]:
+    """R^2 of the named spike baselines per session (:func:`score_baselines` without the
+    tuning record).
+
+    Returns
+    -------
+    dict
+        Table label (``Wiener``, ``GRU``) -> recording id -> R^2.
+    """
+    return score_baselines(catalog, target, split, names, sessions, options).r2
 
 
 def evaluate_ridge(

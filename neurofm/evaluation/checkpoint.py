@@ -273,7 +273,8 @@ def evaluate_poyo_checkpoint(
         report.plots += plot_poyo(poyo, work / "plots")
     write_json(report.r2, work / f"results_{options.split}.json")
     lines = [
-        f"evaluate: stitched {poyo.metric_name} of {poyo.target} on the {options.split} split",
+        f"evaluate: stitched {poyo.metric_name}{f' of {poyo.target}' if per_trial else ''} "
+        f"on the {options.split} split",
         results_table(report.r2),
     ]
     if poyo.n_masked:

@@ -54,6 +54,8 @@ class SessionPrediction:
     r2: float
     n_masked: int = 0  # evaluation points left out (non-finite target)
     score: float = float("nan")  # the result's metric (R^2 or balanced accuracy)
+    channels: tuple[str, ...] = ()  # names of the target's channels (plots), when it has them
+    unit: str = ""  # the target's unit (plots), e.g. "m/s"
 
     def __post_init__(self) -> None:
         if np.isnan(self.score) and not np.isnan(self.r2):
@@ -217,6 +219,8 @@ def evaluate_poyo(
                 )
                 continue
             predicted = scaler.inverse(preds[idx])
+            signal = recs.get(rid)[target] if isinstance(target, str) else None
+            names = getattr(signal, "channels", None)
             result.sessions[rid] = SessionPrediction(
                 rid,
                 truth.timestamps,
@@ -224,6 +228,8 @@ def evaluate_poyo(
                 predicted,
                 r2_score(truth.values, predicted),
                 truth.n_masked,
+                channels=() if names is None else tuple(str(c) for c in names),
+                unit=str(getattr(signal, "unit", "") or ""),
             )
         if not result.sessions:
             raise InvalidDataError(

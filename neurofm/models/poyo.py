@@ -55,11 +55,16 @@ class POYOConfig:
     lin_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.4
     atn_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
     window_length: Annotated[float, Field(gt=0, description="window, s")] = 1.0
-    latent_step: Annotated[float, Field(gt=0, description="latent grid step, s")] = 0.125
+    # validate_default: the checks against window_length / t_min apply to defaults too
+    latent_step: Annotated[
+        float, Field(gt=0, validate_default=True, description="latent grid step, s")
+    ] = 0.125
     num_latents_per_step: Annotated[int, Field(gt=0)] = 16
     dim_out: Annotated[int, Field(gt=0, description="target dimensions (set from the data)")] = 2
     t_min: Annotated[float, Field(gt=0, description="shortest rotary period, s")] = 1e-4
-    t_max: Annotated[float, Field(gt=0, description="longest rotary period, s")] = 2.0627
+    t_max: Annotated[
+        float, Field(gt=0, validate_default=True, description="longest rotary period, s")
+    ] = 2.0627
     emb_init_scale: Annotated[float, Field(gt=0)] = 0.02
 
     @field_validator("latent_step")

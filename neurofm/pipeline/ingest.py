@@ -502,6 +502,11 @@ def apply_card(rec: Recording, card: Any, name: str = "") -> Recording:
                 f"{where}: fields.{key} is {signal!r} but the file has no such signal "
                 f"(has {sorted(rec.signals)})"
             )
+        if key == "target" and rec[signal].kind not in ("regular", "irregular"):
+            raise InvalidDataError(
+                f"{where}: fields.target {signal!r} is {rec[signal].kind}, not a behaviour "
+                "series; to decode a per-trial value give {trials: <column>, at: <time column>}"
+            )
     if rec.metadata.subject_id in splits.held_out_subjects or splits.by == "time":
         if fields.target is None:  # --splits time: the recording's whole span
             span_start, span_end = 0.0, rec.duration

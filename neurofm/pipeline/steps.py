@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from neurofm.errors import NeuroFMError, SpecError
 from neurofm.evaluation.reports import EvaluateReport
@@ -84,10 +85,47 @@ def run_train_step(
         num_workers=opts.num_workers,
         recordings=list(opts.recordings),
     )
-    module, ckpt = train_poyo(catalog, model_config, cfg, work / opts.out, progress=progress)
+    run = _run_options(opts, work / opts.out)
+    module, ckpt = train_poyo(catalog, model_config, cfg, work / opts.out, progress=progress, **run)
     val = module.trainer.callback_metrics.get("val_r2")
     val_text = f", valid R^2 {float(val):.3f}" if val is not None else ""
-    return ckpt, f"train: POYO {model_path.name}, {module.global_step} steps{val_text} -> {ckpt}"
+    return ckpt, (
+        f"train: POYO {model_path.name}, {module.global_step} steps{val_text}"
+        f"{_where(module, run, ckpt)}"
+    )
+
+
+def _run_options(opts: TrainStep, out: Path) -> dict[str, Any]:
+    """The step's device, checkpoint and resume options, as the training functions take them.
+
+    With ``resume: true`` the run continues from ``out/last.ckpt`` if there is one (a first
+    run, or one killed before its first checkpoint, starts from the beginning).
+    """
+    resume = None
+    if opts.resume:
+        last = out / "last.ckpt"
+        if last.is_file():
+            resume = last
+        else:
+            log.warning("%s: no checkpoint to resume from; training from the start", last)
+    return {
+        "resume": resume,
+        "accelerator": opts.accelerator,
+        "devices": opts.devices,
+        "precision": opts.precision,
+        "checkpoint_every_n_steps": opts.checkpoint_every_n_steps,
+    }
+
+
+def _where(module: Any, run: dict[str, Any], ckpt: Path) -> str:
+    """``, trained on cpu (precision 32-true), resumed from X -> last.ckpt``: the end of a
+    summary line."""
+    from neurofm.training.trainer import device_summary
+
+    if not ckpt.is_file():  # never expected: the trainer writes it after every epoch
+        raise NeuroFMError(f"{ckpt}: training ended without writing its checkpoint")
+    resumed = f", resumed from {run['resume']}" if run["resume"] is not None else ""
+    return f", trained on {device_summary(module.trainer)}{resumed} -> {ckpt}"
 
 
 def _train_samba(
@@ -112,12 +150,16 @@ def _train_samba(
         bold=card.fields.target or "bold",
         recordings=list(opts.recordings),
     )
+    run = _run_options(opts, work / opts.out)
     module, ckpt = train_samba(
-        catalog, SambaConfig.from_yaml(model_path), cfg, work / opts.out, progress=progress
+        catalog, SambaConfig.from_yaml(model_path), cfg, work / opts.out, progress=progress, **run
     )
     val = module.trainer.callback_metrics.get("val_r")
     val_text = f", valid r {float(val):.3f}" if val is not None else ""
-    return ckpt, f"train: SAMBA {model_path.name}, {module.global_step} steps{val_text} -> {ckpt}"
+    return ckpt, (
+        f"train: SAMBA {model_path.name}, {module.global_step} steps{val_text}"
+        f"{_where(module, run, ckpt)}"
+    )
 
 
 def run_evaluate_step(

@@ -41,6 +41,7 @@ import neurofm
 from neurofm.data.recording import Metadata, Recording, provenance_from
 from neurofm.data.signals import Intervals, RegularSeries, Signal
 from neurofm.errors import InvalidDataError, NeuroFMError, ReaderError
+from neurofm.readers.boundary import reader_boundary
 from neurofm.sources.bids import (
     EEG_EXTENSIONS,
     bids_root_of,
@@ -118,6 +119,7 @@ def load_preprocessing(path: str | os.PathLike[str]) -> EEGPreprocessing:
 # --------------------------------------------------------------------------------------------
 
 
+@reader_boundary("EEG")
 def read_eeg(
     path: str | os.PathLike[str],
     *,
@@ -350,7 +352,8 @@ def _check_edf_size(path: Path, allow_truncated: bool) -> list[str]:
                 return int(text)
             except ValueError:
                 raise ReaderError(
-                    f"{path}: header: field {field!r} must be an integer, got {text!r}"
+                    f"{path}: cannot read as EEG (EDF/BDF header: field {field!r} must be an "
+                    f"integer, got {text!r})"
                 ) from None
 
         header_bytes = number(184, 192, "number of bytes in header")
@@ -358,8 +361,8 @@ def _check_edf_size(path: Path, allow_truncated: bool) -> list[str]:
         n_signals = number(252, 256, "number of signals")
         if n_signals <= 0 or header_bytes != 256 * (n_signals + 1):
             raise ReaderError(
-                f"{path}: header: {n_signals} signals need a header of {256 * (n_signals + 1)} "
-                f"bytes, the header declares {header_bytes}"
+                f"{path}: cannot read as EEG (EDF/BDF header: {n_signals} signals need a "
+                f"header of {256 * (n_signals + 1)} bytes, the header declares {header_bytes})"
             )
         fh.seek(256 + 216 * n_signals)
         field = fh.read(8 * n_signals)
@@ -371,13 +374,13 @@ def _check_edf_size(path: Path, allow_truncated: bool) -> list[str]:
         samples = [int(field[8 * i : 8 * i + 8].decode("ascii")) for i in range(n_signals)]
     except (UnicodeDecodeError, ValueError):
         raise ReaderError(
-            f"{path}: header: field 'number of samples in each data record' must hold "
-            f"integers, got {field[:64]!r}"
+            f"{path}: cannot read as EEG (EDF/BDF header: field 'number of samples in each "
+            f"data record' must hold integers, got {field[:64]!r})"
         ) from None
     if min(samples) < 0 or sum(samples) == 0:
         raise ReaderError(
-            f"{path}: header: samples per data record must be >= 0 with at least one > 0, "
-            f"got {samples[:8]}"
+            f"{path}: cannot read as EEG (EDF/BDF header: samples per data record must be "
+            f">= 0 with at least one > 0, got {samples[:8]})"
         )
     record = sum(samples) * width
     complete = max(size - header_bytes, 0) // record
@@ -390,7 +393,8 @@ def _check_edf_size(path: Path, allow_truncated: bool) -> list[str]:
         )
     if n_records < 0:
         raise ReaderError(
-            f"{path}: header: field 'number of data records' must be >= 0, got {n_records}"
+            f"{path}: cannot read as EEG (EDF/BDF header: field 'number of data records' must "
+            f"be >= 0, got {n_records})"
         )
     expected = header_bytes + n_records * record
     if size < expected:

@@ -40,6 +40,7 @@ import neurofm
 from neurofm.data.recording import Metadata, Recording, provenance_from
 from neurofm.data.signals import Intervals, RegularSeries, Signal
 from neurofm.errors import InvalidDataError, NeuroFMError, ReaderError
+from neurofm.readers.boundary import reader_boundary
 from neurofm.sources.bids import (
     NIFTI_EXTENSIONS,
     BIDSRun,
@@ -92,7 +93,9 @@ def _checked_data(path: Path, img: Any, what: str) -> Any:
     try:
         shape = tuple(int(n) for n in header.get_data_shape())
         dtype = header.get_data_dtype()
-        offset = int(header.get_data_offset())
+        # Where nibabel reads the data from (a single .nii never starts before byte 352,
+        # whatever vox_offset says).
+        offset = int(getattr(img.dataobj, "offset", header.get_data_offset()))
     except Exception as exc:
         raise ReaderError(f"{path}: header: not a valid NIfTI {what} ({_reason(exc)})") from None
     if any(n <= 0 for n in shape):
@@ -267,6 +270,7 @@ def _centroids(atlas_img: Any, values: np.ndarray, maps: bool) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
+@reader_boundary("BOLD NIfTI")
 def read_fmri(
     path: str | os.PathLike[str],
     atlas: str | os.PathLike[str] | Any | None,
@@ -367,10 +371,15 @@ def read_fmri(
     maps = len(atlas_img.shape) == 4
     if not maps:
         raw_labels = np.asarray(atlas_img.dataobj)
-        if not np.allclose(raw_labels, np.round(raw_labels)):
+        if not np.isfinite(raw_labels).all() or not np.allclose(raw_labels, np.round(raw_labels)):
             raise ReaderError(
                 f"{atlas_name}: atlas values: a 3-D labels image must hold integer labels "
                 "(probabilistic atlases are 4-D, one map per region)"
+            )
+        if raw_labels.min() < 0 or raw_labels.max() > np.iinfo(np.int32).max:
+            raise ReaderError(
+                f"{atlas_name}: atlas values: labels must be integers from 0 (background) to "
+                f"2^31-1, got {raw_labels.min():g} to {raw_labels.max():g}"
             )
         atlas_img = nib.Nifti1Image(
             np.round(raw_labels).astype(np.int32), atlas_img.affine, atlas_img.header
@@ -602,9 +611,12 @@ def _voxel_counts(masker: Any, kept: np.ndarray, maps: bool) -> np.ndarray:
     img = getattr(masker, "labels_img_", None)  # the labels on the data's grid, after fit
     if img is None:
         return np.full(len(kept), -1, dtype=np.int64)
-    data = np.asarray(img.dataobj).astype(np.int64)
-    counts = np.bincount(data.ravel()[data.ravel() > 0], minlength=int(kept.max()) + 1)
-    return counts[kept]
+    data = np.asarray(img.dataobj).astype(np.int64).ravel()
+    # Counted per label value present (not a bincount up to the largest label: a label of
+    # 10^9 would allocate 8 GB).
+    values, counts = np.unique(data[data > 0], return_counts=True)
+    found = dict(zip(values.tolist(), counts.tolist(), strict=True))
+    return np.asarray([found.get(int(k), 0) for k in kept], dtype=np.int64)
 
 
 def _bids_events(path: Path) -> Intervals | None:
@@ -653,6 +665,7 @@ def _default_id(path: Path, entities: Mapping[str, str]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+@reader_boundary("EEG-fMRI")
 def read_eeg_fmri(
     eeg: str | os.PathLike[str],
     bold: str | os.PathLike[str],

@@ -155,8 +155,13 @@ def read_nwb(
                     nwb, path, url, sha256, {**(provenance or {}), **_repairs_entry(repairs)}
                 ),
             )
-        except (OSError, KeyError, RuntimeError) as exc:
-            # h5py raises OSError/KeyError on truncated or damaged datasets mid-read.
+        except NeuroFMError:
+            for fn in cleanup:
+                fn()
+            raise
+        except Exception as exc:
+            # h5py raises OSError/KeyError/RuntimeError on truncated or damaged datasets
+            # mid-read; hdmf and numpy raise others on damaged tables and shapes (fuzzing).
             for fn in cleanup:
                 fn()
             raise ReaderError(f"{path}: damaged or truncated NWB file ({_reason(exc)})") from None
@@ -213,7 +218,7 @@ def _check_hdf5(path: Path) -> None:
         with h5py.File(path, "r") as f:
             f.attrs.get("nwb_version")
             list(f.keys())
-    except OSError as exc:
+    except Exception as exc:  # OSError, or KeyError/RuntimeError from a damaged object header
         raise ReaderError(f"{path}: truncated or corrupt HDF5 file ({_reason(exc)})") from None
 
 

@@ -122,6 +122,9 @@ def finetune(
     seed: int = 0,
     progress: bool = True,
     score: Scorer | None = None,
+    accelerator: str = "auto",
+    devices: int = 1,
+    precision: str | int = "32-true",
 ) -> FinetuneResult:
     """Adapt a pretrained POYO checkpoint to a new session of a catalog.
 
@@ -148,6 +151,9 @@ def finetune(
         model; its ``{recording id: score}`` fills the result's ``r2`` and ``mean_r2`` (e.g.
         :func:`neurofm.evaluation.fewshot.session_r2`, the stitched test R^2). Default: no
         score.
+    accelerator, devices, precision : str, int, str
+        Lightning's: what trains (``auto``: a GPU when there is one), on how many devices,
+        in which precision.
 
     Raises
     ------
@@ -212,6 +218,9 @@ def finetune(
         train_domains=train_domains,
         callbacks=callbacks,
         progress=progress,
+        accelerator=accelerator,
+        devices=devices,
+        precision=precision,
     )
     result = FinetuneResult(
         ckpt,

@@ -294,7 +294,10 @@ class POYOModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         pred = self.model(**batch)
         mask = batch["output_mask"] & (batch["output_weights"] > 0)  # no padding, no NaN gap
-        self._val.append((batch["output_values"][mask].cpu().numpy(), pred[mask].cpu().numpy()))
+        # .float(): under bf16/16-bit precision the predictions are half floats, unknown to numpy
+        self._val.append(
+            (batch["output_values"][mask].cpu().numpy(), pred[mask].float().cpu().numpy())
+        )
         loss = self._loss(batch)
         self.log(
             "val_loss", loss, prog_bar=True, batch_size=len(batch["session_index"]), sync_dist=True

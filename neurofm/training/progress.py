@@ -133,9 +133,9 @@ class EpochLines(ProgressBar):
     ) -> None:
         self._epoch_steps += 1
         n = self.every_n_steps
-        due = (
-            n is not None and n > 0 and trainer.global_step % n == 0
-        ) or (n is None and time.monotonic() - self._last_t >= self.interval)
+        due = (n is not None and n > 0 and trainer.global_step % n == 0) or (
+            n is None and time.monotonic() - self._last_t >= self.interval
+        )
         if not due:
             return
         total = self.total_train_batches

@@ -26,16 +26,18 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from pydantic import Field
 from torch.utils.data import DataLoader, Dataset
 
 from neurofm.data.catalog import Catalog
 from neurofm.errors import InvalidDataError, NeuroFMError
 from neurofm.models.samba import Samba, SambaConfig, connectivity_graph
+from neurofm.specs import check_fields, validate
 from neurofm.tokenizers.multimodal import (
     FeatureTransform,
     MultimodalScaler,
@@ -45,8 +47,16 @@ from neurofm.tokenizers.multimodal import (
     collate_windows,
     load_paired_run,
 )
-from neurofm.training.checkpoints import checkpoint_format, read_checkpoint
+from neurofm.training.checkpoints import (
+    checkpoint_format,
+    load_checkpoint,
+    load_weights,
+    malformed_section,
+    read_checkpoint,
+    resume_point,
+)
 from neurofm.training.datasets import ShardedSampler
+from neurofm.training.resume import ResumableSampler
 from neurofm.training.trainer import make_trainer
 
 log = logging.getLogger(__name__)
@@ -73,18 +83,25 @@ __all__ = [
 
 @dataclass
 class SambaTrainConfig:
-    """How to train SAMBA (the ``train`` step of a pipeline with a SAMBA model)."""
+    """How to train SAMBA (the ``train`` step of a pipeline with a SAMBA model).
 
-    epochs: int = 30
-    batch_size: int = 16
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
+    Ranges are checked when a config is made, in Python as from a pipeline.
+    """
+
+    epochs: Annotated[int, Field(ge=1)] = 30
+    batch_size: Annotated[int, Field(ge=1)] = 16
+    lr: Annotated[float, Field(gt=0)] = 3e-3
+    weight_decay: Annotated[float, Field(ge=0)] = 1e-4
     seed: int = 0
     eeg: str = "eeg"
     bold: str = "bold"
     events: str | None = "events"
-    label_lag: float = 5.0  # s: a volume shows the stimulus block active this long before it
+    # s: a volume shows the stimulus block active this long before it
+    label_lag: Annotated[float, Field(ge=0)] = 5.0
     recordings: list[str] = field(default_factory=list)  # empty: all with a train_domain
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 # --------------------------------------------------------------------------------------------
@@ -279,7 +296,10 @@ class SambaModule(pl.LightningModule):
         out = self.model(energy=batch["energy"])
         parts = self.model.loss(out, batch["bold"], batch["labels"])
         self.log("val_loss", parts["loss"], prog_bar=True, batch_size=len(batch["bold"]))
-        self._val.append((batch["bold"].numpy(), out["bold"].detach().cpu().numpy()))
+        # .float().cpu(): the scores are numpy's, whatever device and precision trained
+        self._val.append(
+            (batch["bold"].float().cpu().numpy(), out["bold"].detach().float().cpu().numpy())
+        )
 
     def on_validation_epoch_end(self) -> None:
         from neurofm.metrics import pearson_r
@@ -357,6 +377,26 @@ def build_samba(
     return SambaBundle(model, scaler, cfg, list(channels), list(parcels)), runs
 
 
+def _check_same_run(
+    path: str | Path, saved: SambaBundle, config: SambaConfig, cfg: SambaTrainConfig
+) -> None:
+    """Refuse to resume a checkpoint with settings other than those it was trained with."""
+    old, new = dataclasses.asdict(saved.cfg), dataclasses.asdict(cfg)
+    diffs = [f"{k} {old[k]!r} -> {new[k]!r}" for k in old if old[k] != new.get(k)]
+    old_m, new_m = dataclasses.asdict(saved.model.config), dataclasses.asdict(config)
+    diffs += [
+        f"model {k} {old_m[k]!r} -> {new_m[k]!r}"
+        for k in old_m
+        if k not in ("n_channels", "n_parcels", "classes") and old_m[k] != new_m.get(k)
+    ]  # (those three come from the data)
+    if diffs:
+        raise NeuroFMError(
+            f"{path}: cannot resume: the run was started with other settings "
+            f"({'; '.join(diffs)}); resume with the settings it was started with, or start over "
+            "without resuming"
+        )
+
+
 def is_samba_checkpoint(path: str | Path) -> bool:
     """Whether ``path`` is a neurofm SAMBA checkpoint (False for POYO's or a missing file)."""
     return checkpoint_format(path) == CHECKPOINT_FORMAT
@@ -365,30 +405,41 @@ def is_samba_checkpoint(path: str | Path) -> bool:
 def load_samba(path: str | Path) -> SambaBundle:
     """Load a SAMBA checkpoint (``weights_only=True``).
 
+    The checkpoint is checked before use: its weights' digest, its ``neurofm`` section and
+    every tensor's presence and shape.
+
     Raises
     ------
     NeuroFMError
-        If the file is not a neurofm SAMBA checkpoint.
+        If the file is not a neurofm SAMBA checkpoint, or is incomplete, damaged or modified
+        (the message names the file and what is missing or mismatched).
     """
-    meta, state = read_checkpoint(path, CHECKPOINT_FORMAT, "SAMBA")
-    config = SambaConfig(**meta["model_config"])
-    try:
-        model = Samba(config, state["eeg_gat.edge_index"], state["fmri_gat.edge_index"])
-        model.load_state_dict(state)
-    except (KeyError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[-1].strip()
-        raise NeuroFMError(
-            f"{path}: its weights do not fit this version's SAMBA ({first}); it was written "
-            "by another neurofm version: retrain it"
-        ) from None
-    model.eval()
-    return SambaBundle(
-        model,
-        MultimodalScaler.from_dict(meta["scaler"]),
-        SambaTrainConfig(**meta["train_config"]),
-        list(meta["channels"]),
-        list(meta["parcels"]),
+    meta, state = read_checkpoint(
+        path,
+        CHECKPOINT_FORMAT,
+        "SAMBA",
+        required=("model_config", "train_config", "scaler", "channels", "parcels"),
     )
+    config = validate(SambaConfig, meta["model_config"], f"{path}: model_config")
+    graphs = [state.get(f"{name}.edge_index") for name in ("eeg_gat", "fmri_gat")]
+    if not all(isinstance(g, torch.Tensor) and g.ndim == 2 and len(g) == 2 for g in graphs):
+        raise NeuroFMError(
+            f"{path}: its weights do not fit a SAMBA: the graphs (eeg_gat.edge_index, "
+            "fmri_gat.edge_index, each 2 x edges) are missing or malformed: the file is damaged "
+            "or was written by another neurofm version"
+        )
+    with malformed_section(path, "model_config"):
+        model = Samba(config, *graphs)
+    load_weights(model, state, path, "SAMBA")
+    model.eval()
+    with malformed_section(path, "scaler, train_config, channels or parcels"):
+        return SambaBundle(
+            model,
+            MultimodalScaler.from_dict(meta["scaler"]),
+            SambaTrainConfig(**meta["train_config"]),
+            [str(c) for c in meta["channels"]],
+            [str(p) for p in meta["parcels"]],
+        )
 
 
 def train_samba(
@@ -398,18 +449,38 @@ def train_samba(
     out_dir: str | Path,
     *,
     progress: bool = True,
-    accelerator: str = "cpu",
+    accelerator: str = "auto",
+    devices: int = 1,
+    strategy: str = "auto",
+    precision: str | int = "32-true",
+    checkpoint_every_n_steps: int = 0,
     max_steps: int = -1,
     resume: str | Path | None = None,
     stop_after_epochs: int | None = None,
 ) -> tuple[SambaModule, Path]:
     """Train SAMBA on a catalog's train domains; returns the module and ``last.ckpt``.
 
-    Writes CSV and TensorBoard logs and a checkpoint every epoch to ``out_dir``.
-    ``stop_after_epochs`` ends the run early while keeping the schedules of ``cfg.epochs``;
-    ``resume`` (a ``last.ckpt``) continues it exactly: window order, dropout and teacher
-    forcing draw from ``(seed, epoch)`` and ``(seed, step)``, not from the run's history.
+    Writes CSV and TensorBoard logs, ``losses.csv`` (every step's loss) and ``last.ckpt`` to
+    ``out_dir``: at the end of every epoch, every ``checkpoint_every_n_steps`` steps if given,
+    each time atomically. ``stop_after_epochs`` ends the run early while keeping the schedules
+    of ``cfg.epochs``; ``resume`` (a ``last.ckpt``, e.g. of a killed run) continues it exactly,
+    mid-epoch too: window order, dropout and teacher forcing draw from ``(seed, epoch)`` and
+    ``(seed, step)``, not from the run's history. ``accelerator`` (``auto``: a GPU when there
+    is one), ``devices`` and ``precision`` are Lightning's.
+
+    Raises
+    ------
+    NeuroFMError
+        Before training: no training window, settings that would train zero steps, or a
+        checkpoint to resume that is damaged or was trained with other settings.
     """
+    if max_steps == 0:
+        raise InvalidDataError("max_steps is 0: nothing would be trained (use -1 for no limit)")
+    point = None
+    if resume is not None:
+        saved = load_samba(resume)  # checked before anything trains
+        _check_same_run(resume, saved, config, cfg)
+        point = resume_point(load_checkpoint(resume))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     bundle, runs = build_samba(catalog, config, cfg)
     model = bundle.model
@@ -421,6 +492,13 @@ def train_samba(
     if not train_windows:
         raise InvalidDataError(f"{catalog}: no train_domain holds a whole window of {w} volumes")
     valid_windows = volume_windows(runs, "valid", w, stride=max(1, w // 2))
+    if len(train_windows) // devices < cfg.batch_size:  # full batches only (drop_last)
+        raise InvalidDataError(
+            f"{catalog}: {len(train_windows)} training window(s) of {w} volumes"
+            + (f" over {devices} devices" if devices > 1 else "")
+            + f" fill no batch of {cfg.batch_size}: training would run zero steps; use a "
+            "smaller batch_size (or window_trs)"
+        )
     steps_per_epoch = max(1, len(train_windows) // cfg.batch_size)
     total = steps_per_epoch * cfg.epochs if max_steps < 0 else max_steps
     module = SambaModule(model, bundle.scaler, cfg, bundle.channels, bundle.parcels, total)
@@ -428,7 +506,9 @@ def train_samba(
     train_loader = DataLoader(
         data,
         batch_size=cfg.batch_size,
-        sampler=ShardedSampler(ShuffledVolumeSampler(train_windows, cfg.seed)),
+        sampler=ResumableSampler(
+            ShardedSampler(ShuffledVolumeSampler(train_windows, cfg.seed)), cfg.batch_size, point
+        ),
         collate_fn=collate_windows,
         drop_last=True,
     )
@@ -445,6 +525,10 @@ def train_samba(
         steps_per_epoch=steps_per_epoch,
         max_steps=max_steps,
         accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        precision=precision,
+        checkpoint_every_n_steps=checkpoint_every_n_steps,
         progress=progress,
         limit_val_batches=1.0 if valid_loader is not None else 0,
     )

@@ -20,6 +20,8 @@ def quiet_lightning() -> None:
 
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # A mid-epoch resume is exact here: neurofm's ResumableSampler skips the trained batches.
+    warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended")
 
 
 def make_trainer(
@@ -88,7 +90,7 @@ def make_trainer(
 
 
 def device_summary(trainer: pl.Trainer) -> str:
-    """What trains, in words: ``cpu``, ``cuda:0``, ``2 x cuda (ddp)``, with the precision.
+    """What trains, in words: ``cpu``, ``cuda:0``, ``2 x cuda, DDPStrategy``, and the precision.
 
     Parameters
     ----------
@@ -98,9 +100,9 @@ def device_summary(trainer: pl.Trainer) -> str:
     Returns
     -------
     str
-        E.g. ``"cpu, precision 32-true"``.
+        E.g. ``"cpu (precision 32-true)"``.
     """
     device = trainer.strategy.root_device
     n = trainer.num_devices * trainer.num_nodes
-    where = str(device) if n == 1 else f"{n} x {device.type} ({type(trainer.strategy).__name__})"
-    return f"{where}, precision {trainer.precision}"
+    where = str(device) if n == 1 else f"{n} x {device.type}, {type(trainer.strategy).__name__}"
+    return f"{where} (precision {trainer.precision})"

@@ -8,12 +8,60 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from neurofm.errors import InvalidDataError
+from neurofm.metrics import r2_score
 from neurofm.viz.figures import pyplot, save_png
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["plot_predictions"]
+__all__ = ["channel_label", "plot_predictions"]
+
+
+def channel_label(channels: Any, d: int) -> str:
+    """Name of output dimension ``d``: its channel name, or ``dim d`` without one (a purely
+    numeric name, e.g. ``"0"``, reads as ``channel 0``)."""
+    names = list(channels) if channels is not None else []
+    if d >= len(names) or str(names[d]) == "":
+        return f"dim {d}"
+    name = str(names[d])
+    return f"channel {name}" if name.isdigit() else name
+
+
+def _segments(t: np.ndarray, max_segments: int) -> list[slice]:
+    """Contiguous runs of evaluation points (trials): a gap of more than 3 sample steps
+    starts a new one. The first ``max_segments`` of them."""
+    if len(t) == 0:
+        return []
+    step = np.median(np.diff(t)) if len(t) > 1 else 1.0
+    bounds = [0, *(np.flatnonzero(np.diff(t) > 3 * step) + 1).tolist(), len(t)]
+    runs = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return runs[:max_segments]
+
+
+def _concatenated(
+    t: np.ndarray, segments: list[slice], values: list[np.ndarray]
+) -> tuple[np.ndarray, list[np.ndarray], list[float]]:
+    """Segments laid end to end on one time axis (seconds from the first segment's start),
+    a NaN point between two segments so no line joins them.
+
+    Returns the x values, each of ``values`` laid out the same way, and the x of every
+    boundary between segments.
+    """
+    step = float(np.median(np.diff(t))) if len(t) > 1 else 1.0
+    xs, ys, bounds = [], [[] for _ in values], []
+    offset = 0.0
+    for i, seg in enumerate(segments):
+        ts = t[seg]
+        if i:
+            bounds.append(offset - step / 2)
+            xs.append(np.array([offset - step / 2]))
+            for y in ys:
+                y.append(np.array([np.nan]))
+        xs.append(ts - ts[0] + offset)
+        for y, v in zip(ys, values, strict=True):
+            y.append(np.asarray(v[seg], dtype=float))
+        offset += float(ts[-1] - ts[0]) + step
+    return np.concatenate(xs), [np.concatenate(y) for y in ys], bounds
 
 
 def plot_predictions(
@@ -25,12 +73,18 @@ def plot_predictions(
 ) -> Figure:
     """Predicted vs true behaviour on a few evaluation trials of a few sessions.
 
+    Each panel is one output dimension of one session, titled with that dimension's own R^2
+    (over all the session's evaluation points, not only the trials shown) and labelled with
+    its channel name and unit. Trials are laid end to end on a time axis in seconds, the
+    boundaries between them marked by dotted lines.
+
     Parameters
     ----------
     result : EvalResult
-        From :func:`neurofm.training.evaluate.evaluate_poyo` (or any object with a ``split``
+        From :func:`neurofm.evaluation.poyo.evaluate_poyo` (or any object with a ``split``
         and ``sessions`` mapping ids to objects with ``recording_id``, ``timestamps`` (T,),
-        ``truth`` and ``prediction`` (T, D) and ``r2``).
+        ``truth`` and ``prediction`` (T, D), and optionally ``channels`` (D names) and
+        ``unit``; the result's optional ``target`` names the signal).
     path : str or Path, optional
         Where to save a PNG (written atomically); the figure is returned either way.
     max_sessions, max_segments : int
@@ -40,7 +94,8 @@ def plot_predictions(
     -------
     matplotlib.figure.Figure
         One row per session, one column per behaviour dimension; in each axes, line 0 is the
-        truth and line 1 the prediction, NaN between segments.
+        truth and line 1 the prediction (a NaN point between trials), then one dotted line per
+        trial boundary.
 
     Raises
     ------
@@ -51,30 +106,54 @@ def plot_predictions(
     if not sessions:
         raise InvalidDataError("plot_predictions: the result has no sessions")
     plt = pyplot()
+    target = str(getattr(result, "target", "") or "")
     dims = sessions[0].truth.shape[1]
     fig, axes = plt.subplots(
-        len(sessions), dims, figsize=(4.5 * dims, 2.4 * len(sessions)), squeeze=False
+        len(sessions),
+        dims,
+        figsize=(5.0 * dims, 2.3 * len(sessions) + 0.9),
+        squeeze=False,
+        layout="constrained",
     )
     for row, s in enumerate(sessions):
-        t = s.timestamps
-        step = np.median(np.diff(t)) if len(t) > 1 else 1.0
-        breaks = np.flatnonzero(np.diff(t) > 3 * step) + 1
-        stop = breaks[max_segments - 1] if len(breaks) >= max_segments else len(t)
-        x = np.arange(stop, dtype=float)
-        # Leave gaps between trials so unrelated segments are not joined by a line.
-        gap = np.zeros(stop, dtype=bool)
-        gap[[b for b in breaks if b < stop]] = True
+        channels = getattr(s, "channels", None)
+        unit = str(getattr(s, "unit", "") or "")
+        segments = _segments(s.timestamps, max_segments)
         for d in range(dims):
             ax = axes[row, d]
-            truth = s.truth[:stop, d].astype(float)
-            pred = s.prediction[:stop, d].astype(float)
-            truth[gap], pred[gap] = np.nan, np.nan
-            ax.plot(x, truth, color="k", lw=1.2, label="true")
-            ax.plot(x, pred, color="tab:red", lw=1.0, label="predicted")
-            ax.set_title(f"{s.recording_id} dim {d}  (R^2 {s.r2:.2f})", fontsize=8)
-            ax.set_xticks([])
-        axes[row, 0].legend(fontsize=7, frameon=False, loc="upper left")
-    axes[-1, 0].set_xlabel(f"evaluation samples of {result.split} trials (concatenated)")
-    fig.tight_layout()
+            x, (truth, pred), bounds = _concatenated(
+                s.timestamps, segments, [s.truth[:, d], s.prediction[:, d]]
+            )
+            ax.plot(x, truth, color="k", lw=1.3, label="true", zorder=3)
+            ax.plot(x, pred, color="tab:red", lw=1.0, alpha=0.85, label="predicted", zorder=2)
+            for i, b in enumerate(bounds):
+                ax.axvline(
+                    b,
+                    color="0.55",
+                    lw=0.8,
+                    ls=":",
+                    zorder=1,
+                    label="trial boundary" if i == 0 else None,
+                )
+            if len(x) > 1:
+                ax.set_xlim(x[0], x[-1])
+            name = f"{target} {channel_label(channels, d)}".strip()
+            # The panel's own R^2: this dimension, over all the session's evaluation points.
+            r2 = r2_score(s.truth[:, d], s.prediction[:, d]) if len(s.truth) > 1 else np.nan
+            ax.set_title(f"{s.recording_id}\n{name}: R² {r2:.2f}", fontsize=8.5)
+            ax.set_ylabel(f"{name} ({unit})" if unit else name, fontsize=8.5)
+            ax.tick_params(labelsize=8)
+            if row == len(sessions) - 1:
+                ax.set_xlabel(
+                    f"time in the {result.split} trials shown, end to end (s)", fontsize=8.5
+                )
+    handles, labels = [], []
+    for ax in axes.flat:  # the first panel with a trial boundary has all three entries
+        h, lab = ax.get_legend_handles_labels()
+        if len(lab) > len(labels):
+            handles, labels = h, lab
+    fig.legend(
+        handles, labels, loc="outside upper center", ncol=len(labels), frameon=False, fontsize=8.5
+    )
     save_png(fig, path, dpi=110)
     return fig

@@ -31,6 +31,7 @@ from neurofm.data.binning import bin_spikes
 from neurofm.data.recording import Recording
 from neurofm.data.signals import Intervals, Signal
 from neurofm.errors import InvalidDataError
+from neurofm.viz.decoding import channel_label
 from neurofm.viz.figures import pyplot, save_png
 
 if TYPE_CHECKING:
@@ -96,7 +97,11 @@ def plot_trial(
 ) -> Figure:
     """Raster and behaviour of one trial, with its events (columns ``*_time``) marked.
 
-    Only the trial's window of the spikes and of the behaviour signals is read.
+    Units are grouped and coloured by brain area when the units table has an ``area``
+    column; each behaviour channel is named in a legend and each signal's unit is on its
+    axis; the trial's span is shaded and its events are dashed lines, named along the top of
+    the raster; a legend below says what the shading, the lines and the colours are. Only
+    the trial's window of the spikes and of the behaviour signals is read.
 
     Parameters
     ----------
@@ -114,6 +119,9 @@ def plot_trial(
     Returns
     -------
     matplotlib.figure.Figure
+        The raster's axes first (its first collection holds the spikes: x session time,
+        y row), then one axes per behaviour signal; the event names are the tick labels of
+        the raster's top axis.
 
     Raises
     ------
@@ -128,6 +136,7 @@ def plot_trial(
     spike_signal = _signal(recording, spikes, "spikes")
     start = max(float(table.start[trial]) - margin, 0.0)
     end = float(table.end[trial]) + margin
+    row, keys = _unit_order(spike_signal.units, "auto", spikes)
     sp = spike_signal.window(start, end)
     shown = [b for b in behavior if b in recording]
     series_of = {name: recording[name].window(start, end) for name in shown}
@@ -136,42 +145,61 @@ def plot_trial(
     fig, axes = plt.subplots(
         1 + len(shown),
         1,
-        figsize=(8, 3 + 1.6 * len(shown)),
+        figsize=(8, 3.4 + 1.6 * len(shown)),
         sharex=True,
         gridspec_kw={"height_ratios": [3] + [1] * len(shown)},
+        layout="constrained",
     )
     axes = np.atleast_1d(axes)
-    axes[0].scatter(sp.timestamps + start, sp.unit_index, s=2, marker="|", c="k", linewidths=0.6)
-    axes[0].set_ylabel("unit")
+    colour_of_row, group_handles = _group_colours(keys)
+    rows = row[sp.unit_index] if len(sp) else np.empty(0, dtype=np.int64)
+    axes[0].scatter(
+        sp.timestamps + start,
+        rows,
+        s=2,
+        marker="|",
+        c=colour_of_row[rows] if len(sp) else "k",
+        linewidths=0.6,
+    )
+    _label_groups(axes[0], keys, len(sp.units), "area")
     axes[0].set_ylim(-1, len(sp.units))
+    axes[0].invert_yaxis()  # first row on top, as in plot_raster
     for ax, name in zip(axes[1:], shown, strict=True):
         series = series_of[name]
         times = series.timestamps + start
         values = series.data if series.kind == "regular" else series.values
-        for c, label in enumerate(series.channels):
-            ax.plot(times, values[:, c], lw=1.2, label=str(label))
+        for c in range(values.shape[1]):
+            ax.plot(times, values[:, c], lw=1.2, label=channel_label(series.channels, c))
         ax.set_ylabel(f"{name}\n({series.unit})" if series.unit else name)
-        ax.legend(loc="upper right", fontsize=7, frameon=False)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7.5, frameon=False)
     events = {k: v[trial] for k, v in table.columns.items() if k in table.time_columns}
+    events = {k: float(t) for k, t in events.items() if np.isfinite(t)}
     for ax in axes:
-        ax.axvspan(table.start[trial], table.end[trial], color="0.93", zorder=-1)
+        ax.axvspan(table.start[trial], table.end[trial], color=TRIAL_SHADE, zorder=-1)
         for t in events.values():
-            if np.isfinite(t):
-                ax.axvline(t, color="tab:red", lw=0.8, ls="--")
-    for k, t in events.items():
-        if np.isfinite(t):
-            axes[0].text(
-                t,
-                len(sp.units),
-                k.removesuffix("_time"),
-                fontsize=7,
-                rotation=90,
-                va="bottom",
-                color="tab:red",
-            )
+            ax.axvline(t, color="tab:red", lw=0.8, ls="--")
+    if events:
+        # Event names as tick labels of a top axis: laid out (and never clipped) by the layout.
+        top = axes[0].secondary_xaxis("top")
+        top.set_xticks(list(events.values()), [k.removesuffix("_time") for k in events])
+        top.tick_params(axis="x", colors="tab:red", labelsize=8, length=3)
+        for label in top.get_xticklabels():
+            label.set(rotation=30, ha="left", rotation_mode="anchor")
     axes[-1].set_xlabel("time in session (s)")
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=TRIAL_SHADE, label="trial (start to end)")]
+    if events:
+        handles.append(Line2D([], [], color="tab:red", lw=0.8, ls="--", label="trial events"))
+    fig.legend(
+        handles=handles + group_handles,
+        loc="outside lower center",
+        ncol=len(handles) + len(group_handles),
+        fontsize=8,
+        frameon=False,
+    )
     fig.suptitle(f"{recording.id}: trial {trial}")
-    fig.tight_layout()
     save_png(fig, path, dpi=120)
     return fig
 
@@ -181,9 +209,19 @@ def plot_trial(
 # --------------------------------------------------------------------------------------------
 
 
+#: Shade of a trial's span behind rasters and traces (explained in each figure's legend).
+TRIAL_SHADE = "0.9"
+
+
 def _unit_order(units: Any, sort_by: str | None, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """(row of each unit, sort key of each unit in row order) for the raster's y axis."""
+    """(row of each unit, group key of each row) for a raster's y axis.
+
+    ``sort_by="auto"`` groups by ``area`` when the units table has that column and keeps the
+    table's order otherwise; None keeps the table's order (no keys).
+    """
     n = len(units)
+    if sort_by == "auto":
+        sort_by = "area" if "area" in units.columns else None
     if sort_by is None:
         return np.arange(n), np.asarray([], dtype=object)
     if sort_by not in units.columns:
@@ -197,6 +235,51 @@ def _unit_order(units: Any, sort_by: str | None, where: str) -> tuple[np.ndarray
     return row, key[order]
 
 
+def _group_colours(keys: np.ndarray) -> tuple[np.ndarray, list[Any]]:
+    """RGBA colour of every raster row (one colour per group; black without groups) and
+    legend handles naming each group and its number of units."""
+    from matplotlib import colormaps
+    from matplotlib.lines import Line2D
+
+    if len(keys) == 0:
+        return np.zeros((0, 4)), []
+    groups = list(dict.fromkeys(keys.tolist()))  # in row order
+    cmap = colormaps["tab10"]
+    colour = {g: cmap(i % 10) for i, g in enumerate(groups)}
+    rows = np.asarray([colour[k] for k in keys])
+    handles = [
+        Line2D(
+            [],
+            [],
+            color=colour[g],
+            marker="|",
+            ls="",
+            markersize=9,
+            mew=2,
+            label=f"{g} ({_units(int((keys == g).sum()))})",
+        )
+        for g in groups
+    ]
+    return rows, handles
+
+
+def _units(n: int) -> str:
+    return f"{n} unit" if n == 1 else f"{n} units"
+
+
+def _label_groups(ax: Any, keys: np.ndarray, n_units: int, by: str) -> None:
+    """Group names at the middle of their rows, lines between groups; or a plain label."""
+    if len(keys) == 0 or n_units == 0:
+        ax.set_ylabel("unit")
+        return
+    bounds = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    edges = np.concatenate([[0], bounds, [n_units]])
+    for b in bounds:
+        ax.axhline(b - 0.5, color="0.6", lw=0.6)
+    ax.set_yticks((edges[:-1] + edges[1:] - 1) / 2, [str(keys[e]) for e in edges[:-1]])
+    ax.set_ylabel(f"units by {by}")
+
+
 def plot_raster(
     recording: Recording,
     start: float,
@@ -204,7 +287,7 @@ def plot_raster(
     path: PathLike | None = None,
     *,
     spikes: str = "spikes",
-    sort_by: str | None = None,
+    sort_by: str | None = "auto",
     trials: str | None = "trials",
     marker_size: float | None = None,
     title: str | None = None,
@@ -224,13 +307,15 @@ def plot_raster(
         Where to save a PNG (written atomically); the figure is returned either way.
     spikes : str
         Name of the spikes signal.
-    sort_by : str, optional
+    sort_by : str or None
         A column of the units table (e.g. ``"area"``): rows are grouped by its value (sorted;
-        within a group the units keep their order), groups are labelled on the y axis and
-        separated by lines. Default: rows in the units table's order.
+        within a group the units keep their order), each group drawn in its own colour,
+        labelled on the y axis, separated by lines and named in the legend with its number of
+        units. ``"auto"`` (the default): by ``area`` when the units table has it; None: rows
+        in the units table's order, in black.
     trials : str or None
         Name of an interval table whose intervals in the range are shaded (skipped when the
-        recording has none); None shades nothing.
+        recording has none; the legend says what the shading is); None shades nothing.
     marker_size : float, optional
         Size of a spike's tick (points squared); default: about the height of a row.
     title : str, optional
@@ -239,7 +324,8 @@ def plot_raster(
     Returns
     -------
     matplotlib.figure.Figure
-        One axes; its first collection holds the spikes (x: session time, y: row).
+        One axes; its first collection holds the spikes (x: session time, y: row; colours by
+        group).
 
     Raises
     ------
@@ -258,34 +344,34 @@ def plot_raster(
     if marker_size is None:
         row_points = 72 * (height - 1.0) / max(n_units + 1, 1)
         marker_size = float(np.clip(0.8 * row_points, 2.0, 12.0) ** 2)
-    fig, ax = plt.subplots(figsize=(9, height))
+    fig, ax = plt.subplots(figsize=(10, height), layout="constrained")
+    colour_of_row, handles = _group_colours(keys)
+    rows = row[sp.unit_index] if len(sp) else np.empty(0, dtype=np.int64)
     ax.scatter(
         sp.timestamps + start,
-        row[sp.unit_index] if len(sp) else np.empty(0),
+        rows,
         s=marker_size,
         marker="|",
-        c="k",
+        c=colour_of_row[rows] if len(keys) and len(sp) else "k",
         linewidths=0.6,
     )
     if trials is not None and trials in recording:
+        from matplotlib.patches import Patch
+
         shown = _signal(recording, trials, "intervals").window(start, end)
         for a, b in zip(shown.start + start, shown.end + start, strict=True):
-            ax.axvspan(max(a, start), min(b, end), color="0.93", zorder=-1)
-    if sort_by is not None and n_units:
-        bounds = np.flatnonzero(keys[1:] != keys[:-1]) + 1
-        edges = np.concatenate([[0], bounds, [n_units]])
-        for b in bounds:
-            ax.axhline(b - 0.5, color="0.6", lw=0.6)
-        ax.set_yticks((edges[:-1] + edges[1:] - 1) / 2, [str(keys[e]) for e in edges[:-1]])
-        ax.set_ylabel(f"units by {sort_by}")
-    else:
-        ax.set_ylabel("unit")
+            ax.axvspan(max(a, start), min(b, end), color=TRIAL_SHADE, zorder=-1)
+        if len(shown):
+            handles = [*handles, Patch(color=TRIAL_SHADE, label=f"{trials} (start to end)")]
+    by = "area" if sort_by == "auto" else sort_by
+    _label_groups(ax, keys, n_units, str(by))
     ax.set_xlim(start, end)
     ax.set_ylim(-1, max(n_units, 1))
     ax.invert_yaxis()  # first row on top, like a table
     ax.set_xlabel("time in session (s)")
     ax.set_title(title or f"{recording.id}: {len(sp)} spikes of {n_units} units", fontsize=10)
-    fig.tight_layout()
+    if handles:
+        fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
     save_png(fig, path, dpi=120)
     return fig
 
@@ -510,16 +596,22 @@ def plot_psth(
     centers = w0 + bin_size * (np.arange(n_bins) + 0.5)
 
     plt = pyplot()
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     n_panels = rates.shape[2]
     ncols = min(3, n_panels)
     nrows = math.ceil(n_panels / ncols)
     fig, axes = plt.subplots(
         nrows,
         ncols,
-        figsize=(4.2 * ncols if n_panels > 1 else 7, 2.8 * nrows + 0.6),
+        figsize=(4.2 * ncols + 2.0 if n_panels > 1 else 9, 2.8 * nrows + 0.9),
         sharex=True,
         squeeze=False,
+        layout="constrained",
     )
+    areas = spike_signal.units.columns.get("area") if by == "unit" else None
+    event = align.removesuffix("_time")
     cmap = plt.get_cmap("tab10" if len(groups) <= 10 else "viridis")
     for p in range(nrows * ncols):
         ax = axes.flat[p]
@@ -536,22 +628,28 @@ def plot_psth(
         ax.axvline(0.0, color="k", lw=0.8, ls="--")
         ax.set_xlim(w0, w1)
         if by == "unit":
-            ax.set_title(str(ids[picked[p]]), fontsize=9)
+            u = picked[p]
+            area = f" ({areas[u]})" if areas is not None else ""
+            ax.set_title(f"{ids[u]}{area}", fontsize=9)
         if p % ncols == 0:
             ax.set_ylabel("mean rate per unit (Hz)" if by == "population" else "rate (Hz)")
         if p >= n_panels - ncols:
-            ax.set_xlabel(f"time from {align} (s)")
-    if len(groups) > 3:  # beside the plot, where it hides no data
-        axes.flat[0].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
-    else:
-        axes.flat[0].legend(fontsize=7, frameon=False, loc="upper left")
+            ax.set_xlabel(f"time from {event} (s)")
+    # One legend for the figure, beside the panels: the groups, then what the band and the
+    # dashed line are.
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    handles += [
+        Patch(color="0.6", alpha=0.4, lw=0),
+        Line2D([], [], color="k", lw=0.8, ls="--"),
+    ]
+    labels += ["± SEM across trials", event]
+    fig.legend(handles, labels, loc="outside right upper", fontsize=7.5, frameon=False)
     who = f"{len(picked)} units" if by == "population" else "single units"
     fig.suptitle(
         title
-        or f"{recording.id}: PSTH of {who} aligned on {align} "
-        f"({len(chosen)} trials, {bin_size * 1000:g} ms bins, mean ± SEM)",
+        or f"{recording.id}: PSTH of {who}, aligned on {event}\n"
+        f"{len(chosen)} trials, {bin_size * 1000:g} ms bins; line: mean rate, band: ± SEM",
         fontsize=10,
     )
-    fig.tight_layout()
     save_png(fig, path, dpi=120)
     return fig

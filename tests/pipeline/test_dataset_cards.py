@@ -21,7 +21,7 @@ import nwb_factory as fac
 import pytest
 
 from neurofm.errors import SpecError
-from neurofm.specs import DatasetCard, load_card, load_pipeline
+from neurofm.specs import DatasetCard, TrialTargetSpec, load_card, load_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 DATASETS = REPO / "datasets"
@@ -41,6 +41,17 @@ EXPECTED_IDS = {
 }
 NLB = ["mc_maze", "mc_maze_large", "mc_maze_medium", "mc_maze_small", "mc_rtt", "area2_bump"]
 NLB += ["dmfc_rsg"]
+# The versions the benchmark's dandisets were published as (issue 13); MC_RTT's is the one
+# published version public code cites (see its card's notes).
+PINNED = {
+    "mc_maze": "0.220113.0400",
+    "mc_maze_large": "0.220113.0407",
+    "mc_maze_medium": "0.220113.0408",
+    "mc_maze_small": "0.220113.0408",
+    "mc_rtt": "0.241017.1444",
+    "area2_bump": "0.220113.0359",
+    "dmfc_rsg": "0.220113.0407",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -74,6 +85,8 @@ def test_card_validates(path):
         assert source.url == f"https://dandiarchive.org/dandiset/{source.dandi}"
         assert source.include, "public cards select their files with include globs"
         assert card.notes.strip(), "public cards say what is uncertain in notes"
+        notes = " ".join(card.notes.split())
+        assert re.search(r"\b(mm/s|cm/s|m/s|ms|mm)\b", notes), "notes state the target's units"
 
 
 def test_cards_cover_the_public_motor_datasets():
@@ -93,6 +106,9 @@ def test_nlb_cards_keep_nlb_splits_and_drop_test_trials(name):
     assert card.splits.by == "column"
     # NLB's "test" trials have no behaviour to decode: they are dropped, never a test domain.
     assert card.splits.values == {"val": "valid", "test": "drop", "none": "drop"}
+    # so `evaluate` scores the val trials by default
+    assert card.splits.evaluate_on == "valid"
+    assert "test" in card.splits.empty_splits()
     # the train file only: the test file has no behaviour series
     assert card.source.include and all("desc-train" in g for g in card.source.include)
 
@@ -103,6 +119,44 @@ def test_mc_maze_small_pins_the_version_brainsets_uses():
     assert card.source.ref == "dandi:000140@0.220113.0408"
 
 
+@pytest.mark.parametrize("name", NLB)
+def test_nlb_cards_pin_the_benchmark_versions(name):
+    card = load_card(DATASETS / f"{name}.yaml")
+    assert card.source.version == PINNED[name]
+
+
+@pytest.mark.parametrize(
+    ("name", "rule"),
+    [
+        ("mc_maze", "success"),
+        ("mc_maze_small", "success"),
+        ("area2_bump", 'result == "R"'),  # a string column: `result` alone would keep all
+        ("dmfc_rsg", "not is_outlier"),  # nlb_tools' behavior_mask
+        ("churchland_2012", "task_success == 1 and discard_trial == 0"),  # brainsets' is_valid
+        ("perich_miller_2018", 'result == "R"'),
+        ("mc_rtt", None),
+    ],
+)
+def test_validity_rules_follow_public_readers(name, rule):
+    assert load_card(DATASETS / f"{name}.yaml").fields.valid_trials == rule
+
+
+@pytest.mark.parametrize(
+    ("name", "repairs"),
+    [
+        ("mc_rtt", {"trial_overlap": {"tolerance_s": 0.001}}),
+        ("churchland_2012", {"unsorted_spikes": "drop_units", "overlapping_trials": "drop"}),
+        ("mc_maze", {}),
+        ("area2_bump", {}),
+        ("dmfc_rsg", {}),
+        ("perich_miller_2018", {}),
+    ],
+)
+def test_cards_repair_only_the_known_quirks(name, repairs):
+    card = load_card(DATASETS / f"{name}.yaml")
+    assert card.repairs.model_dump(exclude_none=True) == repairs
+
+
 @pytest.mark.parametrize(
     ("name", "target"),
     [
@@ -111,7 +165,8 @@ def test_mc_maze_small_pins_the_version_brainsets_uses():
         ("area2_bump", "hand_vel"),
         ("perich_miller_2018", "cursor_vel"),
         ("churchland_2012", "Cursor"),
-        ("dmfc_rsg", "trials"),
+        # one value per trial: the produced interval, decoded at the Set cue
+        ("dmfc_rsg", TrialTargetSpec(trials="tp", at="set_time", table="trials")),
     ],
 )
 def test_targets_follow_the_documented_field_names(name, target):
@@ -282,6 +337,7 @@ class StandIn:
     files: dict[str, Any]  # asset path -> builder(path)
     published: list[str] = field(default_factory=list)
     trials: dict[str, np.ndarray] = field(default_factory=dict)  # columns of the ingested file
+    valid: np.ndarray | None = None  # trials the card's validity rule keeps (None: all)
 
 
 def _nwb(identifier: str, subject: str) -> Any:
@@ -334,7 +390,8 @@ def _nlb_maze_train(path: Path) -> None:
         module.add(
             TimeSeries(name=name, data=np.c_[np.sin(t), np.cos(t)], unit="a.u.", timestamps=t)
         )
-    _trials(nwb, {"split": NLB_SPLITS, "move_onset_time": TRIAL_STARTS + 0.3})
+    success = np.ones(N_TRIALS, dtype=bool)  # NLB's maze files keep successful trials only
+    _trials(nwb, {"split": NLB_SPLITS, "move_onset_time": TRIAL_STARTS + 0.3, "success": success})
     _write(path, nwb)
 
 
@@ -361,11 +418,20 @@ def _nlb_rtt_train(path: Path) -> None:
     _write(path, nwb)
 
 
+DMFC_OUTLIER = np.array([False] * 3 + [True] + [False] * 6)
+
+
 def _nlb_dmfc_train(path: Path) -> None:
     """DMFC_RSG: no behaviour series; per-trial behaviour in trials columns."""
     nwb = _nwb("dmfc-train", "Haydn")
-    ts = np.linspace(0.48, 1.2, N_TRIALS)
-    columns = {"split": NLB_SPLITS, "ts": ts, "tp": ts * 1.05, "is_outlier": np.zeros(N_TRIALS)}
+    ts = np.linspace(480, 1200, N_TRIALS)  # ms
+    columns = {
+        "split": NLB_SPLITS,
+        "ts": ts,
+        "tp": ts * 1.05,
+        "is_outlier": DMFC_OUTLIER,
+        "set_time": TRIAL_STARTS + 0.3,
+    }
     _trials(nwb, columns)
     _write(path, nwb)
 
@@ -396,7 +462,8 @@ def _perich(path: Path) -> None:
     _write(path, nwb)
 
 
-CHURCHLAND_SUCCESS = np.array([1.0, 1, 0, 1, 1, 1, 0, 1, 1, 1])
+CHURCHLAND_SUCCESS = np.array([1, 1, 0, 1, 1, 1, 0, 1, 1, 1], dtype=np.uint8)
+CHURCHLAND_DISCARD = np.array([0, 0, 0, 0, 1, 0, 0, 0, 0, 0], dtype=np.uint8)
 
 
 def _churchland(path: Path) -> None:
@@ -412,7 +479,7 @@ def _churchland(path: Path) -> None:
             name=name, data=np.c_[t, -t], timestamps=t, reference_frame="screen"
         )
     module.add(position)
-    _trials(nwb, {"task_success": CHURCHLAND_SUCCESS, "discard_trial": np.zeros(N_TRIALS)})
+    _trials(nwb, {"task_success": CHURCHLAND_SUCCESS, "discard_trial": CHURCHLAND_DISCARD})
     _write(path, nwb)
 
 
@@ -426,6 +493,7 @@ STANDINS = {
         # the pinned version, and a later one the pin must not take
         published=["0.220113.0408", "0.240101.0000"],
         trials={"split": NLB_SPLITS},
+        valid=np.ones(N_TRIALS, dtype=bool),  # success: all True
     ),
     "mc_rtt": StandIn(
         "mc_rtt",
@@ -433,7 +501,7 @@ STANDINS = {
             "sub-Indy/sub-Indy_desc-train_behavior+ecephys.nwb": _nlb_rtt_train,
             "sub-Indy/sub-Indy_desc-test_ecephys.nwb": _nlb_test,
         },
-        published=["0.240101.0000"],
+        published=["0.241017.1444", "0.250101.0000"],
         trials={"split": NLB_SPLITS},
     ),
     "dmfc_rsg": StandIn(
@@ -442,20 +510,23 @@ STANDINS = {
             "sub-Haydn/sub-Haydn_desc-train_ecephys.nwb": _nlb_dmfc_train,
             "sub-Haydn/sub-Haydn_desc-test_ecephys.nwb": _nlb_test,
         },
-        published=["0.240101.0000"],
+        published=["0.220113.0407", "0.240101.0000"],
         trials={"split": NLB_SPLITS},
+        valid=~DMFC_OUTLIER,
     ),
     "perich_miller_2018": StandIn(
         "perich_miller_2018",
         {"sub-C/sub-C_ses-CO-20161021_behavior+ecephys.nwb": _perich},
         published=["0.240101.0000", "0.240601.1200"],
         trials={"result": PERICH_RESULT},
+        valid=PERICH_RESULT == "R",
     ),
     "churchland_2012": StandIn(
         "churchland_2012",
         {"sub-Jenkins/sub-Jenkins_ses-20090916_behavior+ecephys.nwb": _churchland},
         published=["0.240101.0000"],
         trials={"task_success": CHURCHLAND_SUCCESS},
+        valid=(CHURCHLAND_SUCCESS == 1) & (CHURCHLAND_DISCARD == 0),
     ),
 }
 
@@ -499,11 +570,14 @@ def _run(server: Any, tmp_path: Path, name: str) -> tuple[Any, Any, Path]:
     return result, Catalog(tmp_path / "work" / "catalog"), tmp_path / "work"
 
 
-def _expected_domains(card: DatasetCard, columns: dict[str, np.ndarray]) -> dict[str, set]:
-    """Trial starts per domain, from the card's rules applied to the written columns."""
+def _expected_domains(card: DatasetCard, standin: StandIn) -> dict[str, set]:
+    """Trial starts per domain, from the card's rules applied to the written columns (the
+    validity rule's outcome is the stand-in's own record, not neurofm's expression)."""
+    columns = standin.trials
     keep = np.ones(N_TRIALS, dtype=bool)
-    if card.fields.valid_trials is not None:
-        keep &= columns[card.fields.valid_trials].astype(bool)
+    assert (card.fields.valid_trials is None) == (standin.valid is None)
+    if standin.valid is not None:
+        keep &= standin.valid
     if card.splits.by == "column":
         labels = np.array([card.splits.values.get(v, v) for v in columns[card.fields.split_column]])
         keep &= labels != "drop"
@@ -543,9 +617,13 @@ def test_standin_pull_and_ingest(server, tmp_path, name):
             assert version == "0.220113.0408" != standin.published[-1]
         assert rec.provenance.asset_path == wanted[0]
         assert rec.metadata.extra["dataset_card"] == name
-        assert card.fields.target in rec
         assert card.fields.trials in rec
-        assert len(rec[card.fields.target].load()) > 0
+        if isinstance(card.fields.target, TrialTargetSpec):  # one value per trial
+            trials = rec[card.fields.target.table].load()
+            assert {card.fields.target.trials, card.fields.target.at} <= set(trials.columns)
+        else:
+            assert card.fields.target in rec
+            assert len(rec[card.fields.target].load()) > 0
         domains = {s: rec[f"{s}_domain"].load() for s in ("train", "valid", "test")}
     starts = {s: set(np.round(d.start, 9)) for s, d in domains.items()}
     for s, d in domains.items():
@@ -554,7 +632,7 @@ def test_standin_pull_and_ingest(server, tmp_path, name):
     assert not (starts["train"] & starts["valid"] or starts["train"] & starts["test"])
     assert not starts["valid"] & starts["test"]
 
-    expected = _expected_domains(card, standin.trials)
+    expected = _expected_domains(card, standin)
     if card.splits.by == "column":
         for s in ("train", "valid", "test"):
             assert starts[s] == {round(float(x), 9) for x in expected[s]}, s

@@ -62,7 +62,11 @@ def main(argv: list[str]) -> int:
             print(json.dumps(check(dataset, path)))
         except Exception as exc:
             failed += 1
-            print(json.dumps({"dataset": dataset, "file": path, "error": f"{type(exc).__name__}: {exc}"}))
+            print(
+                json.dumps(
+                    {"dataset": dataset, "file": path, "error": f"{type(exc).__name__}: {exc}"}
+                )
+            )
     return 1 if failed else 0
 
 

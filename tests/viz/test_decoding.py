@@ -1,4 +1,4 @@
-"""Predicted vs true decoding traces."""
+"""Predicted vs true decoding traces: channel names, units, each panel's own R^2, trials."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from neurofm.errors import InvalidDataError
-from neurofm.viz.decoding import plot_predictions
+from neurofm.viz.decoding import channel_label, plot_predictions
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -21,45 +21,93 @@ def _close_figures():
     plt.close("all")
 
 
-def _session(rid: str, seed: int, dims: int = 2) -> SimpleNamespace:
-    """Three evaluation trials of 10 samples at 100 Hz, 1 s apart."""
+def _session(rid: str, seed: int, dims: int = 2, **extra) -> SimpleNamespace:
+    """Three evaluation trials of 10 samples at 100 Hz, 1 s apart; the prediction of
+    dimension 1 is much noisier than that of dimension 0, so their R^2 differ."""
     rng = np.random.default_rng(seed)
     t = np.concatenate([start + 0.01 * np.arange(10) for start in (0.0, 1.0, 2.0)])
     truth = rng.standard_normal((30, dims)).astype(np.float32)
-    pred = truth + 0.3 * rng.standard_normal((30, dims)).astype(np.float32)
-    return SimpleNamespace(recording_id=rid, timestamps=t, truth=truth, prediction=pred, r2=0.8)
+    noise = np.linspace(0.2, 1.0, dims, dtype=np.float32)
+    pred = truth + noise * rng.standard_normal((30, dims)).astype(np.float32)
+    return SimpleNamespace(
+        recording_id=rid, timestamps=t, truth=truth, prediction=pred, r2=0.8, **extra
+    )
 
 
-def _result(n: int) -> SimpleNamespace:
-    return SimpleNamespace(split="test", sessions={f"s{i}": _session(f"s{i}", i) for i in range(n)})
+def _result(n: int, **extra) -> SimpleNamespace:
+    sessions = {f"s{i}": _session(f"s{i}", i, **extra) for i in range(n)}
+    return SimpleNamespace(split="test", target="hand_vel", sessions=sessions)
 
 
-def test_rows_are_sessions_columns_dimensions(tmp_path):
-    result = _result(4)
+def _r2(y: np.ndarray, p: np.ndarray) -> float:
+    y, p = y.astype(float), p.astype(float)
+    return 1 - ((y - p) ** 2).sum() / ((y - y.mean()) ** 2).sum()
+
+
+def test_panels_are_named_by_channel_with_their_own_r2_and_unit(tmp_path):
+    result = _result(4, channels=("x", "y"), unit="m/s")
     path = tmp_path / "pred.png"
     fig = plot_predictions(result, path, max_sessions=3, max_segments=2)
     assert isinstance(fig, matplotlib.figure.Figure)
     assert path.read_bytes()[:8] == PNG_MAGIC
     assert len(fig.axes) == 3 * 2
-    s0 = result.sessions["s0"]
-    ax = fig.axes[1]  # session s0, dimension 1
-    assert ax.get_title() == "s0 dim 1  (R^2 0.80)"
-    truth, pred = (line.get_ydata() for line in ax.get_lines()[:2])
-    # two segments shown (20 samples), the first sample of the second blanked so the
-    # segments are not joined by a line
-    assert len(truth) == len(pred) == 20
-    assert np.isnan(truth[10]) and np.isnan(pred[10])
-    keep = np.arange(20) != 10
-    np.testing.assert_allclose(truth[keep], s0.truth[:20, 1][keep])
-    np.testing.assert_allclose(pred[keep], s0.prediction[:20, 1][keep])
+    for row, rid in enumerate(["s0", "s1", "s2"]):
+        s = result.sessions[rid]
+        r2 = [_r2(s.truth[:, d], s.prediction[:, d]) for d in range(2)]
+        assert abs(r2[0] - r2[1]) > 0.05  # not one number repeated
+        for d, name in enumerate(["x", "y"]):
+            ax = fig.axes[2 * row + d]
+            assert ax.get_title() == f"{rid}\nhand_vel {name}: R² {r2[d]:.2f}"
+            assert ax.get_ylabel() == f"hand_vel {name} (m/s)"
+    assert fig.axes[-1].get_xlabel() == "time in the test trials shown, end to end (s)"
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["true", "predicted", "trial boundary"]
+
+
+def test_trials_laid_end_to_end_in_seconds_with_boundaries():
+    result = _result(1, channels=("x", "y"), unit="m/s")
+    s = result.sessions["s0"]
+    fig = plot_predictions(result, max_segments=2)
+    ax = fig.axes[1]  # dimension y
+    truth_line, pred_line, boundary = ax.get_lines()
+    x = truth_line.get_xdata()
+    # two trials of 10 samples, and one NaN point between them (no sample is lost)
+    assert len(x) == len(pred_line.get_ydata()) == 21
+    np.testing.assert_allclose(x[:10], 0.01 * np.arange(10), atol=1e-12)
+    np.testing.assert_allclose(x[11:], 0.1 + 0.01 * np.arange(10), atol=1e-12)
+    assert np.isnan(truth_line.get_ydata()[10]) and np.isnan(pred_line.get_ydata()[10])
+    np.testing.assert_allclose(truth_line.get_ydata()[:10], s.truth[:10, 1])
+    np.testing.assert_allclose(truth_line.get_ydata()[11:], s.truth[10:20, 1])
+    np.testing.assert_allclose(pred_line.get_ydata()[11:], s.prediction[10:20, 1])
+    assert boundary.get_xdata()[0] == pytest.approx(0.095)  # between the two trials
+    assert boundary.get_label() == "trial boundary"
 
 
 def test_all_segments_when_fewer_than_asked():
     fig = plot_predictions(_result(1), max_segments=10)
     assert len(fig.axes) == 2
-    assert len(fig.axes[0].get_lines()[0].get_ydata()) == 30
+    assert len(fig.axes[0].get_lines()[0].get_ydata()) == 30 + 2
+    assert len(fig.axes[0].get_lines()) == 2 + 2  # truth, prediction, two boundaries
+
+
+def test_without_channel_names():
+    fig = plot_predictions(_result(1))
+    ax = fig.axes[0]
+    assert ax.get_title().startswith("s0\nhand_vel dim 0: R² ")
+    assert ax.get_ylabel() == "hand_vel dim 0"  # no unit known: none shown
+
+
+def test_channel_label():
+    assert channel_label(("x", "y"), 1) == "y"
+    assert channel_label(("0", "1"), 1) == "channel 1"  # a bare index is said to be one
+    assert channel_label((), 0) == "dim 0"
+    assert channel_label(None, 2) == "dim 2"
 
 
 def test_no_sessions_is_a_clear_error():
     with pytest.raises(InvalidDataError, match="the result has no sessions"):
         plot_predictions(SimpleNamespace(split="test", sessions={}))
+
+
+def test_nothing_is_clipped_or_overlapping(laid_out):
+    laid_out(plot_predictions(_result(3, channels=("x", "y"), unit="m/s")))

@@ -116,12 +116,14 @@ def test_population_psth_plots_the_known_rates_with_sem(rec):
     np.testing.assert_allclose(hi, population.mean(axis=0) + sem)
     # the failed trial (NaN go cue) is left out
     assert line.get_label() == "all trials (n=4)"
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["all trials (n=4)", "± SEM across trials", "go_cue"]  # band explained
 
 
 def test_unit_psth_one_panel_per_chosen_unit(rec):
     fig = plot_psth(rec, window=(W0, W1), bin_size=BIN, by="unit", units=["c", 0])
     shown = [ax for ax in fig.axes if ax.get_visible()]
-    assert [ax.get_title() for ax in shown] == ["c", "a"]
+    assert [ax.get_title() for ax in shown] == ["c (PMd)", "a (PMd)"]  # id (area)
     rates = known_counts() / BIN
     for ax, u in zip(shown, [2, 0], strict=True):
         np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), rates[:, :, u].mean(axis=0))
@@ -133,7 +135,8 @@ def test_unit_psth_default_picks_the_most_active_units(rec):
     totals = known_counts().sum(axis=(0, 1))
     best = int(np.argmax(totals))
     fig = plot_psth(rec, window=(W0, W1), bin_size=BIN, by="unit", max_units=1)
-    assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == [IDS[best]]
+    want = [f"{IDS[best]} ({AREAS[best]})"]
+    assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == want
 
 
 def test_psth_grouped_by_a_trial_column(rec):
@@ -230,7 +233,7 @@ def _drawn(fig) -> set[tuple[float, int]]:
 
 
 def test_raster_draws_exactly_the_spikes_in_the_range(rec):
-    fig = plot_raster(rec, 1.5, 4.5)
+    fig = plot_raster(rec, 1.5, 4.5, sort_by=None)
     expected = _expected(1.5, 4.5, [0, 1, 2])
     assert (1.5, 1) in expected and not any(t == 4.5 for t, _ in expected)  # half-open
     drawn = _drawn(fig)
@@ -252,6 +255,33 @@ def test_raster_sorted_by_area(rec):
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["M1", "PMd"]
     np.testing.assert_allclose(ax.get_yticks(), [0.0, 1.5])
+
+
+def test_raster_groups_and_colours_units_by_area_by_default(rec, laid_out):
+    fig = plot_raster(rec, 0.0, 10.5)
+    assert _drawn(fig) == _drawn(plot_raster(rec, 0.0, 10.5, sort_by="area"))
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "units by area"
+    spikes = ax.collections[0]
+    rows = np.asarray(spikes.get_offsets())[:, 1].astype(int)
+    colours = spikes.get_facecolors()
+    # row 0 is M1 (unit b), rows 1-2 PMd (a, c): one colour per area, different areas differ
+    m1, pmd = colours[rows == 0], colours[rows > 0]
+    assert len(m1) and len(pmd)
+    assert (m1 == m1[0]).all() and (pmd == pmd[0]).all() and not np.allclose(m1[0], pmd[0])
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["M1 (1 unit)", "PMd (2 units)", "trials (start to end)"]
+    legend_colours = [h.get_color() for h in fig.legends[0].legend_handles[:2]]
+    np.testing.assert_allclose(legend_colours, [m1[0], pmd[0]])
+    laid_out(fig)
+
+
+def test_raster_without_areas_is_black_in_table_order():
+    times, units = spike_table()
+    plain = Recording("r", {"spikes": Spikes(times, units, IDS)}, duration=10.5)
+    fig = plot_raster(plain, 0.0, 10.5)
+    assert _drawn(fig) == _expected(0.0, 10.5, [0, 1, 2])
+    assert fig.axes[0].get_ylabel() == "unit" and not fig.legends  # nothing to explain
 
 
 def test_raster_errors(rec):
@@ -278,8 +308,17 @@ def test_plot_trial_raster_and_behaviour(rec, tmp_path):
     keep = (times >= start) & (times < end)
     offsets = np.asarray(raster.collections[0].get_offsets())
     np.testing.assert_allclose(offsets[:, 0], times[keep], atol=1e-12)
-    np.testing.assert_array_equal(offsets[:, 1], units[keep])
-    assert [ln.get_label() for ln in vel.get_lines()[:2]] == ["x", "y"]
+    # rows grouped by area: b (M1) first, then a and c (PMd)
+    np.testing.assert_array_equal(offsets[:, 1], np.array([1, 0, 2])[units[keep]])
+    assert [t.get_text() for t in raster.get_yticklabels()] == ["M1", "PMd"]
+    assert [ln.get_label() for ln in vel.get_lines()[:2]] == ["x", "y"]  # channel names
+    assert vel.get_ylabel() == "hand_vel\n(m/s)"  # the unit
+    # event names along the raster's top, at the events' times
+    (top,) = raster.child_axes
+    assert [t.get_text() for t in top.get_xticklabels()] == ["go_cue"]
+    np.testing.assert_allclose(top.get_xticks(), [GO[1]])
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["trial (start to end)", "trial events", "M1 (1 unit)", "PMd (2 units)"]
     assert vel.get_lines()[0].get_xdata()[0] == pytest.approx(start)
     # the go cue is marked on both axes
     for ax in (raster, vel):
@@ -295,7 +334,7 @@ def test_plot_trial_errors(rec):
         plot_trial(rec, trial=0, trials="epochs")
 
 
-def test_on_a_simulated_reaching_session(tmp_path):
+def test_on_a_simulated_reaching_session(tmp_path, laid_out):
     """A realistic session (the synthetic generator): every plot draws and saves."""
     from neurofm.synthetic.reaching import simulate_session
 
@@ -320,10 +359,14 @@ def test_on_a_simulated_reaching_session(tmp_path):
         duration=s.duration,
     )
     paths = {name: tmp_path / f"{name}.png" for name in ("trial", "raster", "psth", "units")}
-    plot_trial(rec, trial=2, path=paths["trial"])
-    plot_raster(rec, 5.0, 15.0, sort_by="area", path=paths["raster"])
-    plot_psth(rec, align="move_onset_time", group_by="target_dir", path=paths["psth"])
-    plot_psth(rec, align="go_cue_time", by="unit", max_units=6, path=paths["units"])
+    figures = [
+        plot_trial(rec, trial=2, path=paths["trial"]),
+        plot_raster(rec, 5.0, 15.0, sort_by="area", path=paths["raster"]),
+        plot_psth(rec, align="move_onset_time", group_by="target_dir", path=paths["psth"]),
+        plot_psth(rec, align="go_cue_time", by="unit", max_units=6, path=paths["units"]),
+    ]
+    for fig in figures:
+        laid_out(fig)  # nothing clipped, nothing overlapping
     for path in paths.values():
         assert path.read_bytes()[:8] == PNG_MAGIC
         assert path.stat().st_size > 10_000  # drawn, not an empty canvas

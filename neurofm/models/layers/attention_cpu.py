@@ -45,6 +45,8 @@ def windowed_lengths(
     None otherwise."""
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
         return None
+    if torch.is_autocast_enabled("cpu"):  # bf16-mixed training: projections come out bf16
+        return None
     if angles[0].shape[-1] != dim_head // 4:
         return None
     if key_mask is None:

@@ -55,10 +55,18 @@ RATE = 1000.0
 #: trials that overlap). The second session is one of the two brainsets repairs.
 SESSIONS: dict[str, tuple[str, dt.date, int, tuple[str, ...], tuple[int, int] | None]] = {
     "sub-Jenkins/sub-Jenkins_ses-20090912_behavior+ecephys.nwb": (
-        "Jenkins", dt.date(2009, 9, 12), 30, (), None,
+        "Jenkins",
+        dt.date(2009, 9, 12),
+        30,
+        (),
+        None,
     ),
     "sub-Nitschke/sub-Nitschke_ses-20090910_behavior+ecephys.nwb": (
-        "Nitschke", dt.date(2009, 9, 10), 28, ("3", "11"), (6, 7),
+        "Nitschke",
+        dt.date(2009, 9, 10),
+        28,
+        ("3", "11"),
+        (6, 7),
     ),
 }
 
@@ -116,11 +124,22 @@ def _session(
 
     # Trials: delayed reaches, 1.4 - 2.2 s, separated by short gaps; one pair overlaps.
     starts, stops, times, pos, vel = [], [], [], [], []
-    cols: dict[str, list[Any]] = {k: [] for k in (
-        "go_cue_time", "move_begins_time", "move_ends_time", "reaction_time",
-        "target_presentation_time", *UINT8_COLUMNS,
-    )}
-    ragged: dict[str, list[np.ndarray]] = {"barrier_info": [], "frame_details": [], "target_positions": []}
+    cols: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "go_cue_time",
+            "move_begins_time",
+            "move_ends_time",
+            "reaction_time",
+            "target_presentation_time",
+            *UINT8_COLUMNS,
+        )
+    }
+    ragged: dict[str, list[np.ndarray]] = {
+        "barrier_info": [],
+        "frame_details": [],
+        "target_positions": [],
+    }
     hit, reaches = [], []
     t0 = 1.0
     for i in range(n_trials):
@@ -152,10 +171,16 @@ def _session(
         cols["reaction_time"].append(rt * 1000 if success else np.nan)
         cols["target_presentation_time"].append(target_on)
         for name, value in (
-            ("correct_reach", int(success and rng.random() > 0.1)), ("discard_trial", int(discard)),
-            ("maze_condition", int(rng.integers(1, 28))), ("maze_num_barriers", int(rng.integers(0, 6))),
-            ("maze_num_targets", n_targets), ("novel_maze", 0), ("proto_trial", int(i == 2)),
-            ("target_size", 8), ("task_success", int(success)), ("trial_type", int(rng.integers(1, 28))),
+            ("correct_reach", int(success and rng.random() > 0.1)),
+            ("discard_trial", int(discard)),
+            ("maze_condition", int(rng.integers(1, 28))),
+            ("maze_num_barriers", int(rng.integers(0, 6))),
+            ("maze_num_targets", n_targets),
+            ("novel_maze", 0),
+            ("proto_trial", int(i == 2)),
+            ("target_size", 8),
+            ("task_success", int(success)),
+            ("trial_type", int(rng.integers(1, 28))),
             ("trial_version", int(rng.integers(0, 3))),
         ):
             cols[name].append(np.uint8(value))
@@ -187,7 +212,9 @@ def _session(
     n_units = 2 * per_array
     units = Units.random(rng, n_units)
     spikes = poisson_spikes(rng, t_beh, units.rates(cursor_vel, 400.0), 1.0 / RATE)
-    nwb.add_unit_column(name="electrode_group", description="the electrode group that each spike unit came from")
+    nwb.add_unit_column(
+        name="electrode_group", description="the electrode group that each spike unit came from"
+    )
     obs = np.c_[starts_a, stops_a]
     for u in range(n_units):
         times_u = spikes[u]
@@ -201,7 +228,9 @@ def _session(
     if unsorted:
         truth.quirks["unsorted_units"] = list(unsorted)
 
-    module = nwb.create_processing_module(name="behavior", description="contains monkey movement data")
+    module = nwb.create_processing_module(
+        name="behavior", description="contains monkey movement data"
+    )
     from hdmf.backends.hdf5.h5_utils import H5DataIO
 
     position = Position(name="Position")
@@ -228,12 +257,26 @@ def _session(
 
     for name, description in UINT8_COLUMNS.items():
         nwb.add_trial_column(name=name, description=description)
-    for name in ("go_cue_time", "move_begins_time", "move_ends_time", "reaction_time", "target_presentation_time"):
+    for name in (
+        "go_cue_time",
+        "move_begins_time",
+        "move_ends_time",
+        "reaction_time",
+        "target_presentation_time",
+    ):
         nwb.add_trial_column(name=name, description=name.replace("_", " "))
     nwb.add_trial_column(name="barrier_info", description="(x,y,halfwidth,halfheight)", index=True)
-    nwb.add_trial_column(name="frame_details", description="(frameLeft,right,bottom,top, width)", index=True)
-    nwb.add_trial_column(name="hit_target_position", description="x,y position on screen of the target hit")
-    nwb.add_trial_column(name="target_positions", description="x,y position on screen of all targets presented", index=True)
+    nwb.add_trial_column(
+        name="frame_details", description="(frameLeft,right,bottom,top, width)", index=True
+    )
+    nwb.add_trial_column(
+        name="hit_target_position", description="x,y position on screen of the target hit"
+    )
+    nwb.add_trial_column(
+        name="target_positions",
+        description="x,y position on screen of all targets presented",
+        index=True,
+    )
     series = [position["Cursor"], position["Eye"], position["Hand"]]
     for i in range(n_trials):
         row = {name: values[i] for name, values in cols.items()}
@@ -246,11 +289,16 @@ def _session(
             **row,
         )
     truth.n_trials = n_trials
-    truth.trials = {"start_time": starts_a, "stop_time": stops_a, **{k: np.asarray(v) for k, v in cols.items()}}
+    truth.trials = {
+        "start_time": starts_a,
+        "stop_time": stops_a,
+        **{k: np.asarray(v) for k, v in cols.items()},
+    }
 
     # LFP segments (skipped by decoders; here so a reader meets an ElectricalSeries container).
     ecephys = nwb.create_processing_module(
-        name="ecephys", description="Intermediate data from extracellular electrophysiology recordings, e.g., LFP."
+        name="ecephys",
+        description="Intermediate data from extracellular electrophysiology recordings, e.g., LFP.",
     )
     filtered = FilteredEphys(name="Processed")
     ecephys.add(filtered)
@@ -283,5 +331,7 @@ def build_churchland_2012(folder: Path, seed: int = 0) -> ReplicaTruth:
     )
     truth = ReplicaTruth("churchland_2012", "000070", folder, [], seed=seed)
     for rel, (subject, date, n_trials, unsorted, overlap) in SESSIONS.items():
-        truth.files[rel] = _session(folder / rel, rel, subject, date, n_trials, unsorted, overlap, rng)
+        truth.files[rel] = _session(
+            folder / rel, rel, subject, date, n_trials, unsorted, overlap, rng
+        )
     return truth

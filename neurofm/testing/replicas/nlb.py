@@ -103,7 +103,9 @@ def _gzip(data: np.ndarray) -> Any:
 
 
 def _session(date: dt.date, tz_hours: int) -> dt.datetime:
-    return dt.datetime(date.year, date.month, date.day, tzinfo=dt.timezone(dt.timedelta(hours=tz_hours)))
+    return dt.datetime(
+        date.year, date.month, date.day, tzinfo=dt.timezone(dt.timedelta(hours=tz_hours))
+    )
 
 
 def _add_units(
@@ -280,20 +282,50 @@ def build_mc_maze(folder: Path, card: str = "mc_maze", seed: int = 0) -> Replica
         add_electrodes(
             nwb,
             [
-                ("electrode_group_M1", "electrode_array_M1", "96-electrode Utah array in M1", "M1", 96),
-                ("electrode_group_PMd", "electrode_array_PMd", "96-electrode Utah array in PMd", "PMd", 96),
+                (
+                    "electrode_group_M1",
+                    "electrode_array_M1",
+                    "96-electrode Utah array in M1",
+                    "M1",
+                    96,
+                ),
+                (
+                    "electrode_group_PMd",
+                    "electrode_array_PMd",
+                    "96-electrode Utah array in PMd",
+                    "PMd",
+                    96,
+                ),
             ],
         )
         return nwb, rng.choice(192, n_units, replace=False)
 
     # ---- the train file: trials separated by inter-trial gaps without behaviour samples
-    starts, stops, cols = [], [], {k: [] for k in (
-        "active_target", "barrier_pos", "delay", "go_cue_time", "maze_id", "move_onset_time",
-        "num_barriers", "num_targets", "rt", "success", "target_on_time", "target_pos",
-        "trial_type", "trial_version",
-    )}
+    starts, stops, cols = (
+        [],
+        [],
+        {
+            k: []
+            for k in (
+                "active_target",
+                "barrier_pos",
+                "delay",
+                "go_cue_time",
+                "maze_id",
+                "move_onset_time",
+                "num_barriers",
+                "num_targets",
+                "rt",
+                "success",
+                "target_on_time",
+                "target_pos",
+                "trial_type",
+                "trial_version",
+            )
+        },
+    )
     t0, times, pos, vel = 0.5, [], [], []
-    for i in range(n_trials):
+    for _ in range(n_trials):
         version_i = int(rng.integers(0, 3))
         n_targets = 3 if version_i == 2 else 1
         n_barriers = 0 if version_i == 0 else int(rng.integers(1, 6))
@@ -308,7 +340,7 @@ def build_mc_maze(folder: Path, card: str = "mc_maze", seed: int = 0) -> Replica
         t = _grid(t0, stop)
         p, v = minimum_jerk_reach(t, onset, 0.45, target)
         times.append(t)
-        pos.append(p + rng.normal(0, 0.05, p.shape))
+        pos.append(np.round(p + rng.normal(0, 0.05, p.shape), 2))  # a tracker's 0.01 mm steps
         vel.append(v)
         starts.append(t0)
         stops.append(stop)
@@ -361,18 +393,73 @@ def build_mc_maze(folder: Path, card: str = "mc_maze", seed: int = 0) -> Replica
     columns: dict[str, tuple[str, Any]] = {}
     for name in sorted(cols):
         values = cols[name]
-        columns[name] = (descriptions[name], values if name in ("barrier_pos", "target_pos") else np.asarray(values))
+        columns[name] = (
+            descriptions[name],
+            values if name in ("barrier_pos", "target_pos") else np.asarray(values),
+        )
     columns["split"] = (SPLIT_DESCRIPTION, _split_labels(rng, n_trials))
-    _add_trials(nwb, starts_a, stops_a, dict(sorted(columns.items())), ftruth, ragged=("barrier_pos", "target_pos"))
+    _add_trials(
+        nwb,
+        starts_a,
+        stops_a,
+        dict(sorted(columns.items())),
+        ftruth,
+        ragged=("barrier_pos", "target_pos"),
+    )
     module = nwb.create_processing_module(name="behavior", description="Processed behavioral data")
     xy = "x,y"
-    _add_series(module, ftruth, "cursor_pos", hand_pos + 2.0, spatial=True, unit="mm", description="Cursor position in mm. First column x, second column y", timestamps=t_all, columns=xy)
-    eye = np.repeat(np.asarray([c[0] for c in cols["target_pos"]], float), [len(t) for t in times], axis=0)
-    _add_series(module, ftruth, "eye_pos", eye + rng.normal(0, 3, eye.shape), spatial=True, unit="mm", description="Monkey eye position in mm. First column x, second column y", timestamps=t_all, columns=xy)
+    _add_series(
+        module,
+        ftruth,
+        "cursor_pos",
+        hand_pos + 2.0,
+        spatial=True,
+        unit="mm",
+        description="Cursor position in mm. First column x, second column y",
+        timestamps=t_all,
+        columns=xy,
+    )
+    eye = np.repeat(
+        np.asarray([c[0] for c in cols["target_pos"]], float), [len(t) for t in times], axis=0
+    )
+    _add_series(
+        module,
+        ftruth,
+        "eye_pos",
+        np.round(eye + rng.normal(0, 3, eye.shape), 1),
+        spatial=True,
+        unit="mm",
+        description="Monkey eye position in mm. First column x, second column y",
+        timestamps=t_all,
+        columns=xy,
+    )
     # Stored in mm and mm/s like the benchmark's numbers, with conversion 0.001 to metres:
     # nlb_tools and brainsets read .data (mm/s); a reader applying NWB's conversion gets m/s.
-    _add_series(module, ftruth, "hand_pos", hand_pos, spatial=True, unit="m", conversion=0.001, description="Monkey hand position in mm. First column x, second column y", timestamps=t_all, columns=xy)
-    _add_series(module, ftruth, "hand_vel", hand_vel, spatial=False, unit="m/s", conversion=0.001, description="Monkey hand velocity in mm/s, calculated from monkey hand position. First column x, second column y", timestamps=t_all, columns=xy)
+    _add_series(
+        module,
+        ftruth,
+        "hand_pos",
+        hand_pos,
+        spatial=True,
+        unit="m",
+        conversion=0.001,
+        description="Monkey hand position in mm. First column x, second column y",
+        timestamps=t_all,
+        columns=xy,
+    )
+    _add_series(
+        module,
+        ftruth,
+        "hand_vel",
+        hand_vel,
+        spatial=False,
+        unit="m/s",
+        conversion=0.001,
+        description="Monkey hand velocity in mm/s, calculated from monkey hand position. First "
+        "column x, second column y",
+        timestamps=t_all,
+        columns=xy,
+    )
     ftruth.quirks["missing_samples_between_trials"] = int(
         round((stops_a[-1] - starts_a[0]) * NLB_RATE) - len(t_all)
     )
@@ -394,7 +481,12 @@ def build_mc_maze(folder: Path, card: str = "mc_maze", seed: int = 0) -> Replica
         n_units - n_heldout,
         t_starts,
         t_stops,
-        {"move_onset_time": ("Time of movement onset, calculated offline using a robust algorithm", onset)},
+        {
+            "move_onset_time": (
+                "Time of movement onset, calculated offline using a robust algorithm",
+                onset,
+            )
+        },
         electrodes[: n_units - n_heldout],
         rel_test,
     )
@@ -459,7 +551,9 @@ def build_mc_rtt(folder: Path, seed: int = 0) -> ReplicaTruth:
     # Trial bounds as a converter computes them: start = segment start + k * 0.6 (then
     # rounded to the ms), end = start + 0.6 in floating point: some ends land a few ULPs past
     # the next start. brainsets rounds the bounds to 0.1 s; nlb_tools allows the overlap.
-    starts = np.concatenate([_ms(s + RTT_TRIAL * np.arange(RTT_TRIALS_PER_SEGMENT)) for s in seg_starts])
+    starts = np.concatenate(
+        [_ms(s + RTT_TRIAL * np.arange(RTT_TRIALS_PER_SEGMENT)) for s in seg_starts]
+    )
     stops = starts + RTT_TRIAL
     noise = [[i, i + 1] for i in range(len(starts) - 1) if stops[i] > starts[i + 1]]
     if not noise:  # make sure the quirk is there whatever the numbers: one end a hair late
@@ -503,15 +597,63 @@ def build_mc_rtt(folder: Path, seed: int = 0) -> ReplicaTruth:
     heldout[-n_heldout:] = True
     obs = [[float(a), float(b)] for a, b in zip(seg_starts, seg_stops, strict=True)]
     _add_units(nwb, spikes_all, heldout, obs, electrodes, ftruth)
-    _add_trials(nwb, starts, stops, {"split": (SPLIT_DESCRIPTION, _split_labels(rng, len(starts)))}, ftruth)
+    _add_trials(
+        nwb, starts, stops, {"split": (SPLIT_DESCRIPTION, _split_labels(rng, len(starts)))}, ftruth
+    )
     ftruth.quirks["float_noise_overlaps"] = noise
-    ftruth.quirks["nan_gaps"] = [[float(a), float(b)] for a, b in zip(seg_stops[:-1], seg_starts[1:], strict=True)]
+    ftruth.quirks["nan_gaps"] = [
+        [float(a), float(b)] for a, b in zip(seg_stops[:-1], seg_starts[1:], strict=True)
+    ]
     ftruth.quirks["nan_gaps"].insert(0, [0.0, float(seg_starts[0])])
     module = nwb.create_processing_module(name="behavior", description="Processed behavioral data")
-    _add_series(module, ftruth, "cursor_pos", cursor, spatial=True, unit="mm", description="The position of the cursor in Cartesian coordinates (x, y) in mm. Recorded at 250 Hz and upsampled to 1 kHz", rate=NLB_RATE, columns="x,y")
-    _add_series(module, ftruth, "finger_pos", finger, spatial=True, unit="mm", description="The position of the working fingertip in Cartesian coordinates (x, y, z), as reported by the hand tracker in mm. Recorded at 250 Hz and upsampled to 1 kHz", rate=NLB_RATE, columns="x,y,z")
-    _add_series(module, ftruth, "finger_vel", finger_vel, spatial=False, unit="mm/s", description="The x and y velocity of the finger in mm/s. Calculated offline from upsampled finger position", rate=NLB_RATE, columns="x,y")
-    _add_series(module, ftruth, "target_pos", target, spatial=True, unit="mm", description="The position of the target in Cartesian coordinates (x, y) in mm. Recorded at 250 Hz and upsampled to 1 kHz", rate=NLB_RATE, columns="x,y")
+    _add_series(
+        module,
+        ftruth,
+        "cursor_pos",
+        cursor,
+        spatial=True,
+        unit="mm",
+        description="The position of the cursor in Cartesian coordinates (x, y) in mm. Recorded "
+        "at 250 Hz and upsampled to 1 kHz",
+        rate=NLB_RATE,
+        columns="x,y",
+    )
+    _add_series(
+        module,
+        ftruth,
+        "finger_pos",
+        finger,
+        spatial=True,
+        unit="mm",
+        description="The position of the working fingertip in Cartesian coordinates (x, y, z), as "
+        "reported by the hand tracker in mm. Recorded at 250 Hz and upsampled to 1 kHz",
+        rate=NLB_RATE,
+        columns="x,y,z",
+    )
+    _add_series(
+        module,
+        ftruth,
+        "finger_vel",
+        finger_vel,
+        spatial=False,
+        unit="mm/s",
+        description="The x and y velocity of the finger in mm/s. Calculated offline from "
+        "upsampled finger position",
+        rate=NLB_RATE,
+        columns="x,y",
+    )
+    _add_series(
+        module,
+        ftruth,
+        "target_pos",
+        target,
+        spatial=True,
+        unit="mm",
+        description="The position of the target in Cartesian coordinates (x, y) in mm. Recorded "
+        "at 250 Hz and upsampled to 1 kHz",
+        rate=NLB_RATE,
+        columns="x,y",
+    )
     write_nwb(folder / rel, nwb)
     truth.files[rel] = ftruth
 
@@ -521,8 +663,16 @@ def build_mc_rtt(folder: Path, seed: int = 0) -> ReplicaTruth:
     rel_test = "sub-Indy/sub-Indy_desc-test_ecephys.nwb"
     nwb, electrodes = nwbfile("test")
     truth.files[rel_test] = _test_file(
-        folder / rel_test, nwb, rng, units, n_units - n_heldout, t_starts, _ms(t_starts + RTT_TRIAL),
-        {}, electrodes[: n_units - n_heldout], rel_test,
+        folder / rel_test,
+        nwb,
+        rng,
+        units,
+        n_units - n_heldout,
+        t_starts,
+        _ms(t_starts + RTT_TRIAL),
+        {},
+        electrodes[: n_units - n_heldout],
+        rel_test,
     )
     return truth
 
@@ -577,10 +727,21 @@ def build_area2_bump(folder: Path, seed: int = 0) -> ReplicaTruth:
         return nwb, rng.choice(96, n_units, replace=False)
 
     n_segments, per_segment = 3, 6
-    rows: dict[str, list[Any]] = {k: [] for k in (
-        "bump_dir", "bump_time", "cond_dir", "ctr_hold", "ctr_hold_bump", "go_cue_time",
-        "move_onset_time", "result", "target_dir", "target_on_time",
-    )}
+    rows: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "bump_dir",
+            "bump_time",
+            "cond_dir",
+            "ctr_hold",
+            "ctr_hold_bump",
+            "go_cue_time",
+            "move_onset_time",
+            "result",
+            "target_dir",
+            "target_on_time",
+        )
+    }
     starts, stops, times, pos, vel = [], [], [], [], []
     seg_bounds = []
     t0 = 0.5
@@ -614,7 +775,9 @@ def build_area2_bump(folder: Path, seed: int = 0) -> ReplicaTruth:
                 p, v = p + p1 + p2, v + v1 + v2
             if result in ("R", "F") and np.isfinite(go):
                 reach_onset = onset if not bump else _ms(go + 0.2)
-                d = 10.0 * np.array([np.cos(np.radians(target_dir)), np.sin(np.radians(target_dir))])
+                d = 10.0 * np.array(
+                    [np.cos(np.radians(target_dir)), np.sin(np.radians(target_dir))]
+                )
                 scale = 1.0 if result == "R" else 0.5  # a failed reach falls short
                 p1, v1 = minimum_jerk_reach(t, reach_onset, 0.4, scale * d)
                 p, v = p + p1, v + v1
@@ -675,16 +838,91 @@ def build_area2_bump(folder: Path, seed: int = 0) -> ReplicaTruth:
     module = nwb.create_processing_module(name="behavior", description="Processed behavioral data")
     n = len(t_all)
     smooth = np.cumsum(rng.normal(0, 0.01, (n, 1)), axis=0)
-    _add_series(module, ftruth, "force", np.hstack([hand_vel * 0.05, smooth * np.ones((1, 4))]), spatial=False, unit="N", description="Interface forces and torques between the hand and the manipulandum handle, in Newtons or Newton-meters. Sampled at 1 kHz", timestamps=t_all, columns="x,y,z,mx,my,mz")
-    _add_series(module, ftruth, "hand_pos", hand_pos, spatial=True, unit="cm", description="Hand position in Cartesian coordinates, in cm. Sampled at 1 kHz, low-pass filtered at 100 Hz cutoff", timestamps=t_all, columns="x,y")
-    _add_series(module, ftruth, "hand_vel", hand_vel, spatial=False, unit="cm/s", description="Hand velocity, in cm/s. Sampled at 1 kHz, low-pass filtered at 100 Hz cutoff", timestamps=t_all, columns="x,y")
+    _add_series(
+        module,
+        ftruth,
+        "force",
+        np.hstack([hand_vel * 0.05, smooth * np.ones((1, 4))]),
+        spatial=False,
+        unit="N",
+        description="Interface forces and torques between the hand and the manipulandum handle, "
+        "in Newtons or Newton-meters. Sampled at 1 kHz",
+        timestamps=t_all,
+        columns="x,y,z,mx,my,mz",
+    )
+    _add_series(
+        module,
+        ftruth,
+        "hand_pos",
+        hand_pos,
+        spatial=True,
+        unit="cm",
+        description="Hand position in Cartesian coordinates, in cm. Sampled at 1 kHz, low-pass "
+        "filtered at 100 Hz cutoff",
+        timestamps=t_all,
+        columns="x,y",
+    )
+    _add_series(
+        module,
+        ftruth,
+        "hand_vel",
+        hand_vel,
+        spatial=False,
+        unit="cm/s",
+        description="Hand velocity, in cm/s. Sampled at 1 kHz, low-pass filtered at 100 Hz cutoff",
+        timestamps=t_all,
+        columns="x,y",
+    )
     joints = "shoulder_adduction,shoulder_rotation,shoulder_flexion,elbow_flexion"
     muscles = "brachialis,tricep_lat,deltoid_ant,bicep_sh"
     mix = rng.normal(0, 1, (2, 4))
-    _add_series(module, ftruth, "joint_ang", 30 + hand_pos @ mix, spatial=False, unit="degrees", description="Angle of monkey arm joints in degrees, calculated from motion tracking data", timestamps=t_all, columns=joints)
-    _add_series(module, ftruth, "joint_vel", hand_vel @ mix, spatial=False, unit="degrees/s", description="Velocity of monkey arm joints in degrees/s, calculated from motion tracking data", timestamps=t_all, columns=joints)
-    _add_series(module, ftruth, "muscle_len", 0.1 + 0.001 * hand_pos @ mix, spatial=False, unit="m", description="Length of various monkey arm muscles in m, calculated from motion tracking data", timestamps=t_all, columns=muscles)
-    _add_series(module, ftruth, "muscle_vel", 0.001 * hand_vel @ mix, spatial=False, unit="m/s", description="Velocity of various monkey arm muscles in m/s, calculated from motion tracking data", timestamps=t_all, columns=muscles)
+    _add_series(
+        module,
+        ftruth,
+        "joint_ang",
+        30 + hand_pos @ mix,
+        spatial=False,
+        unit="degrees",
+        description="Angle of monkey arm joints in degrees, calculated from motion tracking data",
+        timestamps=t_all,
+        columns=joints,
+    )
+    _add_series(
+        module,
+        ftruth,
+        "joint_vel",
+        hand_vel @ mix,
+        spatial=False,
+        unit="degrees/s",
+        description="Velocity of monkey arm joints in degrees/s, calculated from motion tracking "
+        "data",
+        timestamps=t_all,
+        columns=joints,
+    )
+    _add_series(
+        module,
+        ftruth,
+        "muscle_len",
+        0.1 + 0.001 * hand_pos @ mix,
+        spatial=False,
+        unit="m",
+        description="Length of various monkey arm muscles in m, calculated from motion tracking "
+        "data",
+        timestamps=t_all,
+        columns=muscles,
+    )
+    _add_series(
+        module,
+        ftruth,
+        "muscle_vel",
+        0.001 * hand_vel @ mix,
+        spatial=False,
+        unit="m/s",
+        description="Velocity of various monkey arm muscles in m/s, calculated from motion "
+        "tracking data",
+        timestamps=t_all,
+        columns=muscles,
+    )
     write_nwb(folder / rel, nwb)
     truth.files[rel] = ftruth
 
@@ -692,9 +930,16 @@ def build_area2_bump(folder: Path, seed: int = 0) -> ReplicaTruth:
     rel_test = "sub-Han/sub-Han_desc-test_ecephys.nwb"
     nwb, electrodes = nwbfile("test")
     truth.files[rel_test] = _test_file(
-        folder / rel_test, nwb, rng, units, n_units - n_heldout, t_starts, _ms(t_starts + 1.0),
+        folder / rel_test,
+        nwb,
+        rng,
+        units,
+        n_units - n_heldout,
+        t_starts,
+        _ms(t_starts + 1.0),
         {"move_onset_time": (descriptions["move_onset_time"], _ms(t_starts + 0.5))},
-        electrodes[: n_units - n_heldout], rel_test,
+        electrodes[: n_units - n_heldout],
+        rel_test,
     )
     return truth
 
@@ -747,18 +992,43 @@ def build_dmfc_rsg(folder: Path, seed: int = 0) -> ReplicaTruth:
         add_electrodes(
             nwb,
             [
-                (f"electrode_group_{k}", f"electrode_probe_{k}", "Linear probe with 24 recording channels", "DMFC", 24)
+                (
+                    f"electrode_group_{k}",
+                    f"electrode_probe_{k}",
+                    "Linear probe with 24 recording channels",
+                    "DMFC",
+                    24,
+                )
                 for k in (1, 2, 3)
             ],
         )
         return nwb
 
     n_segments, per_segment = 3, 10
-    cols: dict[str, list[float]] = {k: [] for k in (
-        "bad_time", "fix_on_time", "fix_time", "fix_time_dur", "go_time", "is_eye", "is_outlier",
-        "is_short", "iti", "ready_time", "reward_dur", "reward_time", "set_time",
-        "target_acq_time", "target_on_time", "target_time_dur", "theta", "tp", "ts",
-    )}
+    cols: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "bad_time",
+            "fix_on_time",
+            "fix_time",
+            "fix_time_dur",
+            "go_time",
+            "is_eye",
+            "is_outlier",
+            "is_short",
+            "iti",
+            "ready_time",
+            "reward_dur",
+            "reward_time",
+            "set_time",
+            "target_acq_time",
+            "target_on_time",
+            "target_time_dur",
+            "theta",
+            "tp",
+            "ts",
+        )
+    }
     starts, stops, seg_bounds = [], [], []
     outliers = set(rng.choice(n_segments * per_segment, 3, replace=False).tolist())
     t0 = 0.5
@@ -787,14 +1057,25 @@ def build_dmfc_rsg(folder: Path, seed: int = 0) -> ReplicaTruth:
             starts.append(t0)
             stops.append(stop)
             for name, value in (
-                ("bad_time", bad), ("fix_on_time", fix_on), ("fix_time", fix),
-                ("fix_time_dur", fix_dur), ("go_time", go), ("is_eye", (i // 5) % 2 == 0),
-                ("is_outlier", outlier), ("is_short", is_short), ("iti", iti),
-                ("ready_time", ready), ("reward_dur", 120.0 if rewarded else np.nan),
-                ("reward_time", reward), ("set_time", set_t),
-                ("target_acq_time", _ms(go + 0.05)), ("target_on_time", target_on),
-                ("target_time_dur", target_dur), ("theta", float(rng.choice([0.0, 180.0]))),
-                ("tp", tp), ("ts", ts),
+                ("bad_time", bad),
+                ("fix_on_time", fix_on),
+                ("fix_time", fix),
+                ("fix_time_dur", fix_dur),
+                ("go_time", go),
+                ("is_eye", (i // 5) % 2 == 0),
+                ("is_outlier", outlier),
+                ("is_short", is_short),
+                ("iti", iti),
+                ("ready_time", ready),
+                ("reward_dur", 120.0 if rewarded else np.nan),
+                ("reward_time", reward),
+                ("set_time", set_t),
+                ("target_acq_time", _ms(go + 0.05)),
+                ("target_on_time", target_on),
+                ("target_time_dur", target_dur),
+                ("theta", float(rng.choice([0.0, 180.0]))),
+                ("tp", tp),
+                ("ts", ts),
             ):
                 cols[name].append(value)
             t0 = _ms(stop + iti / 1000)
@@ -861,10 +1142,22 @@ def build_dmfc_rsg(folder: Path, seed: int = 0) -> ReplicaTruth:
     t_starts = np.concatenate([_ms(b[1] + 0.5 + 3.0 * np.arange(1)) for b in seg_bounds[:-1]])
     rel_test = "sub-Haydn/sub-Haydn_desc-test_ecephys.nwb"
     nwb = nwbfile("test")
-    units = Units(baseline[: n_units - n_heldout], np.zeros(n_units - n_heldout), np.zeros((n_units - n_heldout, 2)))
+    units = Units(
+        baseline[: n_units - n_heldout],
+        np.zeros(n_units - n_heldout),
+        np.zeros((n_units - n_heldout, 2)),
+    )
     truth.files[rel_test] = _test_file(
-        folder / rel_test, nwb, rng, units, n_units - n_heldout, t_starts, _ms(t_starts + 2.8),
-        {"go_time": (descriptions["go_time"], _ms(t_starts + 2.4))}, None, rel_test,
+        folder / rel_test,
+        nwb,
+        rng,
+        units,
+        n_units - n_heldout,
+        t_starts,
+        _ms(t_starts + 2.8),
+        {"go_time": (descriptions["go_time"], _ms(t_starts + 2.4))},
+        None,
+        rel_test,
     )
     set_column_dtype(folder / rel_test, "units/id", np.int32)
     return truth

@@ -49,13 +49,28 @@ RATE = 100.0
 #: asset path -> (subject, task, date, arrays, trials, units)
 SESSIONS: dict[str, tuple[str, str, dt.datetime, tuple[str, ...], int, int]] = {
     "sub-C/sub-C_ses-CO-20131003_behavior+ecephys.nwb": (
-        "C", "CO", dt.datetime(2013, 10, 3, 12, 39, 8, 680000), ("M1",), 24, 10,
+        "C",
+        "CO",
+        dt.datetime(2013, 10, 3, 12, 39, 8, 680000),
+        ("M1",),
+        24,
+        10,
     ),
     "sub-M/sub-M_ses-CO-20150610_behavior+ecephys.nwb": (
-        "M", "CO", dt.datetime(2015, 6, 10, 11, 2, 41, 120000), ("M1", "PMd"), 20, 12,
+        "M",
+        "CO",
+        dt.datetime(2015, 6, 10, 11, 2, 41, 120000),
+        ("M1", "PMd"),
+        20,
+        12,
     ),
     "sub-C/sub-C_ses-RT-20131009_behavior+ecephys.nwb": (
-        "C", "RT", dt.datetime(2013, 10, 9, 13, 2, 29, 468000), ("M1",), 10, 10,
+        "C",
+        "RT",
+        dt.datetime(2013, 10, 9, 13, 2, 29, 468000),
+        ("M1",),
+        10,
+        10,
     ),
 }
 
@@ -82,7 +97,9 @@ def _session(
         subject,
         session_id=f"sub-{subject}_ses-{task}-{start:%Y%m%d}",
         description=f"Monkey {subject} performing {task_name} task.",
-        experiment_description="Center-out delayed reaching task" if task == "CO" else "Random target reaching task",
+        experiment_description="Center-out delayed reaching task"
+        if task == "CO"
+        else "Random target reaching task",
         experimenter=["Perich, Matthew G."],
         institution="Northwestern University",
         lab="Miller",
@@ -91,7 +108,16 @@ def _session(
     )
     add_electrodes(
         nwb,
-        [(f"electrode_group_{a}", f"electrode_array_{a}", f"96-electrode Utah array in {a}", a, 96) for a in arrays],
+        [
+            (
+                f"electrode_group_{a}",
+                f"electrode_array_{a}",
+                f"96-electrode Utah array in {a}",
+                a,
+                96,
+            )
+            for a in arrays
+        ],
         coordinates=False,
         labels=True,
     )
@@ -110,10 +136,16 @@ def _session(
             target_id = float(rng.integers(0, 8)) if np.isfinite(target_on) else np.nan
             direction = np.radians(45.0 * (0 if np.isnan(target_id) else target_id))
             if np.isfinite(go):
-                reaches.append((go + 0.15, 0.5, 8.0 * np.array([np.cos(direction), np.sin(direction)])))
+                reaches.append(
+                    (go + 0.15, 0.5, 8.0 * np.array([np.cos(direction), np.sin(direction)]))
+                )
             for name, value in (
-                ("go_cue_time", go), ("result", result), ("target_corners", np.full(4, 2.0) * (i % 8)),
-                ("target_dir", float(direction)), ("target_id", target_id), ("target_on_time", target_on),
+                ("go_cue_time", go),
+                ("result", result),
+                ("target_corners", np.full(4, 2.0) * (i % 8)),
+                ("target_dir", float(direction)),
+                ("target_id", target_id),
+                ("target_on_time", target_on),
             ):
                 rows.setdefault(name, []).append(value)
         else:
@@ -124,9 +156,15 @@ def _session(
                 reaches.append((g + 0.15, 0.6, rng.uniform(-8, 8, 2)))
             stop = round(t0 + 0.3 + 1.1 * attempted + 0.2, 2)
             for name, value in (
-                ("go_cue_time_array", gos), ("num_attempted", float(attempted)),
-                ("num_targets", np.uint8(4)), ("result", result), ("target_dir", np.nan),
-                ("target_id", np.where(np.isnan(gos), np.nan, rng.integers(0, 64, 4).astype(float))),
+                ("go_cue_time_array", gos),
+                ("num_attempted", float(attempted)),
+                ("num_targets", np.uint8(4)),
+                ("result", result),
+                ("target_dir", np.nan),
+                (
+                    "target_id",
+                    np.where(np.isnan(gos), np.nan, rng.integers(0, 64, 4).astype(float)),
+                ),
                 ("target_size", 2.0),
             ):
                 rows.setdefault(name, []).append(value)
@@ -179,16 +217,26 @@ def _session(
     for name in rows:
         trials.add_column(name=name, description=column_descriptions[name])
     for i in range(n_trials):
-        trials.add_interval(start_time=float(starts[i]), stop_time=float(stops[i]), **{k: v[i] for k, v in rows.items()})
+        trials.add_interval(
+            start_time=float(starts[i]),
+            stop_time=float(stops[i]),
+            **{k: v[i] for k, v in rows.items()},
+        )
     nwb.trials = trials
     truth.n_trials = n_trials
     truth.trials = {"start_time": np.asarray(starts), "stop_time": np.asarray(stops)}
-    truth.trials.update({k: np.asarray(v, dtype=object if k == "result" else None) for k, v in rows.items()})
+    truth.trials.update(
+        {k: np.asarray(v, dtype=object if k == "result" else None) for k, v in rows.items()}
+    )
 
     module = nwb.create_processing_module(name="behavior", description="Processed Behavioral data")
     position = Position(name="Position")
     cursor_pos = position.create_spatial_series(
-        name="cursor_pos", data=pos, timestamps=t, reference_frame="screen centre", unit="cm",
+        name="cursor_pos",
+        data=pos,
+        timestamps=t,
+        reference_frame="screen centre",
+        unit="cm",
         description="Cursor position (x, y) on the screen.",
     )
     module.add(position)
@@ -197,7 +245,9 @@ def _session(
         ("Acceleration", "cursor_acc", acc, "cm/s^2", "Cursor acceleration (ax, ay)."),
     ):
         holder = BehavioralTimeSeries(name=container)
-        holder.add_timeseries(TimeSeries(name=name, data=data, unit=unit, timestamps=cursor_pos, description=text))
+        holder.add_timeseries(
+            TimeSeries(name=name, data=data, unit=unit, timestamps=cursor_pos, description=text)
+        )
         module.add(holder)
     for name in ("cursor_pos", "cursor_vel", "cursor_acc"):
         truth.behaviour[name] = len(t)
@@ -207,14 +257,18 @@ def _session(
     return truth
 
 
-def _units_table(nwb: Any, spikes: list[np.ndarray], electrodes: np.ndarray, waveforms: np.ndarray) -> Any:
+def _units_table(
+    nwb: Any, spikes: list[np.ndarray], electrodes: np.ndarray, waveforms: np.ndarray
+) -> Any:
     """The Units table built from its columns: spike_times, a ragged electrodes region and
     doubly ragged waveforms (48 samples x 1 channel per spike), as the real files have."""
     from hdmf.common import DynamicTableRegion, ElementIdentifiers, VectorData, VectorIndex
     from pynwb.misc import Units as UnitsTable
 
     counts = np.array([len(x) for x in spikes])
-    times = VectorData(name="spike_times", description="the spike times for each unit", data=np.concatenate(spikes))
+    times = VectorData(
+        name="spike_times", description="the spike times for each unit", data=np.concatenate(spikes)
+    )
     region = DynamicTableRegion(
         name="electrodes",
         description="the electrodes that each spike unit came from",
@@ -228,7 +282,9 @@ def _units_table(nwb: Any, spikes: list[np.ndarray], electrodes: np.ndarray, wav
         "simultaneously.",
         data=waveforms,
     )
-    per_spike = VectorIndex(name="waveforms_index", data=np.arange(1, counts.sum() + 1) * 48, target=shapes)
+    per_spike = VectorIndex(
+        name="waveforms_index", data=np.arange(1, counts.sum() + 1) * 48, target=shapes
+    )
     columns = [
         times,
         VectorIndex(name="spike_times_index", data=np.cumsum(counts), target=times),
@@ -254,11 +310,14 @@ def build_perich_miller_2018(folder: Path, seed: int = 0) -> ReplicaTruth:
     folder = Path(folder)
     write_dandiset_yaml(
         folder,
-        "Perich, Gallego and Miller (2018): a neural population mechanism for rapid learning (replica)",
+        "Perich, Gallego and Miller (2018): a neural population mechanism for rapid learning "
+        "(replica)",
         "Electrophysiology and behavioral data from macaques performing a center-out task or a "
         "continuous random target acquisition task.",
     )
     truth = ReplicaTruth("perich_miller_2018", "000688", folder, [], seed=seed)
     for rel, (subject, task, start, arrays, n_trials, n_units) in SESSIONS.items():
-        truth.files[rel] = _session(folder / rel, rel, subject, task, start, arrays, n_trials, n_units, rng)
+        truth.files[rel] = _session(
+            folder / rel, rel, subject, task, start, arrays, n_trials, n_units, rng
+        )
     return truth
