@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-__all__ = ["LineProgress", "format_duration", "is_terminal", "progress_bar"]
+__all__ = ["LineProgress", "format_duration", "is_terminal", "progress_bar", "progress_note"]
 
 
 def is_terminal(stream: IO[str] | None = None) -> bool:
@@ -99,7 +99,7 @@ class LineProgress:
         self.iterable = iterable
         self.total = total
         self.desc = desc or ""
-        self.unit = unit
+        self.unit = unit.strip() or "it"
         self.disable = bool(disable)
         self.file = file
         self.every = float(every)
@@ -236,3 +236,29 @@ def progress_bar(
     from tqdm.auto import tqdm
 
     return tqdm(iterable, file=file, **kwargs)
+
+
+def progress_note(message: str, *, disable: bool = False, file: IO[str] | None = None) -> None:
+    """One line of progress (a pipeline step's header, ``[2/4] ingest``) on the progress
+    stream, ``sys.stderr``: beside the bars, never mixed into results on stdout. On a terminal
+    it goes through ``tqdm.write`` so that an open bar is redrawn below it.
+
+    Parameters
+    ----------
+    message : str
+        The line.
+    disable : bool
+        Write nothing (``progress=False``).
+    file : file-like, optional
+        The stream (default ``sys.stderr``).
+    """
+    if disable:
+        return
+    stream = sys.stderr if file is None else file
+    if is_terminal(stream):
+        from tqdm.auto import tqdm
+
+        tqdm.write(message, file=stream)
+        return
+    stream.write(message + "\n")
+    stream.flush()

@@ -199,10 +199,12 @@ def test_info_recording_json(scenario):
     )
     vel = s["signals"]["hand_vel"]
     assert (vel["kind"], vel["length"], vel["rate"], vel["start"]) == ("regular", n_beh, rate, 0.0)
-    assert vel["channels"] == ["0", "1"] and vel["unit"] == "m/s"
+    # every kinematic series is named x, y (NWB has column names only for SpatialSeries)
+    assert vel["channels"] == ["x", "y"] and vel["unit"] == "m/s"
     assert s["signals"]["hand_pos"]["channels"] == ["x", "y"]
     cursor = s["signals"]["cursor_pos"]
     assert (cursor["kind"], cursor["length"]) == ("irregular", n_cursor)
+    assert cursor["channels"] == ["x", "y"]
     trials = s["signals"]["trials"]
     assert trials["n_intervals"] == TRIALS
     assert set(trials["columns"]) == trial_columns - {"start_time", "stop_time"}
@@ -275,7 +277,10 @@ def test_info_nwb_file_is_not_a_recording(scenario):
     path = scenario["nwb"][0]
     code, _, err = run_main("info", str(path))
     assert code == 1
-    assert err.startswith(f"neurofm: error: {path}: not a neurofm recording")
+    assert err == (
+        f"neurofm: error: {path}: not a neurofm recording (an NWB file); ingest it first: "
+        f"neurofm ingest {path} --out catalog, then neurofm info catalog\n"
+    )
 
 
 def test_info_text_file_and_plain_folder(tmp_path):
@@ -290,3 +295,287 @@ def test_info_text_file_and_plain_folder(tmp_path):
     code, _, err = run_main("info", str(folder))
     assert code == 1
     assert err.startswith(f"neurofm: error: {folder}: not a neurofm catalog")
+
+
+# --------------------------------------------------------------------------------------------
+# usage: whole option names, "did you mean", plurals
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_mistyped_command_gets_a_suggestion():
+    code, out, err = run_main("injest", "raw")
+    assert code == 2 and out == ""
+    last = err.splitlines()[-1]
+    assert last.startswith("neurofm: error: argument COMMAND: invalid choice: 'injest'")
+    assert last.endswith("; did you mean 'ingest'?")
+    code, _, err = run_main("zzz")  # nothing close: no suggestion
+    assert code == 2 and "did you mean" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "unknown", "meant"),
+    [
+        (("synth", "reaching", "--out", "x", "--subject", "2"), "--subject 2", "--subjects"),
+        (("ingest", "raw", "--output", "c"), "--output", "--out"),  # before "--out is required"
+        (("ingest", "raw", "--out", "c", "--forc"), "--forc", "--force"),
+        (("train", "p.yaml", "--epoch", "3"), "--epoch 3", "--epochs"),
+    ],
+)
+def test_options_are_never_abbreviated(argv, unknown, meant, tmp_path):
+    code, out, err = run_main(*argv)
+    assert code == 2 and out == ""
+    assert err.splitlines()[-1].endswith(
+        f"error: unrecognized arguments: {unknown}; did you mean {meant}?"
+    )
+    assert not (Path("x").exists() or Path("c").exists())
+
+
+def test_synth_one_session_is_singular(tmp_path):
+    code, out, err = run_main(
+        "synth", "reaching", "--out", str(tmp_path / "D"), "--subjects", "1", "--sessions", "1",
+        "--trials", "3",
+    )  # fmt: skip
+    assert code == 0, err
+    total = fac.count_spikes(next((tmp_path / "D").rglob("*.nwb")))
+    assert out == f"wrote 1 session ({total:,} spikes) to {tmp_path / 'D'}\n"
+    assert run_main("ingest", str(tmp_path / "D"), "--out", str(tmp_path / "C"))[0] == 0
+    code, out, _ = run_main("info", str(tmp_path / "C"))
+    assert out.splitlines()[0] == f"catalog {tmp_path / 'C'}: 1 recording"
+
+
+def test_synth_eeg_fmri_says_volumes_per_run(tmp_path):
+    import nibabel as nib
+
+    code, out, err = run_main(
+        "synth", "eeg-fmri", "--out", str(tmp_path / "B"), "--subjects", "2", "--duration",
+        "30", "--parcels", "4",
+    )  # fmt: skip
+    assert code == 0, err
+    bold = sorted((tmp_path / "B").rglob("*_bold.nii.gz"))
+    per_run = {nib.load(p).shape[-1] for p in bold}
+    assert len(bold) == 2 and per_run == {15}  # 30 s at TR 2 s
+    assert out == f"wrote 2 EEG-fMRI runs (15 volumes each, TR 2 s) as BIDS to {tmp_path / 'B'}\n"
+
+
+def test_info_shows_a_dash_for_recordings_without_spikes(tmp_path):
+    import numpy as np
+
+    from neurofm.data import Catalog, Recording
+    from neurofm.data.signals import RegularSeries
+
+    eeg = RegularSeries(
+        np.zeros((500, 3), dtype=np.float32), 250.0, 0.0, ["Cz", "Pz", "Oz"], "eeg", "V",
+        channel_info={"type": np.array(["eeg"] * 3)},
+    )  # fmt: skip
+    rec = Recording("sub-01_task-rest", {"eeg": eeg}, metadata={"modality": "eeg"})
+    Catalog(tmp_path / "C", create=True).add(rec)
+    code, out, err = run_main("info", str(tmp_path / "C"))
+    assert code == 0, err
+    row = out.splitlines()[3].split()
+    assert row[0] == "sub-01_task-rest" and row[-2:] == ["-", "-"]
+    assert "eeg" in row and "2.0" in row
+
+
+# --------------------------------------------------------------------------------------------
+# pipeline overrides: --epochs, --batch-size, KEY=VALUE
+# --------------------------------------------------------------------------------------------
+
+DEMO = Path(__file__).resolve().parents[1] / "pipelines" / "demo.yaml"
+
+
+@pytest.mark.parametrize("command", ["train", "run"])
+def test_overrides_reach_the_pipeline(command, monkeypatch, tmp_path):
+    import neurofm.pipeline
+    from neurofm.pipeline import PipelineResult
+    from neurofm.specs import load_pipeline
+
+    seen = {}
+
+    def fake_run(path, **kwargs):
+        seen.update(kwargs, path=path)
+        return PipelineResult("demo", tmp_path)
+
+    monkeypatch.setattr(neurofm.pipeline, "run_pipeline", fake_run)
+    code, _, err = run_main(
+        command, str(DEMO), "--epochs", "5", "steps.evaluate.split=valid", "--batch-size", "16",
+        "card.splits.seed=3",
+    )  # fmt: skip
+    assert code == 0, err
+    assert seen["overrides"] == [
+        "steps.train.epochs=5",
+        "steps.train.batch_size=16",
+        "steps.evaluate.split=valid",
+        "card.splits.seed=3",
+    ]
+    spec, card, _ = load_pipeline(DEMO, seen["overrides"])
+    train, evaluate = spec.steps[2].train, spec.steps[3].evaluate
+    assert (train.epochs, train.batch_size, train.lr) == (5, 16, 0.001)  # lr: the file's
+    assert evaluate.split == "valid" and card.splits.seed == 3
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ("--epochs", "0"),
+            "(with steps.train.epochs=0): steps[2].train.epochs: Input should be "
+            "greater than or equal to 1 (got 0)",
+        ),
+        (
+            ("steps.train.epoch=5",),
+            "(with steps.train.epoch=5): steps[2].train.epoch: unknown key "
+            "(expected one of: ",
+        ),
+        (
+            ("steps.finetune.epochs=5",),
+            "override 'steps.finetune.epochs=5': steps has no "
+            "'finetune' step (steps: pull, ingest, train, evaluate",
+        ),
+        (("epochs",), None),
+    ],
+)
+def test_overrides_are_validated_like_the_file(extra, message, tmp_path):
+    code, out, err = run_main("train", str(DEMO), "--workdir", str(tmp_path / "w"), *extra)
+    if message is None:  # not KEY=VALUE: a positional argparse leaves over
+        assert code == 1 and "override 'epochs': expected KEY=VALUE" in err
+        return
+    assert code == 1 and out == ""
+    assert err.startswith(f"neurofm: error: {DEMO} ") and message in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "w").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate: the sessions the model knows, filters, and what was skipped
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def poyo_and_all_sessions(pretrained_poyo, tmp_path_factory):
+    """The pretrained POYO and one catalog of its two training sessions and the held-out one."""
+    root, ckpt = pretrained_poyo
+    catalog = tmp_path_factory.mktemp("evaluate") / "all"
+    card = Path(__file__).resolve().parents[1] / "datasets" / "synthetic_reaching.yaml"
+    for folder in ("pre", "new"):
+        code, _, err = run_main("ingest", str(root / folder), "--out", str(catalog), "--card",
+                                str(card))  # fmt: skip
+        assert code == 0, err
+    known = sorted(p.name.removesuffix("_ecephys.nwb") for p in (root / "pre").glob("*.nwb"))
+    held_out = next((root / "new").glob("*.nwb")).name.removesuffix("_ecephys.nwb")
+    return ckpt, catalog, known, held_out
+
+
+def test_evaluate_scores_the_known_sessions_and_says_what_it_skipped(
+    poyo_and_all_sessions, tmp_path, one_torch_thread
+):
+    ckpt, catalog, known, held_out = poyo_and_all_sessions
+    code, out, err = run_main("evaluate", str(ckpt), str(catalog), "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert sorted(doc["r2"]) == known
+    assert doc["skipped"] == {
+        held_out: "not a session the model was trained on; `neurofm finetune` adapts it to a "
+        "new session"
+    }
+    code, out, err = run_main(
+        "evaluate", str(ckpt), str(catalog), "--plot", str(tmp_path / "p.png")
+    )
+    assert code == 0, err
+    assert f"skipped {held_out}: not a session the model was trained on" in out
+    assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_evaluate_filters(poyo_and_all_sessions, one_torch_thread):
+    ckpt, catalog, known, held_out = poyo_and_all_sessions
+    code, out, err = run_main("evaluate", str(ckpt), str(catalog), "--recordings", known[1],
+                              "--json")  # fmt: skip
+    assert code == 0, err
+    assert list(json.loads(out)["r2"]) == [known[1]] and json.loads(out)["skipped"] == {}
+    code, out, err = run_main("evaluate", str(ckpt), str(catalog), "--subject", "S0", "--json")
+    assert code == 0, err
+    assert sorted(json.loads(out)["r2"]) == known
+    # asked for by name, a session the model cannot score is an error, with the reason
+    code, out, err = run_main("evaluate", str(ckpt), str(catalog), "--recordings", held_out)
+    assert code == 1 and out == ""
+    assert err == (
+        f"neurofm: error: {held_out}: cannot be scored: not a session the model was trained "
+        "on; `neurofm finetune` adapts it to a new session\n"
+    )
+    code, _, err = run_main("evaluate", str(ckpt), str(catalog), "--subject", "S9")
+    assert (
+        code == 1
+        and err == f"neurofm: error: {catalog}: no recording of subject S9 (subjects: S0)\n"
+    )
+    code, _, err = run_main("evaluate", str(ckpt), str(catalog), "--recordings", "nope,x")
+    assert code == 1 and err.startswith(f"neurofm: error: {catalog}: no recording 'nope', 'x'")
+
+
+def test_the_evaluate_step_lists_what_it_skipped(poyo_and_all_sessions, tmp_path,
+                                                 one_torch_thread):  # fmt: skip
+    from neurofm.evaluation.checkpoint import evaluate_checkpoint
+    from neurofm.specs import EvaluateStep
+
+    ckpt, catalog, known, held_out = poyo_and_all_sessions
+    options = EvaluateStep(baselines=[], plot=False)
+    report, lines = evaluate_checkpoint(ckpt, catalog, options, tmp_path)
+    assert sorted(report.r2["POYO"]) == known
+    assert lines[-1].startswith(f"skipped {held_out}: not a session the model was trained on")
+
+
+# --------------------------------------------------------------------------------------------
+# serve: the local DANDI server
+# --------------------------------------------------------------------------------------------
+
+
+def _serve(folder: Path) -> tuple[subprocess.Popen, str, list[str]]:
+    import select
+    import time
+
+    script = Path(sys.executable).with_name("neurofm")
+    cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "neurofm.cli"]
+    proc = subprocess.Popen(
+        [*cmd, "serve", str(folder), "--dandiset", "000123"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + 120
+    while not any(line.startswith("API URL: ") for line in lines):
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready and proc.poll() is None, (lines, proc.stderr.read() if proc.stderr else "")
+        lines.append(proc.stdout.readline().rstrip("\n"))
+    url = next(line for line in lines if line.startswith("API URL: ")).removeprefix("API URL: ")
+    return proc, url, lines
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_serve_prints_its_url_and_serves_until_stopped(scenario, stop):
+    import signal
+    import urllib.request
+
+    folder = scenario["dandiset"]
+    proc, url, lines = _serve(folder)
+    try:
+        assert lines[0] == f"serving {folder} as dandi:000123 (draft)"
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/api")
+        with urllib.request.urlopen(f"{url}/dandisets/000123/") as resp:
+            assert json.loads(resp.read())["identifier"] == "000123"
+        with urllib.request.urlopen(f"{url}/dandisets/000123/versions/draft/assets/") as resp:
+            served = {a["path"] for a in json.loads(resp.read())["results"]}
+        nwb = {str(p.relative_to(folder)) for p in scenario["nwb"]}
+        assert nwb <= served and "dandiset.yaml" not in served
+    finally:
+        proc.send_signal(getattr(signal, stop))
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.strip().splitlines()[-1] == "stopped"
+
+
+def test_serve_refuses_bad_input(tmp_path):
+    code, _, err = run_main("serve", str(tmp_path / "none"))
+    assert code == 1 and err == (
+        f"neurofm: error: {tmp_path / 'none'}: no such folder (the dandiset to serve)\n"
+    )
+    code, _, err = run_main("serve", str(tmp_path), "--dandiset", "12")
+    assert code == 1 and "--dandiset: expected a six-digit id" in err

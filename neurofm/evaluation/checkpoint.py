@@ -17,8 +17,8 @@ from neurofm.errors import NeuroFMError
 from neurofm.evaluation.baselines import (
     SAMBA_BASELINES,
     SPIKE_BASELINES,
-    evaluate_baselines,
     evaluate_ridge,
+    score_baselines,
 )
 from neurofm.evaluation.poyo import evaluate_poyo
 from neurofm.evaluation.reports import (
@@ -267,8 +267,14 @@ def evaluate_poyo_checkpoint(
     poyo = evaluate_poyo(model, scaler, catalog, target, options.split, recordings=sessions)
     report.r2["POYO"] = poyo.scores  # R^2, or balanced accuracy for a class target
     report.metrics.update(metric=poyo.metric, target=poyo.target, masked=poyo.n_masked)
-    if names:
-        report.r2.update(evaluate_baselines(catalog, target, options.split, names, sessions))
+    baselines = None
+    if names:  # early-stopped and tuned on valid; how, per session, goes beside the scores
+        baselines = score_baselines(
+            catalog, target, options.split, names, sessions, options.baseline_options
+        )
+        report.r2.update(baselines.r2)
+        report.metrics["baselines"] = baselines.to_json()
+        write_json(report.metrics["baselines"], work / f"baselines_{options.split}.json")
     if options.plot:
         report.plots += plot_poyo(poyo, work / "plots")
     write_json(report.r2, work / f"results_{options.split}.json")
@@ -277,6 +283,9 @@ def evaluate_poyo_checkpoint(
         f"on the {options.split} split",
         results_table(report.r2),
     ]
+    if baselines is not None:
+        lines += baselines.lines()
+        lines.append(f"baseline tuning: {work / f'baselines_{options.split}.json'}")
     if poyo.n_masked:
         lines.append(f"masked: {poyo.n_masked} evaluation points with a non-finite target")
     if per_trial and options.baselines is None:

@@ -361,13 +361,14 @@ def _dandi_provenance(asset: Any, stream: bool) -> dict[str, Any]:
 def _ingest_sources(
     sources: Iterable[_Source], out: Path, *, force: bool, progress: bool, card: Any
 ) -> IngestReport:
-    from tqdm.auto import tqdm
+    # A bar on a terminal, whole lines in a log file (neurofm.progress).
+    from neurofm.progress import progress_bar
 
     sources = list(sources)
     # A live writer from the start: whatever it stages in the folder is not a dead one's litter.
     catalog = Catalog(out, create=True, writer=True)
     report = IngestReport(out)
-    bar = tqdm(sources, desc="ingest", unit="file", disable=not progress)
+    bar = progress_bar(sources, desc="ingest", unit="file", disable=not progress)
     for source in bar:
         bar.set_postfix_str(Path(source.name).name)
         try:
@@ -377,7 +378,7 @@ def _ingest_sources(
                 report.skipped.append((source.name, done["id"]))
                 log.info("%s: up to date (%s)", source.name, done["id"])
                 continue
-            with tqdm(
+            with progress_bar(
                 desc=f"  {Path(source.name).name}",
                 unit=" spikes",
                 unit_scale=True,
@@ -510,6 +511,9 @@ def apply_card(rec: Recording, card: Any, name: str = "") -> Recording:
     if rec.metadata.subject_id in splits.held_out_subjects or splits.by == "time":
         if fields.target is None:  # --splits time: the recording's whole span
             span_start, span_end = 0.0, rec.duration
+        elif not isinstance(fields.target, str):  # a held-out subject's per-trial target
+            table = rec[fields.target.table].load()
+            span_start, span_end = float(table.start.min()), float(table.end.max())
         else:
             target = rec[fields.target]
             times = target.load().timestamps
@@ -519,9 +523,9 @@ def apply_card(rec: Recording, card: Any, name: str = "") -> Recording:
         held_out = rec.metadata.subject_id in splits.held_out_subjects
         fractions = (0.0, 0.0, 1.0) if held_out else splits.fractions
         domains = time_domains(span_start, span_end, fractions)
+        repaired: dict[str, Any] = {}
     else:
-        domains = _trial_domains(rec, card, where)
-    repaired: dict[str, Any] = domains.pop("_repaired", {})  # type: ignore[assignment]
+        domains, repaired = _trial_domains(rec, card, where)
     # The new recording takes over what backs rec's lazy signals (e.g. staged spikes).
     out = rec.with_signals(
         {
@@ -569,12 +573,14 @@ def _check_trial_target(rec: Recording, target: Any, where: str) -> None:
         )
 
 
-def _trial_domains(rec: Recording, card: Any, where: str) -> dict[str, Any]:
+def _trial_domains(
+    rec: Recording, card: Any, where: str
+) -> tuple[dict[str, Intervals], dict[str, Any]]:
     """Train/valid/test domains from the card's trial rules (repairs, validity, split column).
 
     The card's trial repairs come first, on the whole table (what they change does not depend
-    on which trials the card keeps); what they did is returned under ``"_repaired"``: the
-    repaired trials table and the provenance entries.
+    on which trials the card keeps). Returns the domains, and what the repairs did (empty if
+    the card has none): ``signals`` (the repaired trials table) and ``entries`` (provenance).
     """
     from neurofm.expressions import parse_row_filter
 
@@ -602,14 +608,10 @@ def _trial_domains(rec: Recording, card: Any, where: str) -> dict[str, Any]:
         kept = trials.take(np.flatnonzero(keep))
         _refuse_overlaps(kept, where)
         kept.columns["_split"] = labels[keep]
-        domains: dict[str, Any] = split_domains(kept, column="_split")
-    else:
-        kept = trials.take(np.flatnonzero(keep))
-        _refuse_overlaps(kept, where)
-        domains = split_domains(kept, splits.fractions, seed=splits.seed)
-    if repaired:
-        domains["_repaired"] = repaired
-    return domains
+        return split_domains(kept, column="_split"), repaired
+    kept = trials.take(np.flatnonzero(keep))
+    _refuse_overlaps(kept, where)
+    return split_domains(kept, splits.fractions, seed=splits.seed), repaired
 
 
 def _overlapping(start: np.ndarray, end: np.ndarray) -> np.ndarray:

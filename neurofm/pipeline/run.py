@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 from neurofm.errors import NeuroFMError
 from neurofm.pipeline.ingest import ingest, ingest_dandi, ingest_pulled
+from neurofm.progress import format_duration, progress_note
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +76,22 @@ def run_pipeline(
     generated: Path | None = None
     catalog = work / "catalog"
     checkpoint: Path | None = None
+    # A header per step on the progress stream (stderr), with the time spent so far.
+    n_steps = sum(only is None or s.kind in only for s in spec.steps)
+    done, t_start = 0, time.perf_counter()
     for step in spec.steps:
         opts = step.options
         if only is not None and step.kind not in only:
             if step.kind == "ingest":
                 catalog = work / opts.out
             continue
+        done += 1
+        elapsed = time.perf_counter() - t_start
+        progress_note(
+            f"[{done}/{n_steps}] {step.kind}"
+            + (f" (after {format_duration(elapsed)})" if done > 1 else ""),
+            disable=not progress,
+        )
         if step.kind == "pull":
             if source.synthetic is not None:
                 generated = work / opts.to

@@ -443,6 +443,7 @@ class Campaign:
     tried: int = 0
     outcomes: dict[str, dict[str, int]] = field(default_factory=dict)
     findings: list[tuple[str, str]] = field(default_factory=list)  # (mutation, what)
+    slowest: tuple[float, str] = (0.0, "")  # (seconds, mutation)
 
     def count(self, fmt: str, outcome: str) -> None:
         per = self.outcomes.setdefault(fmt, {})
@@ -527,7 +528,11 @@ class Fuzzer:
             pool = [s for s in chosen if s.fmt == fmt]
             seed = pool[int(rng.integers(len(pool)))]
             mutation = draw_mutation(rng, seed)
+            began = time.monotonic()
             outcome, detail = self.run_one(mutation)
+            took = time.monotonic() - began
+            if took > result.slowest[0]:
+                result.slowest = (took, mutation.describe())
             result.tried += 1
             result.count(fmt, outcome)
             if outcome == "finding":
@@ -566,6 +571,8 @@ def main(argv: list[str] | None = None) -> int:
     for fmt, per in result.outcomes.items():
         counts = ", ".join(f"{v} {k}" for k, v in sorted(per.items()))
         print(f"  {fmt:<12} {counts}")
+    took, which = result.slowest
+    print(f"slowest input: {took:.1f} s ({which})")
     print(f"{result.tried} inputs tried, {len(result.findings)} findings (seed {seed})")
     return 1 if result.findings else 0
 

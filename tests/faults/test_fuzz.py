@@ -36,6 +36,7 @@ def test_every_mutant_reads_or_fails_cleanly(fmt, fuzzer):
     seed = 20240614 + FORMATS.index(fmt)
     result = fuzzer.campaign(np.random.default_rng(seed), [fmt], n=PER_FORMAT[fmt])
     assert result.tried == PER_FORMAT[fmt]
+    print(f"{fmt}: {result.outcomes[fmt]}, slowest {result.slowest[0]:.2f} s ({result.slowest[1]})")
     assert not result.findings, "\n".join(f"{m}: {what}" for m, what in result.findings)
     # The mutants did exercise both paths (a fuzzer whose every input fails tests nothing).
     outcomes = result.outcomes[fmt]

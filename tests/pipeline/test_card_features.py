@@ -173,6 +173,12 @@ def test_a_trial_target_is_checked_against_the_table():
     not_time = card(fields={"target": {"trials": "tp", "at": "set_at"}})
     with pytest.raises(InvalidDataError, match=r"fields.target.at 'set_at' is not a time column"):
         apply_card(rec, not_time)
+    held_out = card(
+        fields={"target": {"trials": "tp", "at": "set_time"}},
+        splits={"by": "random", "held_out_subjects": ["T0"]},
+    )
+    rec.metadata.subject_id = "T0"  # all of it is test data: the trials' whole span
+    assert covered(apply_card(rec, held_out)) == [(0.0, END[-1])]
 
 
 def test_an_interval_table_as_target_is_a_clear_error_at_ingest():

@@ -1,24 +1,35 @@
-"""The OpenNeuro ds002336 (XP1 EEG-fMRI) card: what it promises, and that it ingests a stand-in.
+"""The OpenNeuro ds002336 (XP1 EEG-fMRI) card: what it promises, and its pipeline end to end
+on a replica of the dataset's BIDS layout.
 
-The real dataset cannot be fetched here, so the stand-in is neurofm's synthetic EEG-fMRI BIDS
-dataset renamed into ds002336's layout (subjects ``sub-xp1NN``, no session, no run entity, task
-``eegNF``; BrainVision files copied with mne-bids so their internal links follow the names).
+The real dataset cannot be fetched here, so the replica (``neurofm.testing.replicas.ds002336``)
+is neurofm's synthetic EEG-fMRI BIDS dataset in ds002336's layout: subjects ``sub-xp101`` and
+``sub-xp110``, no session, no run entity, tasks ``motorloc`` and ``eegNF``, BrainVision files
+copied with mne-bids so their internal links follow the names, root-level events, an atlas
+under ``derivatives/``. ``pipelines/ds002336.yaml`` runs on it with the card's source pointed
+there (``card.source.local=...``, as the card's notes tell users to do): ingest -> SAMBA ->
+evaluate.
 """
 
 from __future__ import annotations
 
-import shutil
-import textwrap
+import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from neurofm.specs import load_card
+from neurofm.specs import load_card, load_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 CARD = REPO / "datasets" / "ds002336.yaml"
-SUBJECTS = {"01": "xp101", "02": "xp110"}  # synthetic subject -> ds002336 subject
+PIPELINE = REPO / "pipelines" / "ds002336.yaml"
+IDS = [
+    "sub-xp101_task-eegNF",
+    "sub-xp101_task-motorloc",
+    "sub-xp110_task-eegNF",
+    "sub-xp110_task-motorloc",
+]
 
 
 def test_card_promises():
@@ -39,78 +50,57 @@ def test_card_promises():
     assert "unverified" in notes
 
 
-def _standin(synthetic: Path, out: Path) -> None:
-    """Copy the synthetic BIDS dataset into ds002336's layout."""
-    from mne_bids.copyfiles import copyfile_brainvision
-
-    out.mkdir(parents=True)
-    for name in ("dataset_description.json", "README", "participants.json"):
-        shutil.copy(synthetic / name, out / name)
-    participants = (synthetic / "participants.tsv").read_text()
-    for old, new in SUBJECTS.items():
-        participants = participants.replace(f"sub-{old}\t", f"sub-{new}\t")
-        src = synthetic / f"sub-{old}" / "ses-01"
-        dst = out / f"sub-{new}"
-
-        def rename(name: str, old: str = old, new: str = new) -> str:
-            name = name.replace(f"sub-{old}_ses-01_task-stim_run-1", f"sub-{new}_task-eegNF")
-            return name.replace(f"sub-{old}_ses-01_", f"sub-{new}_")
-
-        for path in sorted(src.rglob("*")):
-            if path.is_dir() or path.suffix in (".eeg", ".vmrk"):
-                continue  # BrainVision companions travel with their .vhdr
-            target = dst / path.parent.relative_to(src) / rename(path.name)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if path.suffix == ".vhdr":
-                copyfile_brainvision(path, target, verbose=False)
-            elif path.name.endswith("_scans.tsv"):
-                target.write_text(rename(path.read_text()))
-            else:
-                shutil.copy(path, target)
-    (out / "participants.tsv").write_text(participants)
-    atlas = synthetic / "derivatives" / "neurofm-synth" / "atlas"
-    shutil.copytree(atlas, out / "derivatives" / "atlas")
-
-
 @pytest.fixture(scope="module")
-def ingested(tmp_path_factory):
+def ran(replica, tmp_path_factory):
+    """The card's pipeline, run once on the replica with one training epoch (one torch
+    thread): ``(catalog, work folder, replica truth)``."""
+    import contextlib
+    import io
+
+    import torch
+
+    from neurofm.cli import main
     from neurofm.data.catalog import Catalog
-    from neurofm.pipeline import run_pipeline
-    from neurofm.synthetic.eeg_fmri import generate_eeg_fmri_dataset
 
-    root = tmp_path_factory.mktemp("ds002336")
-    generate_eeg_fmri_dataset(root / "synthetic", n_subjects=2, duration=120.0, progress=False)
-    _standin(root / "synthetic", root / "ds002336")
-    # The shipped card, with its placeholder source replaced as its notes tell users to.
-    text = CARD.read_text().replace("local: openneuro/ds002336", f"local: {root / 'ds002336'}")
-    assert str(root) in text
-    card = root / "ds002336.yaml"
-    card.write_text(text)
-    spec = root / "pipeline.yaml"
-    spec.write_text(
-        textwrap.dedent(
-            f"""\
-            name: ds002336-standin
-            dataset: {card}
-            workdir: {root / "work"}
-            steps:
-              - pull: {{}}
-              - ingest: {{out: catalog}}
-            """
-        )
-    )
-    result = run_pipeline(spec, progress=False)
-    assert result.ok, result.reports["ingest"].failed
-    return Catalog(root / "work" / "catalog")
+    truth = replica("ds002336")
+    work = tmp_path_factory.mktemp("ds002336-run") / "work"
+    options = [f"card.source.local={truth.folder}", "--epochs", "1", "steps.evaluate.plot=false"]
+    load_pipeline(PIPELINE, options[:1])  # the override is what the card's notes describe
+    err = io.StringIO()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with contextlib.redirect_stderr(err):
+            code = main(["run", str(PIPELINE), "--workdir", str(work), *options])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0, err.getvalue()[-3000:]
+    return Catalog(work / "catalog"), work, truth
 
 
-def test_standin_ingests_with_the_card(ingested):
-    assert ingested.ids == ["sub-xp101_task-eegNF", "sub-xp110_task-eegNF"]
+def test_standin_runs_through_samba_and_scores(ran):
+    catalog, work, truth = ran
+    results = json.loads((work / "results_test.json").read_text())
+    assert results["split"] == "test"
+    # the held-out subject is the test split: every one of its runs is scored
+    assert sorted(results["samba"]) == [i for i in IDS if i.startswith("sub-xp110")]
+    for rid, scores in results["samba"].items():
+        assert math.isfinite(scores["r_mean"]) and math.isfinite(scores["r2"]), rid
+        assert len(scores["r_per_parcel"]) == 20
+    assert (work / "samba" / "last.ckpt").is_file()
+
+
+def test_standin_ingests_with_the_card(ran):
+    ingested, _, truth = ran
+    assert ingested.ids == IDS
     for rid in ingested.ids:
         with ingested.open(rid) as rec:
             eeg, bold = rec["eeg"].load(), rec["bold"].load()
             assert eeg.rate == 128.0  # the card's resample
-            assert bold.data.shape[1] == 20 and len(bold) == 60  # 120 s at TR 2 s
+            # 90 s at TR 2 s, one volume per R128 marker of the replica's .vmrk
+            vhdr = f"sub-{rid.split('_')[0][4:]}/eeg/{rid}_eeg.vhdr"
+            assert bold.data.shape[1] == 20 and len(bold) == 45
+            assert len(bold) == truth.files[vhdr].behaviour["bold"]
             domains = {s: rec[f"{s}_domain"].load() for s in ("train", "valid", "test")}
             held_out = rec.metadata.subject_id == "xp110"
             assert rec.metadata.subject_id == ("xp110" if held_out else "xp101")

@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 
 from neurofm.specs import load_card, load_pipeline
-from neurofm.testing.replicas import REPLICAS, serve_replicas
+from neurofm.testing.replicas import NWB_REPLICAS, serve_replicas
 
 REPO = Path(__file__).resolve().parents[2]
 DATASETS = REPO / "datasets"
 PIPELINES = REPO / "pipelines"
-CARDS = sorted(REPLICAS)
+CARDS = sorted(NWB_REPLICAS)
 
 #: A tiny model and batch for CPU tests. MC_RTT keeps its pipeline's model: its 0.5 s window
 #: is what fits NLB's 600 ms trials (the tiny model's window is 1 s).
@@ -176,3 +176,37 @@ def test_card_runs_end_to_end_on_its_replica(name, replica, tmp_path, capsys, on
             else:
                 assert ((where != "") == valid).all()
                 assert {"train", "valid", "test"} <= set(where[valid]) or valid.sum() < 5
+
+
+def test_a_card_rule_the_file_cannot_meet_is_one_clear_line(replica, tmp_path, capsys):
+    """Area2_Bump's ``result`` holds strings: a bare ``valid_trials: result`` would keep every
+    trial. The run must stop on one line naming the file and the column, not train on
+    everything, and not end on a misleading later error."""
+    from neurofm.cli import main
+
+    truth = replica("area2_bump")
+    pipeline = PIPELINES / "area2_bump.yaml"
+    with serve_replicas([truth]) as server:
+        code = main(
+            [
+                "run",
+                str(pipeline),
+                "--api-url",
+                server.api_url,
+                "--workdir",
+                str(tmp_path / "work"),
+                "card.fields.valid_trials=result",
+                *FAST,
+                *TINY,
+            ]
+        )
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "Traceback" not in out + err
+    errors = [line for line in err.splitlines() if line.startswith("neurofm: error:")]
+    assert errors, err[-2000:]
+    assert "sub-Han_desc-train_behavior+ecephys.nwb" in errors[0]
+    assert "'result'" in errors[0] and "strings" in errors[0]
+    # nothing was trained on a silently kept-all table
+    assert not (tmp_path / "work" / "poyo" / "last.ckpt").exists()
+    assert not any("run the ingest step first" in line for line in errors)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from neurofm.testing.replicas.base import FileTruth, ReplicaTruth
 from neurofm.testing.replicas.churchland import build_churchland_2012
+from neurofm.testing.replicas.ds002336 import build_ds002336
 from neurofm.testing.replicas.nlb import (
     build_area2_bump,
     build_dmfc_rsg,
@@ -32,7 +33,14 @@ from neurofm.testing.replicas.nlb import (
 )
 from neurofm.testing.replicas.perich import build_perich_miller_2018
 
-__all__ = ["REPLICAS", "FileTruth", "ReplicaTruth", "build_replica", "serve_replicas"]
+__all__ = [
+    "NWB_REPLICAS",
+    "REPLICAS",
+    "FileTruth",
+    "ReplicaTruth",
+    "build_replica",
+    "serve_replicas",
+]
 
 #: card name -> builder(folder, seed) -> ReplicaTruth
 REPLICAS: dict[str, Callable[..., ReplicaTruth]] = {
@@ -45,7 +53,11 @@ REPLICAS: dict[str, Callable[..., ReplicaTruth]] = {
     "dmfc_rsg": build_dmfc_rsg,
     "churchland_2012": build_churchland_2012,
     "perich_miller_2018": build_perich_miller_2018,
+    "ds002336": build_ds002336,
 }
+#: The replicas of DANDI dandisets (NWB), served by the local DANDI server; ds002336 is a BIDS
+#: folder read from disk.
+NWB_REPLICAS = tuple(name for name in REPLICAS if name != "ds002336")
 
 
 def build_replica(card: str, folder: str | os.PathLike[str], seed: int = 0) -> ReplicaTruth:

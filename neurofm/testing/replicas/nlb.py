@@ -81,7 +81,7 @@ SPLIT_DESCRIPTION = (
 MAZE_SESSIONS: dict[str, tuple[str, str, str, int, dt.date]] = {
     "mc_maze": ("000128", "full", "0.220113.0400", 40, dt.date(2009, 9, 25)),
     "mc_maze_large": ("000138", "large", "0.220113.0407", 32, dt.date(2009, 9, 23)),
-    "mc_maze_medium": ("000139", "medium", "0.220113.0408", 24, dt.date(2009, 9, 18)),
+    "mc_maze_medium": ("000139", "medium", "0.220113.0408", 24, dt.date(2009, 9, 29)),
     "mc_maze_small": ("000140", "small", "0.220113.0408", 16, dt.date(2009, 9, 28)),
 }
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from neurofm.specs import load_card
-from neurofm.testing.replicas import REPLICAS, build_replica, serve_replicas
+from neurofm.testing.replicas import NWB_REPLICAS, build_replica, serve_replicas
 
 REPO = Path(__file__).resolve().parents[2]
 NLB = ["mc_maze", "mc_maze_large", "mc_maze_medium", "mc_maze_small", "mc_rtt", "area2_bump"]
@@ -80,10 +80,10 @@ def _spike_trains(nwb) -> list[np.ndarray]:
 def test_every_public_nwb_card_has_a_replica():
     cards = {p.stem: load_card(p) for p in (REPO / "datasets").glob("*.yaml")}
     public = {n for n, c in cards.items() if c.source.dandi and c.source.dandi != "000000"}
-    assert public == set(REPLICAS) == set(ASSETS)
+    assert public == set(NWB_REPLICAS) == set(ASSETS)
 
 
-@pytest.mark.parametrize("name", sorted(REPLICAS))
+@pytest.mark.parametrize("name", sorted(NWB_REPLICAS))
 def test_replica_matches_its_truth_and_layout(name, replica):
     truth = replica(name)
     card = load_card(REPO / "datasets" / f"{name}.yaml")
