@@ -787,6 +787,7 @@ class GRUDecoder(_PerSessionDecoder):
         every ``eval_every`` steps and at ``until``."""
         xz, yz, k_train, valid = data
         model, dev = run.model, self.device
+        bar.set_description(f"GRU {rec.id} (hidden {run.hidden}, lr {format_lr(run.lr)})")
         model.train()
         while run.step < until and not run.stopped:
             x, row, col, y = self._batch(xz, yz, k_train, run.rng)

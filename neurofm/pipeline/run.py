@@ -136,6 +136,11 @@ def run_pipeline(
                     **kw,
                 )
             result.reports["ingest"] = report
+            if report.failed and not (report.ingested or report.skipped):
+                # Stop here with the files' own reasons: the next step would only say that
+                # there is no catalog, which sends the user the wrong way.
+                reasons = "; ".join(f"{source}: {why}" for source, why in report.failed)
+                raise NeuroFMError(f"ingest: no file could be ingested ({reasons})")
             result.summary.append(
                 f"ingest: {len(report.ingested)} ingested, {len(report.skipped)} up to date, "
                 f"{len(report.failed)} failed -> {out}"

@@ -198,6 +198,7 @@ def read_eeg(
     config = _preprocessing(preprocessing, str(path))
     bids_root = bids_root_of(path)
     shortfall = _check_edf_size(path, allow_truncated)
+    _check_fif_chain(path)
     raw, how, mne_warnings = _read_raw(path, bids_root)
     notes: dict[str, Any] = {"read_with": how}
     if shortfall or mne_warnings:
@@ -411,6 +412,58 @@ def _check_edf_size(path: Path, allow_truncated: bool) -> list[str]:
     if size > expected:
         return [f"{path}: {size - expected} bytes after the last declared data record ignored"]
     return []
+
+
+#: Tags a FIF file may hold, at most (a raw file has a few per second of data).
+_MAX_FIF_TAGS = 10_000_000
+
+
+def _check_fif_chain(path: Path) -> None:
+    """Walk a FIF file's chain of tags before MNE does: a damaged chain must be an error.
+
+    When a FIF file's tag directory is damaged, MNE walks the chain of tags (each header says
+    where the next one is) with no guard, and a chain that points back to a tag already seen
+    makes it loop forever (found by fuzzing). Walking it here costs one 16-byte read per tag.
+
+    Raises
+    ------
+    ReaderError
+        A chain that loops back on itself, or absurdly long.
+    """
+    import gzip
+    import struct
+
+    name = path.name.lower()
+    if not name.endswith((".fif", ".fif.gz")):
+        return
+    opener = gzip.open if name.endswith(".gz") else open
+    seen: set[int] = set()
+    pos: int | None = 0
+    try:
+        with opener(path, "rb") as fh:
+            while pos is not None and pos >= 0:
+                if pos in seen:
+                    raise ReaderError(
+                        f"{path}: cannot read as EEG (damaged FIF file: the chain of tags loops "
+                        f"back to byte {pos})"
+                    )
+                if len(seen) >= _MAX_FIF_TAGS:
+                    raise ReaderError(
+                        f"{path}: cannot read as EEG (damaged FIF file: more than "
+                        f"{_MAX_FIF_TAGS} tags)"
+                    )
+                seen.add(pos)
+                fh.seek(pos)
+                header = fh.read(16)
+                if len(header) != 16:
+                    return
+                _, _, size, following = struct.unpack(">iIii", header)
+                if following == 0:  # FIFFV_NEXT_SEQ: the next tag follows this one
+                    pos = pos + 16 + size
+                else:
+                    pos = following if following > 0 else None
+    except (OSError, EOFError) as exc:  # unreadable or a damaged gzip stream: MNE says more
+        log.debug("%s: FIF tag walk stopped (%s)", path, exc)
 
 
 def _clean_text(text: str) -> str:

@@ -398,8 +398,12 @@ def _worker(conn: Any, seeds_json: str, work: str, limit: float) -> None:
     }
     baselines: dict[str, Any] = {}
 
+    class Hang(BaseException):
+        """Raised by the alarm; a BaseException so that no ``except Exception`` (ours or a
+        library's) can turn a hang into an ordinary error."""
+
     def on_alarm(*_: Any) -> None:
-        raise TimeoutError("time bound")
+        raise Hang()
 
     signal.signal(signal.SIGALRM, on_alarm)
     while True:
@@ -424,7 +428,7 @@ def _worker(conn: Any, seeds_json: str, work: str, limit: float) -> None:
                 answer = check_mutant(seed, mutation, here, baselines.get(name))
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
-        except TimeoutError:
+        except Hang:
             answer = ("finding", f"hang: no answer within {limit:g} s")
         except Exception as exc:  # the harness itself
             answer = ("finding", f"harness error {type(exc).__name__}: {exc}")

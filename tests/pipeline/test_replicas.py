@@ -30,8 +30,10 @@ CARDS = sorted(NWB_REPLICAS)
 #: is what fits NLB's 600 ms trials (the tiny model's window is 1 s).
 FAST = ["--epochs", "1", "steps.train.batch_size=8", "steps.evaluate.plot=false"]
 TINY = ["steps.train.model=../models/poyo_tiny.yaml"]
-#: The GRU baseline costs ~10 s per run; one card keeps the evaluate step exactly as written
-#: (default split, default baselines), the others score POYO against the Wiener filter only.
+#: Every card's evaluate step keeps its default split (the card's splits.evaluate_on). The
+#: GRU baseline costs ~10-35 s per run on CPU, so the cards with a series target score POYO
+#: against the Wiener filter only; DMFC_RSG's evaluate step runs exactly as written (its
+#: default baselines are none: Wiener and GRU decode series, not one value per trial).
 AS_WRITTEN = "dmfc_rsg"
 
 #: Which trials each card's validity rule keeps, computed here from the replica's columns

@@ -45,9 +45,11 @@ def _tampered(src: pathlib.Path, dst: pathlib.Path, change, reseal: bool = True)
 def _cli_error(capsys, *args: str) -> str:
     """Run the CLI, expect exit 1 and one error line; return it."""
     assert main(list(args)) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("neurofm: error: "), err
-    return err[0]
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("neurofm: error: ")]
+    assert len(lines) == 1, err
+    return lines[0]
 
 
 def test_sealed_when_written(pretrained_poyo):
