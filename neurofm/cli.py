@@ -117,10 +117,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     eeg_fmri.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
-    pull = sub.add_parser("pull", help="download a dandiset's NWB assets, verified")
-    pull.add_argument("ref", help="dandi:<id>[@<version>], e.g. dandi:000128 or dandi:000128@draft")
+    pull = sub.add_parser(
+        "pull", help="download a dandiset's NWB assets or an OpenNeuro snapshot, verified"
+    )
+    pull.add_argument(
+        "ref",
+        help="dandi:<id>[@<version>] (e.g. dandi:000128@draft) or openneuro:<id>[@<tag>] "
+        "(e.g. openneuro:ds002336@2.0.2)",
+    )
     pull.add_argument("--to", required=True, type=Path, help="download folder")
     _dandi_options(pull)
+    pull.add_argument("--openneuro-url", help=f"OpenNeuro server URL (default ${ENV_OPENNEURO})")
 
     ing = sub.add_parser(
         "ingest", help="read NWB, EEG or NIfTI files, a BIDS dataset or a dandiset into a catalog"
@@ -223,6 +230,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("pipeline", type=Path, help="pipeline YAML file")
     run.add_argument("--workdir", type=Path, help="override the spec's output folder")
     run.add_argument("--api-url", help=f"DANDI API URL (default ${ENV_API} or the archive)")
+    run.add_argument(
+        "--openneuro-url",
+        help=f"OpenNeuro server URL for openneuro: cards (default ${ENV_OPENNEURO} or "
+        "https://openneuro.org)",
+    )
     _override_options(run)
 
     serve = sub.add_parser(
@@ -278,6 +290,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 ENV_API = "NEUROFM_DANDI_API"
+ENV_OPENNEURO = "NEUROFM_OPENNEURO_URL"
 
 
 def _override_options(parser: argparse.ArgumentParser) -> None:
@@ -469,6 +482,12 @@ def _plural(n: int, noun: str) -> str:
 
 def _pull(args: argparse.Namespace) -> int:
     from neurofm.sources.dandi import pull
+    from neurofm.sources.openneuro import is_openneuro_ref
+
+    if is_openneuro_ref(args.ref):
+        return _pull_openneuro(args)
+    if args.openneuro_url:
+        raise NeuroFMError("--openneuro-url applies to openneuro: references only")
 
     if args.stream:
         # Nothing is downloaded whole: the assets are read over HTTP (only the bytes the NWB
@@ -487,6 +506,22 @@ def _pull(args: argparse.Namespace) -> int:
         f"dandi:{report.dandiset}@{report.version}: {len(report.downloaded)} downloaded, "
         f"{len(report.skipped)} already present and verified, {len(report.failed)} failed "
         f"({report.bytes_transferred:,} bytes transferred) -> {args.to}"
+    )
+    return 0 if report.ok else 1
+
+
+def _pull_openneuro(args: argparse.Namespace) -> int:
+    from neurofm.sources import openneuro
+
+    if args.stream or args.api_url:
+        raise NeuroFMError("--stream and --api-url apply to dandi: references only")
+    report = openneuro.pull(args.ref, args.to, include=args.include, url=args.openneuro_url)
+    for _, reason in report.failed:
+        print(f"neurofm: error: {reason}", file=sys.stderr)
+    print(
+        f"{report.label}: {len(report.downloaded)} downloaded, {len(report.skipped)} already "
+        f"present and verified, {len(report.failed)} failed ({report.bytes_transferred:,} bytes "
+        f"transferred) -> {args.to}"
     )
     return 0 if report.ok else 1
 
@@ -692,7 +727,11 @@ def _run(args: argparse.Namespace) -> int:
     from neurofm.pipeline import run_pipeline
 
     result = run_pipeline(
-        args.pipeline, api_url=args.api_url, workdir=args.workdir, overrides=_overrides(args)
+        args.pipeline,
+        api_url=args.api_url,
+        workdir=args.workdir,
+        overrides=_overrides(args),
+        openneuro_url=args.openneuro_url,
     )
     for name, report in result.reports.items():
         for _, reason in getattr(report, "failed", []):
@@ -902,9 +941,7 @@ def _info(args: argparse.Namespace) -> int:
     if not path.exists():
         raise ReaderError(f"{path}: no such file or folder")
     _not_raw(path)
-    with Recording.open(path):
-        pass  # not a recording at all: its own clear error
-    _raise_if_damaged(path)
+    _raise_if_damaged(path)  # also "not a neurofm recording", in Recording.open's words
     with Recording.open(path) as rec:
         summary = _with_counts(rec)
     if args.json:
@@ -928,8 +965,9 @@ def _raise_if_damaged(path: Path) -> None:
 def _catalog_summaries(catalog: Any) -> list[dict[str, Any]]:
     """One summary per indexed recording; a damaged one is marked, never fatal to the rest."""
     summaries = []
+    health = catalog.verify()  # checksums, after a crash-safe walk of every file
     for rec_id in catalog.ids:
-        problems = catalog.check(rec_id).problems
+        problems = health.recordings[rec_id].problems
         if not problems:
             try:
                 with catalog.open(rec_id) as rec:

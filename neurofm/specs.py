@@ -144,16 +144,21 @@ class SyntheticSource(_Strict):
 
 
 class SourceSpec(_Strict):
-    """Where the raw files are: a DANDI dandiset (and version), a local folder, or a
-    synthetic dataset neurofm generates."""
+    """Where the raw files are: a DANDI dandiset (and version), an OpenNeuro dataset (and
+    snapshot), a local folder, or a synthetic dataset neurofm generates."""
 
     dandi: Annotated[str, Field(pattern=r"^\d{6}$")] | None = Field(
         None, description="6-digit dandiset id, e.g. '000128'"
     )
-    version: str | None = Field(
-        None, description="'draft' or a published version; default the latest published"
+    openneuro: Annotated[str, Field(pattern=r"^ds\d{6}$")] | None = Field(
+        None, description="OpenNeuro dataset id, e.g. 'ds002336'"
     )
-    include: list[str] = Field(default_factory=list, description="glob patterns on asset paths")
+    version: str | None = Field(
+        None,
+        description="DANDI: 'draft' or a published version; OpenNeuro: a snapshot tag; "
+        "default the latest published",
+    )
+    include: list[str] = Field(default_factory=list, description="glob patterns on file paths")
     local: str | None = Field(None, description="a local folder or NWB file instead of DANDI")
     synthetic: SyntheticSource | None = Field(
         None, description="generate the dataset (the pull step writes it)"
@@ -179,17 +184,20 @@ class SourceSpec(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> SourceSpec:
-        given = [k for k in ("dandi", "local", "synthetic") if getattr(self, k) is not None]
+        kinds = ("dandi", "openneuro", "local", "synthetic")
+        given = [k for k in kinds if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
-                "give exactly one of 'dandi' (a dandiset id), 'local' (a folder) or "
-                f"'synthetic' (a generator), got {given or 'none'}"
+                "give exactly one of 'dandi' (a dandiset id), 'openneuro' (a dataset id), "
+                f"'local' (a folder) or 'synthetic' (a generator), got {given or 'none'}"
             )
         return self
 
     @property
     def ref(self) -> str:
-        return f"dandi:{self.dandi}" + (f"@{self.version}" if self.version else "")
+        """``dandi:<id>[@<version>]`` or ``openneuro:<id>[@<tag>]``."""
+        where = f"openneuro:{self.openneuro}" if self.openneuro else f"dandi:{self.dandi}"
+        return where + (f"@{self.version}" if self.version else "")
 
 
 class TrialTargetSpec(_Strict):
@@ -431,11 +439,14 @@ class DatasetCard(_Strict):
 
 
 class PullStep(_Strict):
-    """Download (or, with ``stream``, plan to stream) the card's DANDI assets."""
+    """Download the card's DANDI assets or OpenNeuro files (or, with ``stream``, plan to
+    stream DANDI assets)."""
 
     to: str = Field("raw", description="download folder, relative to the workdir")
     include: list[str] = Field(default_factory=list, description="extra glob patterns")
-    stream: bool = Field(False, description="read over HTTP at ingest instead of downloading")
+    stream: bool = Field(
+        False, description="read over HTTP at ingest instead of downloading (DANDI only)"
+    )
 
 
 class IngestStep(_Strict):
@@ -543,10 +554,10 @@ class GRUOptions(_Strict):
         min_length=1,
         description="(hidden, lr) pairs searched",
     )
-    max_steps: int = Field(1200, ge=1, description="steps of the chosen candidate at most")
-    search_steps: int = Field(200, ge=1, description="steps of each candidate in the search")
+    max_steps: int = Field(1000, ge=1, description="steps of the chosen candidate at most")
+    search_steps: int = Field(150, ge=1, description="steps of each candidate in the search")
     eval_every: int = Field(50, ge=1, description="steps between valid evaluations")
-    patience: int = Field(5, ge=1, description="evaluations without improvement before stopping")
+    patience: int = Field(4, ge=1, description="evaluations without improvement before stopping")
     lr_patience: int = Field(
         2, ge=1, description="evaluations without improvement before halving the learning rate"
     )

@@ -423,8 +423,7 @@ def test_overrides_reach_the_pipeline(command, monkeypatch, tmp_path):
         ),
         (
             ("steps.train.epoch=5",),
-            "(with steps.train.epoch=5): steps[2].train.epoch: unknown key "
-            "(expected one of: ",
+            "(with steps.train.epoch=5): steps[2].train.epoch: unknown key (expected one of: ",
         ),
         (
             ("steps.finetune.epochs=5",),
@@ -527,9 +526,10 @@ def test_the_evaluate_step_lists_what_it_skipped(poyo_and_all_sessions, tmp_path
 # --------------------------------------------------------------------------------------------
 
 
-def _serve(folder: Path) -> tuple[subprocess.Popen, str, list[str]]:
-    import select
-    import time
+def _serve(folder: Path) -> subprocess.Popen:
+    """``neurofm serve FOLDER`` in the background (its stdout lines go to ``proc.lines``)."""
+    import queue
+    import threading
 
     script = Path(sys.executable).with_name("neurofm")
     cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "neurofm.cli"]
@@ -539,14 +539,22 @@ def _serve(folder: Path) -> tuple[subprocess.Popen, str, list[str]]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    lines: list[str] = []
-    deadline = time.monotonic() + 120
-    while not any(line.startswith("API URL: ") for line in lines):
-        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        assert ready and proc.poll() is None, (lines, proc.stderr.read() if proc.stderr else "")
-        lines.append(proc.stdout.readline().rstrip("\n"))
-    url = next(line for line in lines if line.startswith("API URL: ")).removeprefix("API URL: ")
-    return proc, url, lines
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(
+        target=lambda: [lines.put(line.rstrip("\n")) for line in proc.stdout], daemon=True
+    )
+    reader.start()
+    proc.lines, proc.reader = lines, reader  # type: ignore[attr-defined]
+    return proc
+
+
+def _next_line(proc: subprocess.Popen) -> str:
+    import queue
+
+    try:
+        return proc.lines.get(timeout=120)  # type: ignore[attr-defined]
+    except queue.Empty:
+        raise AssertionError("neurofm serve printed nothing for 120 s") from None
 
 
 @pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
@@ -555,21 +563,28 @@ def test_serve_prints_its_url_and_serves_until_stopped(scenario, stop):
     import urllib.request
 
     folder = scenario["dandiset"]
-    proc, url, lines = _serve(folder)
+    proc = _serve(folder)
     try:
-        assert lines[0] == f"serving {folder} as dandi:000123 (draft)"
+        assert _next_line(proc) == f"serving {folder} as dandi:000123 (draft)"
+        url = _next_line(proc).removeprefix("API URL: ")
         assert url.startswith("http://127.0.0.1:") and url.endswith("/api")
-        with urllib.request.urlopen(f"{url}/dandisets/000123/") as resp:
+        with urllib.request.urlopen(f"{url}/dandisets/000123/", timeout=60) as resp:
             assert json.loads(resp.read())["identifier"] == "000123"
-        with urllib.request.urlopen(f"{url}/dandisets/000123/versions/draft/assets/") as resp:
+        assets = f"{url}/dandisets/000123/versions/draft/assets/"
+        with urllib.request.urlopen(assets, timeout=60) as resp:
             served = {a["path"] for a in json.loads(resp.read())["results"]}
         nwb = {str(p.relative_to(folder)) for p in scenario["nwb"]}
         assert nwb <= served and "dandiset.yaml" not in served
     finally:
         proc.send_signal(getattr(signal, stop))
-        out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    assert out.strip().splitlines()[-1] == "stopped"
+        try:
+            proc.wait(timeout=60)
+        finally:
+            proc.kill()  # no-op when it stopped; never leave a server behind
+    assert proc.returncode == 0, proc.stderr.read()
+    proc.reader.join(timeout=30)  # everything it printed has been read
+    rest = [proc.lines.get_nowait() for _ in range(proc.lines.qsize())]
+    assert rest and rest[-1] == "stopped"
 
 
 def test_serve_refuses_bad_input(tmp_path):

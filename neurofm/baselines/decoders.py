@@ -37,7 +37,7 @@ Examples
 >>> wf.evaluate(recs, split="test")            # {recording id: R^2}
 >>> wf.tuning(recs[0].id)                     # {'alpha': 10000.0, 'history_s': 0.2, ...}
 >>> gru = GRUDecoder(max_steps=600).fit(recs, "hand_vel")
->>> gru.describe(recs[0].id)                  # 'hidden 128, lr 3e-3, 550 steps, early-stopped'
+>>> gru.describe(recs[0].id)  # 'hidden 128, lr 3e-3, best at step 500 of 700, early-stopped'
 """
 
 from __future__ import annotations
@@ -588,10 +588,10 @@ class GRUDecoder(_PerSessionDecoder):
         seq_len: float = 1.0,
         warmup: float = 0.3,
         batch_size: int = 32,
-        max_steps: int = 1200,
-        search_steps: int = 200,
+        max_steps: int = 1000,
+        search_steps: int = 150,
         eval_every: int = 50,
-        patience: int = 5,
+        patience: int = 4,
         lr_patience: int = 2,
         weight_decay: float = 1e-5,
         seed: int = 0,

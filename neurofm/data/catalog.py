@@ -50,6 +50,7 @@ import numpy as np
 from neurofm.atomic import atomic_path
 from neurofm.data.recording import Integrity, Recording, check_integrity
 from neurofm.data.signals import Intervals
+from neurofm.data.storage import probe_hdf5
 from neurofm.errors import CatalogError, InvalidDataError
 
 log = logging.getLogger(__name__)
@@ -569,10 +570,27 @@ class Catalog:
             Broken recordings, unusable index entries and leftover temporary files.
         """
         health = CatalogHealth(self.path, problems=list(self.problems))
+        files: dict[str, Path] = {}
         for rid in self.ids:
-            health.recordings[rid] = self.check(rid)
+            try:
+                files[rid] = self.file_of(rid)
+            except CatalogError as exc:
+                health.recordings[rid] = Integrity(
+                    self.path / str(self.entry(rid)["file"]), [str(exc)]
+                )
+        # One child process walks every file first: one that crashes the HDF5 library is
+        # marked broken without ever being opened here.
+        crashed = probe_hdf5([p for p in files.values() if p.is_file()])
+        for rid in self.ids:
+            if rid in files:
+                path = files[rid]
+                if str(path) in crashed:
+                    health.recordings[rid] = Integrity(path, [f"{path}: {crashed[str(path)]}"])
+                else:
+                    health.recordings[rid] = check_integrity(path, probe=False)
             if progress is not None:
                 progress(rid)
+        health.recordings = {rid: health.recordings[rid] for rid in self.ids}
         health.leftovers = self.leftovers()
         return health
 

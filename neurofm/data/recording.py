@@ -23,6 +23,7 @@ from neurofm.data.storage import (
     attrs_json,
     check_checksums,
     open_signal,
+    probe_hdf5,
     write_checksums,
     write_signal,
 )
@@ -415,13 +416,17 @@ class Integrity:
         return not self.problems
 
 
-def check_integrity(path: str | os.PathLike[str]) -> Integrity:
+def check_integrity(path: str | os.PathLike[str], probe: bool = True) -> Integrity:
     """Re-read a saved recording and compare every dataset with the checksums it was saved with.
 
     Parameters
     ----------
     path : str or Path
         A ``.h5`` written by :meth:`Recording.save`.
+    probe : bool
+        Walk the file in a child process first (:func:`~neurofm.data.storage.probe_hdf5`), so
+        damage that crashes the HDF5 library is reported instead; pass False when the caller
+        probed it already.
 
     Returns
     -------
@@ -431,6 +436,9 @@ def check_integrity(path: str | os.PathLike[str]) -> Integrity:
     path = Path(path)
     if not path.is_file():
         return Integrity(path, [f"{path}: no such recording file"])
+    crashed = probe_hdf5([path]).get(str(path)) if probe else None
+    if crashed is not None:
+        return Integrity(path, [f"{path}: {crashed}"])
     try:
         f = h5py.File(path, "r")
     except OSError as exc:

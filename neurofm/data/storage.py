@@ -38,7 +38,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import h5py
@@ -284,6 +289,124 @@ def check_checksums(f: h5py.File) -> list[str] | None:
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:200]
+
+
+# --------------------------------------------------------------------------------------------
+# probing untrusted HDF5 files
+# --------------------------------------------------------------------------------------------
+
+#: Seconds the HDF5 library may take to walk one file's structure in the probe.
+PROBE_TIMEOUT = 60.0
+
+# Walks what a reader will touch first: every object header, every attribute, and the first
+# and last element of every dataset (the chunk index of chunked ones). One line per file.
+_PROBE = r"""
+import sys, h5py
+def element(ds, at):
+    ds[tuple(at)]
+for i, path in enumerate(sys.argv[1:]):
+    print("BEGIN", i, flush=True)
+    try:
+        with h5py.File(path, "r") as f:
+            def visit(name, obj):
+                for key in list(obj.attrs.keys()):
+                    obj.attrs.get(key)
+                if isinstance(obj, h5py.Dataset) and obj.shape and obj.size:
+                    element(obj, [0] * obj.ndim)
+                    element(obj, [n - 1 for n in obj.shape])
+            visit("", f)
+            f.visititems(visit)
+    except Exception:
+        pass  # a Python-level error: the reader reports it, in-process, with its own words
+    print("END", i, flush=True)
+"""
+
+
+def probe_hdf5(
+    paths: Sequence[str | os.PathLike[str]], timeout: float | None = None
+) -> dict[str, str]:
+    """Walk HDF5 files' structure in a child process first: damage that crashes or hangs the
+    HDF5 library becomes a problem to report, not the end of the calling process.
+
+    The HDF5 C library trusts a file's internal pointers: a damaged object header or
+    attribute can make it segfault or loop forever (found by fuzzing NWB files), which no
+    ``try``/``except`` can catch. Readers of untrusted files and ``neurofm verify``/``info``
+    call this before opening files in-process. One child walks all ``paths`` (metadata and
+    two elements per dataset, never whole datasets) and is restarted after a crash or a hang.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        Local HDF5 files.
+    timeout : float, optional
+        Seconds allowed per file (default :data:`PROBE_TIMEOUT`).
+
+    Returns
+    -------
+    dict of str to str
+        For each file the library crashed or hung on, the problem (keys as ``str(path)``);
+        files it walked (or that raised an ordinary error, reported later by the reader) are
+        absent.
+    """
+    timeout = PROBE_TIMEOUT if timeout is None else timeout
+    todo = [str(p) for p in paths]
+    problems: dict[str, str] = {}
+    while todo:
+        done, problem = _probe_some(todo, timeout)
+        if problem is not None:
+            problems[todo[done]] = problem
+            done += 1
+        todo = todo[done:]
+    return problems
+
+
+def _probe_some(paths: list[str], timeout: float) -> tuple[int, str | None]:
+    """Walk ``paths`` in one child; (files finished, problem of the next one or None)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PROBE, *paths],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: list[str] = []
+    finished = threading.Event()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.strip())
+            finished.set()
+        finished.set()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    done = 0
+    try:
+        while done < len(paths):
+            # Wait for this file's END, a crash (EOF) or the time bound.
+            while True:
+                finished.clear()  # before looking: a line that comes after is not missed
+                if f"END {done}" in lines or not reader.is_alive():
+                    break
+                started = f"BEGIN {done}" in lines  # before it: the child's start-up
+                if not finished.wait(timeout if started else timeout + 60.0):
+                    proc.kill()
+                    return done, (
+                        f"the HDF5 library did not finish reading the file's structure within "
+                        f"{timeout:g} s (a damaged file can make it loop forever)"
+                    )
+            if f"END {done}" not in lines:
+                code = proc.wait()
+                what = signal.Signals(-code).name if code < 0 else f"exit code {code}"
+                return done, f"damaged HDF5 file: the HDF5 library crashed reading it ({what})"
+            done += 1
+        return done, None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        reader.join(5)
 
 
 # --------------------------------------------------------------------------------------------

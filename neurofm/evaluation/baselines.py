@@ -66,9 +66,8 @@ class BaselineScores:
     def lines(self) -> list[str]:
         """How each baseline was tuned, for under the results table::
 
-        GRU (3 sessions, 41.2 s): hidden/lr in {64/3e-3, 128/3e-3}, 200 steps each, ...
-          sub-S0_ses-1: hidden 128, lr 3e-3, best at step 650 of 900, early-stopped
-            (valid R^2 0.86)
+        GRU (3 sessions, 74.1 s): hidden/lr in {64/3e-3, 128/3e-3}, 150 steps each, ...
+          sub-S0_ses-1: hidden 128, lr 3e-3, best at step 500 of 700, early-stopped (...)
         """
         out = []
         for label, per_session in self.tuning.items():

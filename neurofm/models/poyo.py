@@ -42,6 +42,39 @@ class POYOConfig:
     Every field is checked when a config is made (in YAML or in Python): sizes are positive,
     dropouts lie in [0, 1), times are positive. A config file's mistakes are one
     :class:`~neurofm.errors.SpecError` naming the file and the key.
+
+    Attributes
+    ----------
+    dim : int
+        Width of every token (D).
+    depth : int
+        Self-attention layers of the processor.
+    dim_head : int
+        Width of an attention head (a multiple of 4, for the rotary embedding).
+    cross_heads : int
+        Heads of the encoder and decoder cross-attention.
+    self_heads : int
+        Heads of the processor's self-attention.
+    ffn_dropout : float
+        Dropout inside the feed-forward blocks, in [0, 1).
+    lin_dropout : float
+        Dropout before the linear readout, in [0, 1).
+    atn_dropout : float
+        Dropout of the attention weights, in [0, 1).
+    window_length : float
+        Length of a context window, s.
+    latent_step : float
+        Step of the latent tokens' time grid, s (at most ``window_length``).
+    num_latents_per_step : int
+        Latent tokens at each grid step.
+    dim_out : int
+        Dimensions of the target (set from the data when a model is built for a catalog).
+    t_min : float
+        Shortest period of the rotary time embedding, s.
+    t_max : float
+        Longest period of the rotary time embedding, s (greater than ``t_min``).
+    emb_init_scale : float
+        Standard deviation of new unit and session embeddings.
     """
 
     dim: Annotated[int, Field(gt=0, description="width of every token (D)")] = 64

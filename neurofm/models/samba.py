@@ -68,6 +68,58 @@ class SambaConfig:
     for a catalog; the rest is the config file's. Each field is checked when a config is made
     (positive sizes and times, dropout in [0, 1), known names); values that are valid alone
     but not together are :meth:`check`'s.
+
+    Attributes
+    ----------
+    window_trs : int
+        Volumes (TRs) per training window (>= 2).
+    history_s : float
+        EEG before a window's first volume, s (the HRF needs it; >= ``hrf_length_s``).
+    grid_per_tr : int
+        Steps of the EEG feature grid per TR.
+    eeg_rate : float
+        EEG sampling rate after resampling, Hz.
+    tr : float
+        Repetition time of the BOLD, s.
+    n_channels : int
+        EEG channels (set from the data).
+    n_parcels : int
+        BOLD parcels (set from the data).
+    classes : list of str
+        Stimulus classes of the stimulus head (set from the data; empty: no head).
+    wavelet : str
+        PyWavelets discrete wavelet of the band decomposition (``db5``).
+    levels : int
+        Wavelet levels (``levels + 1`` bands).
+    dim : int
+        Width of the per-band and per-channel features.
+    band_feature : {"amplitude", "log_energy"}
+        A band's feature: root mean square of its coefficients, or log of their mean square.
+    heads : int
+        Heads of the graph attention layers.
+    graph_k : int
+        Neighbours per node of the channel and parcel graphs.
+    hidden : int
+        Width of the recurrent decoder.
+    dropout : float
+        Dropout, in [0, 1).
+    hrf_length_s : float
+        Length of the learnable HRF kernel, s.
+    hrf_peak_init : float
+        Initial HRF peak time, s.
+    hrf_peak_range : float
+        How far a parcel's HRF peak may move from ``hrf_peak_init``, s.
+    hrf_lr_scale : float
+        The HRF parameters learn this many times faster than the rest.
+    teacher_forcing : float
+        Initial probability of feeding the true BOLD back to the decoder; decays linearly to
+        0 at mid-training.
+    loss : {"corr", "mse", "corr+mse"}
+        Training loss on the parcels: 1 - Pearson r, mean squared error, or both.
+    mse_weight : float
+        Weight of the MSE term in ``corr+mse``.
+    class_weight : float
+        Weight of the stimulus head's cross-entropy.
     """
 
     # window geometry

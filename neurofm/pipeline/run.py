@@ -44,6 +44,7 @@ def run_pipeline(
     progress: bool = True,
     only: tuple[str, ...] | None = None,
     overrides: Sequence[str] = (),
+    openneuro_url: str | None = None,
 ) -> PipelineResult:
     """Run the steps of a pipeline spec in order.
 
@@ -64,6 +65,9 @@ def run_pipeline(
         ``KEY=VALUE`` changes of the spec (``steps.train.epochs=5``) or of its dataset card
         (``card.splits.seed=1``), validated like the files
         (:func:`neurofm.specs.apply_overrides`).
+    openneuro_url : str, optional
+        OpenNeuro server URL for a card whose source is ``openneuro:`` (default
+        ``$NEUROFM_OPENNEURO_URL`` or https://openneuro.org).
     """
     from neurofm.sources import dandi
     from neurofm.specs import load_pipeline
@@ -84,6 +88,8 @@ def run_pipeline(
         if only is not None and step.kind not in only:
             if step.kind == "ingest":
                 catalog = work / opts.out
+            elif step.kind == "pull" and source.openneuro is not None:
+                generated = work / opts.to  # pulled by an earlier run
             continue
         done += 1
         elapsed = time.perf_counter() - t_start
@@ -96,6 +102,11 @@ def run_pipeline(
             if source.synthetic is not None:
                 generated = work / opts.to
                 result.summary.append(_synthesize(source.synthetic, generated, progress))
+            elif source.openneuro is not None:
+                generated = work / opts.to
+                result.summary.append(
+                    _pull_openneuro(source, opts, generated, openneuro_url, progress, result)
+                )
             elif source.dandi is None:
                 result.summary.append(f"pull: skipped (local source {source.local})")
             elif opts.stream:
@@ -124,6 +135,13 @@ def run_pipeline(
                         "before the ingest step"
                     )
                 report = ingest(generated, out, **kw)
+            elif source.openneuro is not None:
+                if generated is None or not generated.is_dir():
+                    raise NeuroFMError(
+                        f"{path}: the card's source is OpenNeuro ({source.ref}): a pull step "
+                        "must download it before the ingest step"
+                    )
+                report = ingest(generated, out, **kw)  # the pulled BIDS root
             elif pulled is not None:
                 report = ingest_pulled(pulled, out, **kw)
             else:  # DANDI without a download step: stream
@@ -162,6 +180,33 @@ def run_pipeline(
             result.reports["evaluate"] = report
             result.summary.extend(lines)
     return result
+
+
+def _pull_openneuro(
+    source: Any, opts: Any, raw: Path, url: str | None, progress: bool, result: PipelineResult
+) -> str:
+    """Pull the card's OpenNeuro snapshot into ``raw``; stop the pipeline if a file failed (a
+    BIDS dataset with a file missing would ingest without a run, or with a wrong sidecar)."""
+    from neurofm.errors import SourceError
+    from neurofm.sources import openneuro
+
+    if opts.stream:
+        raise NeuroFMError(
+            f"pull: stream applies to DANDI sources only; {source.ref} is downloaded whole"
+        )
+    include = [*source.include, *opts.include] or None
+    report = openneuro.pull(source.ref, raw, include=include, url=url, progress=progress)
+    result.reports["pull"] = report
+    if report.failed:
+        reasons = "; ".join(reason for _, reason in report.failed)
+        raise SourceError(
+            f"pull: {len(report.failed)} of {len(report.files)} files of {report.label} failed "
+            f"({reasons}); the verified files are kept, re-run to fetch the others"
+        )
+    return (
+        f"pull: {report.label}: {len(report.downloaded)} downloaded, {len(report.skipped)} up "
+        f"to date ({report.bytes_transferred:,} bytes transferred) -> {raw}"
+    )
 
 
 def _synthesize(source: Any, out: Path, progress: bool) -> str:

@@ -30,6 +30,7 @@ import neurofm
 from neurofm.data.merge import merge_spike_trains, stage_spike_trains
 from neurofm.data.recording import Metadata, Provenance, Recording, provenance_from
 from neurofm.data.signals import Intervals, IrregularSeries, RegularSeries, Signal, Units
+from neurofm.data.storage import probe_hdf5
 from neurofm.errors import InvalidDataError, NeuroFMError, ReaderError
 from neurofm.sources.local import sha256_file
 
@@ -214,6 +215,10 @@ def _reason(exc: BaseException) -> str:
 def _check_hdf5(path: Path) -> None:
     if not h5py.is_hdf5(path):
         raise ReaderError(f"{path}: not an HDF5 file (NWB files must use the HDF5 backend)")
+    # Damage that crashes or hangs the HDF5 library is found in a child process first.
+    problem = probe_hdf5([path]).get(str(path))
+    if problem is not None:
+        raise ReaderError(f"{path}: {problem}")
     try:
         with h5py.File(path, "r") as f:
             f.attrs.get("nwb_version")

@@ -81,8 +81,30 @@ def _dropout_order(value: tuple[int, int, int] | None) -> tuple[int, int, int] |
 class TrainConfig:
     """How to train (the ``train`` step of a pipeline).
 
-    ``target`` is a behaviour series' name or a per-trial target (a
-    :class:`~neurofm.data.targets.TrialTarget`, or a card's ``{trials: ..., at: ...}``).
+    Attributes
+    ----------
+    target : str or TrialTarget
+        What to decode: a behaviour series' name (``"hand_vel"``) or a per-trial target (a
+        :class:`~neurofm.data.targets.TrialTarget`, or a card's ``{trials: ..., at: ...}``).
+    epochs : int
+        Passes over the training windows (>= 1).
+    batch_size : int
+        Windows per optimisation step (>= 1).
+    lr : float
+        Peak learning rate (AdamW).
+    weight_decay : float
+        AdamW weight decay.
+    flat_fraction : float
+        Share of the steps at the flat learning rate, before the cosine decay (0 to 1).
+    unit_dropout : (int, int, int) or None
+        ``(min, mode, max)`` units kept per training window, drawn from a triangular
+        distribution (1 <= min <= mode <= max); None keeps every unit.
+    seed : int
+        Seed of initialisation, window sampling and dropout.
+    num_workers : int
+        DataLoader worker processes (0: load in the training process).
+    recordings : list of str
+        Recordings to train on; empty: every recording of the catalog with a train split.
     """
 
     target: str | TrialTarget = "hand_vel"

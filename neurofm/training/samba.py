@@ -86,6 +86,30 @@ class SambaTrainConfig:
     """How to train SAMBA (the ``train`` step of a pipeline with a SAMBA model).
 
     Ranges are checked when a config is made, in Python as from a pipeline.
+
+    Attributes
+    ----------
+    epochs : int
+        Passes over the training windows (>= 1).
+    batch_size : int
+        Windows per optimisation step (>= 1).
+    lr : float
+        Learning rate (AdamW; the HRF parameters use ``SambaConfig.hrf_lr_scale`` times it).
+    weight_decay : float
+        AdamW weight decay.
+    seed : int
+        Seed of initialisation and window sampling.
+    eeg : str
+        Name of the recordings' EEG signal.
+    bold : str
+        Name of the recordings' parcel BOLD signal (the target).
+    events : str or None
+        Interval signal whose labels are the stimulus classes; None: no stimulus head.
+    label_lag : float
+        Seconds: a volume is labelled with the stimulus block active this long before it
+        (the hemodynamic delay).
+    recordings : list of str
+        Recordings to train on; empty: every one with a train_domain.
     """
 
     epochs: Annotated[int, Field(ge=1)] = 30

@@ -83,3 +83,33 @@ def test_truncated_atlas(cut, seeds, tmp_path):
         f"{tmp_path / 'atlas.nii'}: truncated: the header declares 5x5x4 voxels of int16 from "
         f"byte 352 (552 bytes in all) but the file has {cut} bytes"
     )
+
+
+@pytest.mark.parametrize(
+    "flips",
+    [
+        (
+            [1732, 8190, 18953, 22718, 29714, 32297, 43112],
+            [0x72, 0xB1, 0x9F, 0xC7, 0xA3, 0x3F, 0xB5],
+        ),
+        ([1312, 9557, 12066, 12384, 43463], [0x06, 0x80, 0xD2, 0xC1, 0x63]),
+    ],
+    ids=["segfault", "endless-loop"],
+)
+def test_nwb_that_crashes_or_hangs_the_hdf5_library(flips, seeds, tmp_path, monkeypatch):
+    """Damage in attribute storage made HDF5 segfault (the first) or loop forever in C (the
+    second), in the reading process itself: no except clause can catch either. The file is now
+    walked in a child process first (``probe_hdf5``)."""
+    from neurofm.data import storage
+
+    monkeypatch.setattr(storage, "PROBE_TIMEOUT", 5.0)
+    path = mutant(seeds, tmp_path, Mutation("nwb", "seed.nwb", "flip", *flips))
+    began = time.monotonic()
+    with pytest.raises(ReaderError) as err:
+        read_nwb(path)
+    assert str(err.value).startswith(f"{path}: ")
+    assert time.monotonic() - began < 60
+    # and verify/info treat a damaged recording file the same way: reported, not fatal
+    from neurofm.data.recording import check_integrity
+
+    assert check_integrity(path).problems[0].startswith(f"{path}: ")

@@ -78,6 +78,9 @@ def test_card_validates(path):
     if source.dandi is not None:
         assert re.fullmatch(r"\d{6}", source.dandi)
         assert source.local is None
+    elif source.openneuro is not None:
+        assert source.version, "OpenNeuro cards pin a snapshot"
+        assert source.url == f"https://openneuro.org/datasets/{source.openneuro}"
     elif source.synthetic is None:
         assert source.local
     if card.name in EXPECTED_IDS:
@@ -233,8 +236,8 @@ splits: {by: column, values: {val: valid}}
         pytest.param(
             'dandi: "000140"',
             'dandi: "000140", local: /data/maze',
-            "source: give exactly one of 'dandi' (a dandiset id), 'local' (a folder) or "
-            "'synthetic' (a generator)",
+            "source: give exactly one of 'dandi' (a dandiset id), 'openneuro' (a dataset id), "
+            "'local' (a folder) or 'synthetic' (a generator), got ['dandi', 'local']",
             id="dandi-and-local",
         ),
         pytest.param(

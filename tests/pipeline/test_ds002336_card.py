@@ -1,12 +1,13 @@
 """The OpenNeuro ds002336 (XP1 EEG-fMRI) card: what it promises, and its pipeline end to end
-on a replica of the dataset's BIDS layout.
+on a replica of the dataset's BIDS layout pulled from a local OpenNeuro stand-in.
 
 The real dataset cannot be fetched here, so the replica (``neurofm.testing.replicas.ds002336``)
 is neurofm's synthetic EEG-fMRI BIDS dataset in ds002336's layout: subjects ``sub-xp101`` and
 ``sub-xp110``, no session, no run entity, tasks ``motorloc`` and ``eegNF``, BrainVision files
 copied with mne-bids so their internal links follow the names, root-level events, an atlas
-under ``derivatives/``. ``pipelines/ds002336.yaml`` runs on it with the card's source pointed
-there (``card.source.local=...``, as the card's notes tell users to do): ingest -> SAMBA ->
+under ``derivatives/``. ``neurofm.testing.openneuro_server`` serves it as ds002336, snapshot
+2.0.2, and ``pipelines/ds002336.yaml`` runs as written with ``--openneuro-url`` pointing there:
+pull (the card's ``source: {openneuro: ds002336, version: "2.0.2"}``) -> ingest -> SAMBA ->
 evaluate.
 """
 
@@ -36,7 +37,9 @@ def test_card_promises():
     card = load_card(CARD)
     assert card.name == "ds002336"
     assert card.reader == "bids"
-    assert card.source.local and card.source.dandi is None and card.source.synthetic is None
+    assert card.source.openneuro == "ds002336" and card.source.version == "2.0.2"
+    assert card.source.ref == "openneuro:ds002336@2.0.2"
+    assert card.source.local is None and card.source.dandi is None
     assert card.source.url == "https://openneuro.org/datasets/ds002336"
     assert card.fields.target == "bold"
     assert card.splits.by == "time"
@@ -48,12 +51,19 @@ def test_card_promises():
     for must in ("openneuro-py", "datalad", "gradient", "ballistocardiogram", "eeg_pp", "atlas"):
         assert must in notes.lower(), must
     assert "unverified" in notes
+    assert "10.18112/openneuro.ds002336.v2.0.2" in notes  # how the snapshot was chosen
+
+
+def test_a_prepared_local_copy_replaces_the_source_as_the_notes_say(tmp_path):
+    _, card, _ = load_pipeline(PIPELINE, [f"card.source={{local: {tmp_path}}}"])
+    assert card.source.local == str(tmp_path) and card.source.openneuro is None
 
 
 @pytest.fixture(scope="module")
 def ran(replica, tmp_path_factory):
-    """The card's pipeline, run once on the replica with one training epoch (one torch
-    thread): ``(catalog, work folder, replica truth)``."""
+    """The card's pipeline, run once as written on the replica served by the local OpenNeuro
+    stand-in, with one training epoch (one torch thread): ``(catalog, work folder, replica
+    truth)``; the stand-in's request log is in ``work.requests``."""
     import contextlib
     import io
 
@@ -61,25 +71,59 @@ def ran(replica, tmp_path_factory):
 
     from neurofm.cli import main
     from neurofm.data.catalog import Catalog
+    from neurofm.testing.openneuro_server import LocalOpenNeuroServer, OpenNeuroDatasetSpec
 
     truth = replica("ds002336")
     work = tmp_path_factory.mktemp("ds002336-run") / "work"
-    options = [f"card.source.local={truth.folder}", "--epochs", "1", "steps.evaluate.plot=false"]
-    load_pipeline(PIPELINE, options[:1])  # the override is what the card's notes describe
+    options = ["--epochs", "1", "steps.evaluate.plot=false"]
     err = io.StringIO()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    spec = OpenNeuroDatasetSpec(truth.folder, tags=("1.0.0", "2.0.2", "2.0.3"))
     try:
-        with contextlib.redirect_stderr(err):
-            code = main(["run", str(PIPELINE), "--workdir", str(work), *options])
+        with (
+            pytest.MonkeyPatch.context() as mp,
+            LocalOpenNeuroServer({"ds002336": spec}) as server,
+            contextlib.redirect_stderr(err),
+        ):
+            mp.setenv("NO_PROXY", "127.0.0.1,localhost")
+            mp.setenv("no_proxy", "127.0.0.1,localhost")
+            url = ["--openneuro-url", server.url]
+            code = main(["run", str(PIPELINE), "--workdir", str(work), *url, *options])
+            requests = server.requests
     finally:
         torch.set_num_threads(threads)
     assert code == 0, err.getvalue()[-3000:]
-    return Catalog(work / "catalog"), work, truth
+    return Catalog(work / "catalog"), work, truth, requests
+
+
+def test_pipeline_pulls_the_pinned_snapshot_from_openneuro(ran):
+    _, work, truth, requests = ran
+    raw = work / "raw"
+    served = sorted(
+        p.relative_to(truth.folder).as_posix()
+        for p in truth.folder.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    )
+    pulled = sorted(
+        p.relative_to(raw).as_posix()
+        for p in raw.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    )
+    assert pulled == served and any(p.endswith("_bold.nii.gz") for p in pulled)
+    for rel in served:
+        assert (raw / rel).read_bytes() == (truth.folder / rel).read_bytes(), rel
+    manifest = json.loads((raw / ".neurofm-openneuro.json").read_text())
+    # the card pins 2.0.2 although the stand-in also has a later snapshot
+    assert {e["snapshot"] for e in manifest.values()} == {"openneuro:ds002336@2.0.2"}
+    assert {e["checked"] for e in manifest.values()} == {"sha256", "git-sha1"}
+    assert [r[1] for r in requests if r[0] == "POST"] == ["/crn/graphql"] * 2
+    downloads = [r for r in requests if r[0] == "GET"]
+    assert len(downloads) == len(served)
 
 
 def test_standin_runs_through_samba_and_scores(ran):
-    catalog, work, truth = ran
+    catalog, work, truth, _ = ran
     results = json.loads((work / "results_test.json").read_text())
     assert results["split"] == "test"
     # the held-out subject is the test split: every one of its runs is scored
@@ -91,7 +135,7 @@ def test_standin_runs_through_samba_and_scores(ran):
 
 
 def test_standin_ingests_with_the_card(ran):
-    ingested, _, truth = ran
+    ingested, _, truth, _ = ran
     assert ingested.ids == IDS
     for rid in ingested.ids:
         with ingested.open(rid) as rec:
