@@ -882,6 +882,10 @@ def _check_evaluated_splits(
 # --------------------------------------------------------------------------------------------
 
 
+#: A number in exponent notation (``1e-3``), which YAML 1.1 reads as a string.
+_EXPONENT = r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+"
+
+
 def _key_of(override: str) -> str:
     return override.split("=", 1)[0].strip()
 
@@ -937,6 +941,9 @@ def apply_overrides(
             )
         try:
             value = yaml.safe_load(text) if text.strip() else ""
+            # YAML 1.1 reads 1e-3 as a string; a number is meant
+            if isinstance(value, str) and re.fullmatch(_EXPONENT, value):
+                value = float(value)
         except yaml.YAMLError as exc:
             raise SpecError(
                 f"{path}: override {item!r}: the value is not valid YAML ({exc})"

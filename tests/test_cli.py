@@ -435,11 +435,13 @@ def test_overrides_reach_the_pipeline(command, monkeypatch, tmp_path):
 )
 def test_overrides_are_validated_like_the_file(extra, message, tmp_path):
     code, out, err = run_main("train", str(DEMO), "--workdir", str(tmp_path / "w"), *extra)
-    if message is None:  # not KEY=VALUE: a positional argparse leaves over
+    if message is None:  # not KEY=VALUE, after an option: argparse's leftover
+        assert code == 2 and err.splitlines()[-1].endswith("unrecognized arguments: epochs")
+        code, _, err = run_main("train", str(DEMO), "epochs")  # where overrides go
         assert code == 1 and "override 'epochs': expected KEY=VALUE" in err
         return
     assert code == 1 and out == ""
-    assert err.startswith(f"neurofm: error: {DEMO} ") and message in err
+    assert err.startswith(f"neurofm: error: {DEMO}") and message in err
     assert len(err.splitlines()) == 1
     assert not (tmp_path / "w").exists()
 

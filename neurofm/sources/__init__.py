@@ -1,1 +1,1 @@
-"""Where raw files come from: local folders, the DANDI archive (``dandi``), BIDS (``bids``)."""
+"""Where raw files come from: local folders, DANDI (``dandi``), OpenNeuro (``openneuro``), BIDS."""

@@ -1,1 +1,2 @@
-"""Test infrastructure: the local DANDI server. The library proper never imports this package."""
+"""Test infrastructure: local DANDI and OpenNeuro servers, dataset replicas. Never imported by
+the library proper (only by tests, the demo and ``neurofm serve``)."""

@@ -158,3 +158,29 @@ def test_standin_ingests_with_the_card(ran):
             # the BOLD is z-scored per parcel (fmri_cleaning.standardize: zscore_sample)
             np.testing.assert_allclose(bold.data.mean(axis=0), 0, atol=1e-5)
             np.testing.assert_allclose(bold.data.std(axis=0, ddof=1), 1, atol=1e-3)
+
+
+def test_a_corrupt_download_stops_the_pipeline_before_ingest(replica, tmp_path, capsys):
+    from neurofm.cli import main
+    from neurofm.testing.openneuro_server import LocalOpenNeuroServer, OpenNeuroDatasetSpec
+
+    truth = replica("ds002336")
+    bold = "sub-xp101/func/sub-xp101_task-eegNF_bold.nii.gz"
+    assert (truth.folder / bold).is_file()
+    spec = OpenNeuroDatasetSpec(truth.folder, tags=("2.0.2",))
+    with pytest.MonkeyPatch.context() as mp, LocalOpenNeuroServer({"ds002336": spec}) as server:
+        mp.setenv("NO_PROXY", "127.0.0.1,localhost")
+        server.corrupt(bold)
+        code = main(
+            ["run", str(PIPELINE), "--workdir", str(tmp_path), "--openneuro-url", server.url]
+        )
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    n = sum(p.is_file() and not p.name.startswith(".") for p in truth.folder.rglob("*"))
+    assert (
+        f"neurofm: error: pull: 1 of {n} files of "
+        f"openneuro:ds002336@2.0.2 failed (openneuro:ds002336@2.0.2: {bold}: downloaded bytes "
+        "do not match the snapshot's listing (sha256 "
+    ) in err
+    assert "the verified files are kept, re-run to fetch the others" in err
+    assert not (tmp_path / "raw" / bold).exists() and not (tmp_path / "catalog").exists()
