@@ -448,11 +448,12 @@ def _synth(args: argparse.Namespace) -> int:
             eeg_noise=args.eeg_noise,
         )
         per_run = sorted({r.n_volumes for r in runs})
-        each = (
-            f"{per_run[0]} volumes each"
-            if len(per_run) == 1
-            else "volumes per run: " + ", ".join(str(r.n_volumes) for r in runs)
-        )
+        if len(runs) == 1:
+            each = f"{runs[0].n_volumes} volumes"
+        elif len(per_run) == 1:
+            each = f"{per_run[0]} volumes each"
+        else:
+            each = "volumes per run: " + ", ".join(str(r.n_volumes) for r in runs)
         print(
             f"wrote {_plural(len(runs), 'EEG-fMRI run')} ({each}, TR {args.tr:g} s) as BIDS to "
             f"{args.out}"
@@ -1089,15 +1090,16 @@ def _print_catalog(path: Path, summaries: list[dict[str, Any]]) -> None:
     n_broken = sum(s["status"] != "ok" for s in indexed)
     marked = f" ({n_broken} broken)" if n_broken else ""
     print(f"catalog {path}: {_plural(len(indexed), 'recording')}{marked}")
+    width = max([32, *(len(s["id"]) for s in indexed)])  # ids of BIDS runs are long
     header = (
-        f"{'id':<32} {'subject':<8} {'session':<10} {'modality':<9} {'dur (s)':>9} {'units':>6} "
-        f"{'spikes':>10}"
+        f"{'id':<{width}} {'subject':<8} {'session':<10} {'modality':<9} {'dur (s)':>9} "
+        f"{'units':>6} {'spikes':>10}"
     )
     print(header)
     print("-" * len(header))
     for s in summaries:
         if s["status"] != "ok":  # damaged, missing, or an unusable index entry
-            print(f"{s['id'] or '':<32} BROKEN  " if s["id"] else "BROKEN  ", end="")
+            print(f"{s['id'] or '':<{width}} BROKEN  " if s["id"] else "BROKEN  ", end="")
             print("; ".join(s["problems"]))
             continue
         spikes = [e for e in s["signals"].values() if e["kind"] == "spikes"]
@@ -1106,7 +1108,7 @@ def _print_catalog(path: Path, summaries: list[dict[str, Any]]) -> None:
         n_spikes = str(sum(e["n_spikes"] for e in spikes)) if spikes else "-"
         meta = s["metadata"]
         print(
-            f"{s['id']:<32} {meta['subject_id'] or '-':<8} {meta['session_id'] or '-':<10} "
+            f"{s['id']:<{width}} {meta['subject_id'] or '-':<8} {meta['session_id'] or '-':<10} "
             f"{meta.get('modality') or '-':<9} {s['duration_s']:>9.1f} {n_units:>6} {n_spikes:>10}"
         )
 

@@ -126,9 +126,27 @@ def _run_python(block: Block, cwd: Path) -> None:
         block.err = err.getvalue() + block.err
 
 
+#: The port the README's `neurofm serve` listens on.
+README_PORT = 8765
+
+
+def _port_is_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 @pytest.fixture(scope="module")
 def readme(tmp_path_factory) -> list[Block]:
     """Every block run in order in one folder (a failed block does not stop the next)."""
+    assert _port_is_free(README_PORT), (
+        f"port {README_PORT}, which README.md's `neurofm serve` uses, is taken on this machine"
+    )
     work = tmp_path_factory.mktemp("readme")
     for name in SHARED:
         (work / name).symlink_to(REPO / name, target_is_directory=True)

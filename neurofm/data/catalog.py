@@ -285,6 +285,7 @@ class Catalog:
     ) -> None:
         self.path = Path(path)
         self._session: _Session | None = None
+        self._crashes: dict[str, str] | None = None  # probe results of up_to_date
         #: Index entries that cannot be used, by position and id (kept in the file as they are).
         self.problems: list[str] = []
         self._bad: list[Any] = []
@@ -385,8 +386,14 @@ class Catalog:
         """Become a live writer (once per object) and remove what dead writers left behind."""
         if self._session is not None:
             return
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._session = _Session(self.path)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._session = _Session(self.path)
+        except OSError as exc:
+            # A read-only catalog: nothing can be written, and the write that is attempted
+            # (if any) reports it for its file; up-to-date sources are still skipped.
+            log.debug("%s: not registered as a writer (%s)", self.path, exc)
+            return
         weakref.finalize(self, self._session.release)
         for path in self._remove_stale():
             log.warning("%s: removed %s, left by an interrupted writer", self.path, path.name)
@@ -556,6 +563,17 @@ class Catalog:
             return Integrity(self.path / str(self.entry(recording_id)["file"]), [str(exc)])
         return check_integrity(path)
 
+    def _check_probed(self, recording_id: str) -> Integrity:
+        """:meth:`check` for a file the up-to-date probe walked (or one probed now)."""
+        try:
+            path = self.file_of(recording_id)
+        except CatalogError:
+            return self.check(recording_id)
+        crash = (self._crashes or {}).get(str(path))
+        if crash is not None:
+            return Integrity(path, [f"{path}: {crash}"])
+        return check_integrity(path, probe=self._crashes is None)
+
     def verify(self, progress: Any = None) -> CatalogHealth:
         """Re-read every recording against its checksums, and check the index.
 
@@ -600,10 +618,18 @@ class Catalog:
         A recording whose bytes changed since it was written (a checksum fails) or that cannot
         be opened is not up to date: ingesting its source again repairs it.
         """
+        if self._crashes is None:  # one child walks every indexed file, once per object
+            paths = []
+            for e in self._entries:
+                try:
+                    paths.append(self.file_of(e["id"]))
+                except CatalogError:
+                    continue
+            self._crashes = probe_hdf5([p for p in paths if p.is_file()])
         for e in self._entries:
             if e.get("source_sha256") != source_sha256:
                 continue
-            health = self.check(e["id"])
+            health = self._check_probed(e["id"])
             if health.ok:
                 return dict(e)
             log.warning(

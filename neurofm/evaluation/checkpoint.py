@@ -140,6 +140,7 @@ def poyo_sessions(
     cat = Catalog(catalog)
     scored: list[str] = []
     skipped: dict[str, str] = {}
+    evaluate_on: set[str] = set()  # what the recordings' dataset card says to score
     for rid in recordings or cat.ids:
         if rid not in model.session_emb:
             skipped[rid] = (
@@ -149,6 +150,7 @@ def poyo_sessions(
             continue
         with cat.open(rid) as rec:
             domain = f"{split}_domain"
+            evaluate_on.add(str(rec.metadata.extra.get("evaluate_on") or "test"))
             if domain not in rec:
                 skipped[rid] = f"no {domain} (ingested without splits)"
             elif not len(rec[domain]):
@@ -172,8 +174,10 @@ def poyo_sessions(
         )
     if not scored:
         why = "; ".join(f"{rid}: {reason}" for rid, reason in skipped.items())
+        card = evaluate_on.pop() if len(evaluate_on) == 1 else split
+        hint = f"; the dataset card evaluates on {card}: use that split" if card != split else ""
         raise NeuroFMError(
-            f"{cat.path}: no recording the model can score on the {split} split ({why})"
+            f"{cat.path}: no recording the model can score on the {split} split ({why}){hint}"
         )
     return scored, skipped
 

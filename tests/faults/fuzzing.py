@@ -356,6 +356,9 @@ def check_mutant(
         text = str(exc)
         if not any(n in text for n in named) and result.id not in text:
             return "finding", f"save/open error does not name the file: {text[:300]}"
+        stored = [p.name for p in catalog.iterdir()] if catalog.is_dir() else []
+        if any(name.endswith((".h5", ".tmp")) for name in stored):
+            return "finding", f"failed save left {stored} in the catalog"
         return "error", text[:200]
     except Exception as exc:
         tb = traceback.format_exc(limit=-3).strip().splitlines()

@@ -209,7 +209,7 @@ def test_synth_ingest_info(tmp_path):
         "--parcels", "6",
     )  # fmt: skip
     assert code == 0, err
-    assert out.strip() == f"wrote 1 EEG-fMRI runs (15 volumes) as BIDS to {d}"
+    assert out.strip() == f"wrote 1 EEG-fMRI run (15 volumes, TR 2 s) as BIDS to {d}"
     code, out, err = run_main("ingest", str(d), "--out", str(c))
     assert code == 0, err
     assert out.strip().splitlines()[-1] == f"1 ingested, 0 up to date, 0 failed -> {c}"
