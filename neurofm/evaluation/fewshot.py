@@ -183,11 +183,11 @@ def few_shot_curve(
     list of dict
         One row per run: ``mode``, ``trials``, ``seed`` and the stitched test ``r2``.
     """
-    from tqdm.auto import tqdm
+    from neurofm.progress import progress_bar
 
     runs = [(m, k, s) for k in trials for m in modes for s in seeds]
     rows = []
-    for mode, k, seed in tqdm(runs, desc="few-shot", disable=not progress):
+    for mode, k, seed in progress_bar(runs, desc="few-shot", disable=not progress):
         res = finetune(
             checkpoint,
             catalog,

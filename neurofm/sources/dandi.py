@@ -321,7 +321,7 @@ def pull(
     SourceError
         Unknown dandiset or version, a hostile asset path, an unreachable server.
     """
-    from tqdm.auto import tqdm
+    from neurofm.progress import progress_bar
 
     dandiset = resolve(ref, api_url)
     assets = list_assets(dandiset, include)
@@ -335,7 +335,7 @@ def pull(
     to.mkdir(parents=True, exist_ok=True)
     manifest = _Manifest(to)
     total = sum(a.size for a in assets)
-    with tqdm(
+    with progress_bar(
         total=total,
         unit="B",
         unit_scale=True,

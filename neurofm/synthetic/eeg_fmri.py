@@ -857,7 +857,7 @@ def generate_eeg_fmri_dataset(
     -------
     list of RunInfo
     """
-    from tqdm.auto import tqdm
+    from neurofm.progress import progress_bar
 
     if not 1 <= n_subjects <= 99 or not 1 <= n_runs <= 9:
         raise InvalidDataError(
@@ -874,7 +874,7 @@ def generate_eeg_fmri_dataset(
     try:
         runs = []
         combos = [(s, r) for s in range(n_subjects) for r in range(n_runs)]
-        for s, r in tqdm(combos, desc="synth eeg-fmri", unit="run", disable=not progress):
+        for s, r in progress_bar(combos, desc="synth eeg-fmri", unit="run", disable=not progress):
             runs.append(
                 simulate_run(
                     parcellation,

@@ -1124,9 +1124,9 @@ def generate_reaching_dataset(
         If an argument is out of range.
     """
     import yaml
-    from tqdm.auto import tqdm
 
     from neurofm import __version__
+    from neurofm.progress import progress_bar
 
     lo, hi = _check_args(
         seed,
@@ -1144,7 +1144,7 @@ def generate_reaching_dataset(
     infos: list[SessionInfo] = []
     summary_sessions = []
     pairs = [(i, k) for i in range(n_subjects) for k in range(n_sessions)]
-    for i, k in tqdm(pairs, desc="sessions", unit="session", disable=not progress):
+    for i, k in progress_bar(pairs, desc="sessions", unit="session", disable=not progress):
         session = simulate_session(
             seed, i, k, n_trials=n_trials, n_units_range=(lo, hi), behavior_rate=behavior_rate
         )

@@ -67,6 +67,13 @@ class LastCheckpoint(pl.Callback):
             return ResumePoint(trainer.current_epoch + 1, 0)
         return ResumePoint(trainer.current_epoch, int(done))
 
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # A run killed while writing left its temporary file (atomic_path's name): remove it.
+        if trainer.is_global_zero:
+            for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+                log.info("removing %s, left by a run killed while writing it", stale)
+                stale.unlink(missing_ok=True)
+
     def on_train_batch_end(
         self,
         trainer: pl.Trainer,

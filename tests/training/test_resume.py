@@ -131,6 +131,14 @@ def test_last_ckpt_is_written_at_the_end_of_every_epoch(tmp_path):
     ]
 
 
+def test_a_temporary_file_left_by_a_killed_write_is_removed(tmp_path):
+    stale = tmp_path / ".last.ckpt.k2j4x9.tmp"  # what a kill in the middle of a write leaves
+    stale.write_bytes(b"PK\x03\x04 half a checkpoint")
+    (tmp_path / ".other.tmp").write_text("not ours")
+    _tiny_fit(tmp_path, epochs=1)
+    assert not stale.exists() and (tmp_path / ".other.tmp").exists()
+
+
 def test_last_ckpt_every_n_steps_inside_epochs(tmp_path):
     snaps = _tiny_fit(tmp_path, epochs=2, every=4)
     # before_step[g]: what last.ckpt holds when g steps are done (written every 4 steps, and
