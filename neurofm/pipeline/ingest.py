@@ -137,8 +137,7 @@ def ingest(
     if splits is not None:
         if card is not None:
             raise NeuroFMError(
-                "give a dataset card or split rules, not both (the card's splits: say how to "
-                "split)"
+                "give a dataset card or split rules, not both (the card's splits: say how to split)"
             )
         card = _split_rules(splits)
     eeg_options = dict(eeg_options or {})
@@ -643,9 +642,7 @@ def _refuse_overlaps(trials: Intervals, where: str) -> None:
     )
 
 
-def _repair_trials(
-    trials: Intervals, repairs: Any, where: str
-) -> tuple[Intervals, dict[str, Any]]:
+def _repair_trials(trials: Intervals, repairs: Any, where: str) -> tuple[Intervals, dict[str, Any]]:
     """Apply the card's trial repairs; return the trials and the provenance entries.
 
     ``trial_overlap``: a trial ending at most ``tolerance_s`` after the next one starts ends
