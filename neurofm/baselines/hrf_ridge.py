@@ -28,7 +28,7 @@ held-out subjects. Channels are matched by name, not by position; a recording wh
 channels (or BOLD parcels) differ from the fitted ones is an error naming both sets.
 
 It is scored like every EEG->fMRI model in neurofm: on
-:func:`~neurofm.training.metrics.evaluation_targets` of the BOLD signal in a split's domain,
+:func:`~neurofm.data.targets.evaluation_targets` of the BOLD signal in a split's domain,
 with per-parcel Pearson r (mean and SD over parcels), R^2 averaged over parcels and the MSE.
 
 Examples
