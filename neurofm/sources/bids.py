@@ -348,8 +348,8 @@ def acquisition_time(path: str | os.PathLike[str]) -> dt.datetime | None:
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON sidecar, with a clear error when it is not valid JSON."""
     try:
-        value = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ReaderError(f"{path}: not a readable JSON sidecar ({exc})") from None
     if not isinstance(value, dict):
         raise ReaderError(f"{path}: a JSON sidecar must hold an object")
