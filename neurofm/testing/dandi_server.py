@@ -44,10 +44,12 @@ import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from neurofm.testing.http import TrackingHTTPServer
 
 __all__ = [
     "DandisetSpec",
@@ -445,7 +447,7 @@ class LocalDandiServer:
         self._lock = threading.Condition()
         self._inflight = 0
         self._index: _Index | None = None
-        self._httpd: _HTTPServer | None = None
+        self._httpd: TrackingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._requests: list[RequestRecord] = []
         self._served: dict[tuple[str, str], int] = {}
@@ -465,7 +467,7 @@ class LocalDandiServer:
         if self._httpd is not None:
             return self
         self._index = _build_index(self._specs)
-        httpd = _HTTPServer((self.host, self._requested_port), _Handler, self)
+        httpd = TrackingHTTPServer((self.host, self._requested_port), _Handler, self)
         self.port = int(httpd.server_address[1])
         self._httpd = httpd
         self._thread = threading.Thread(
@@ -737,38 +739,6 @@ def serve_dandiset(
 # --------------------------------------------------------------------------------------------
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type, owner: LocalDandiServer) -> None:
-        self.owner = owner
-        self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Lock()
-        super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._conns_lock:
-            self._conns.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._conns_lock:
-            self._conns.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._conns_lock:
-            conns = list(self._conns)
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        logger.debug("LocalDandiServer: connection from %s failed", client_address, exc_info=True)
-
-
 class _HTTPError(Exception):
     def __init__(self, status: int, detail: str = "Not found.") -> None:
         super().__init__(detail)
@@ -831,7 +801,7 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _HTTPServer
+    server: TrackingHTTPServer
     protocol_version = "HTTP/1.1"
     server_version = "neurofm-LocalDandiServer"
     timeout = 60

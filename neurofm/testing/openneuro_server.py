@@ -46,10 +46,12 @@ import socket
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from neurofm.testing.http import TrackingHTTPServer
 
 __all__ = ["LocalOpenNeuroServer", "OpenNeuroDatasetSpec", "serve_openneuro"]
 
@@ -175,7 +177,7 @@ class LocalOpenNeuroServer:
         self.host, self.port = host, port
         self._lock = threading.Lock()
         self._datasets: dict[str, _Dataset] = {}
-        self._httpd: _HTTPServer | None = None
+        self._httpd: TrackingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._requests: list[tuple[str, str, int]] = []  # (method, path, bytes sent)
         self._served: dict[tuple[str, str], int] = {}
@@ -189,7 +191,7 @@ class LocalOpenNeuroServer:
         if self._httpd is not None:
             return self
         self._datasets = {k: _scan(k, s) for k, s in self._specs.items()}
-        httpd = _HTTPServer((self.host, self.port), _Handler, self)
+        httpd = TrackingHTTPServer((self.host, self.port), _Handler, self)
         self.port = int(httpd.server_address[1])
         self._httpd = httpd
         self._thread = threading.Thread(
@@ -405,38 +407,6 @@ def serve_openneuro(
 # --------------------------------------------------------------------------------------------
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type, owner: LocalOpenNeuroServer):
-        self.owner = owner
-        self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Lock()
-        super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._conns_lock:
-            self._conns.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._conns_lock:
-            self._conns.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._conns_lock:
-            conns = list(self._conns)
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        logger.debug("LocalOpenNeuroServer: connection from %s failed", client_address)
-
-
 _OBJECT = re.compile(r"^/crn/datasets/(?P<ds>[^/]+)/objects/(?P<id>[^/]+)/?$")
 
 
@@ -453,7 +423,7 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _HTTPServer
+    server: TrackingHTTPServer
     protocol_version = "HTTP/1.1"
     server_version = "neurofm-LocalOpenNeuroServer"
     timeout = 60
