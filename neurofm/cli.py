@@ -71,6 +71,12 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="neurofm",
@@ -78,6 +84,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"neurofm {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        metavar="N",
+        help="compute with N threads (default: the cores nobody else is using, followed while "
+        "training; the same as NEUROFM_NUM_THREADS=N)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     synth = sub.add_parser("synth", help="generate synthetic datasets with ground truth")
@@ -396,6 +409,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The dandi client logs each transfer and HTTP error itself (it reads this variable
         # when imported); our own report is one clear line per problem.
         os.environ.setdefault("DANDI_LOG_LEVEL", "CRITICAL")
+    if args.threads:  # read by neurofm.threads wherever neurofm computes
+        os.environ["NEUROFM_NUM_THREADS"] = str(args.threads)
     if args.command is None:
         parser.print_help()
         return 0

@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "neurofm.errors": 0,
     "neurofm.atomic": 0,
     "neurofm.metrics": 1,
+    "neurofm.threads": 1,
     "neurofm.specs": 1,
     "neurofm.data": 2,
     "neurofm.viz": 3,

@@ -62,6 +62,7 @@ from neurofm.data.targets import EvalTargets, evaluation_targets
 from neurofm.errors import InvalidDataError
 from neurofm.metrics import r2_score
 from neurofm.progress import progress_bar
+from neurofm.threads import ThreadPolicy
 
 __all__ = [
     "DEFAULT_ALPHAS",
@@ -156,6 +157,7 @@ class _PerSessionDecoder:
         self.spikes = spikes
         self.target: str | None = None
         self.sessions: dict[str, Any] = {}
+        self._threads: ThreadPolicy | None = None
 
     def fit(self, recordings: Sequence[Recording], target: str) -> _PerSessionDecoder:
         """Fit one model per recording on the samples of ``target`` in its ``train_domain``."""
@@ -167,8 +169,15 @@ class _PerSessionDecoder:
             spikes_of(rec, self.spikes)
         self.target = target
         self.sessions = {}
-        for rec in recordings:
-            self.sessions[rec.id] = self._fit_one(rec, target)
+        # a fair share of the cores on a shared machine, looked at again while the GRU trains
+        self._threads = ThreadPolicy()
+        self._threads.start()
+        try:
+            for rec in recordings:
+                self.sessions[rec.id] = self._fit_one(rec, target)
+        finally:
+            self._threads.stop()
+            self._threads = None
         return self
 
     def _needs(self) -> list[str]:
@@ -799,6 +808,8 @@ class GRUDecoder(_PerSessionDecoder):
             run.opt.step()
             run.step += 1
             bar.update(1)
+            if self._threads is not None:
+                self._threads.recheck()
             if valid is None or (run.step % self.eval_every and run.step != until):
                 continue
             pred = self._run(rec, s, valid.timestamps, model) * s.y_std + s.y_mean

@@ -55,6 +55,7 @@ def make_trainer(
     from neurofm.training.checkpoints import CheckpointFile
     from neurofm.training.progress import progress_callbacks
     from neurofm.training.resume import LastCheckpoint, LossLog
+    from neurofm.training.threads import AdaptiveThreads
 
     quiet_lightning()
     out_dir = Path(out_dir)
@@ -74,6 +75,7 @@ def make_trainer(
         callbacks=[
             LastCheckpoint(out_dir / "last.ckpt", checkpoint_every_n_steps),
             LossLog(out_dir),
+            AdaptiveThreads(),  # a fair share of the cores on a shared machine (neurofm.threads)
             *(callbacks or []),
             # a bar on a terminal, one line per epoch in a log file (neurofm.training.progress)
             *progress_callbacks(progress),
