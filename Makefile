@@ -8,7 +8,7 @@ BENCH_VENV := .venv-bench
 TORCH := torch==2.13.0
 DEMO_DIR ?= demo-output
 
-.PHONY: demo test bench lint clean fuzz
+.PHONY: demo test bench lint clean fuzz docs
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ $(VENV)/.installed: pyproject.toml
 	# torch first, pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(VENV)/bin/pip install --quiet $(TORCH)
 	$(VENV)/bin/pip install --quiet -e ".[dev]"
+	touch $@
+
+# The docs extra (mkdocs, mkdocstrings, mkdocs-material, mkdocs-jupyter) on top of the dev venv.
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet -e ".[docs]"
 	touch $@
 
 $(BENCH_VENV)/.installed: pyproject.toml benchmarks/requirements.txt
@@ -31,6 +36,12 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest
 
+# The documentation site (mkdocs.yml, docs/) into site/; --strict: any warning fails the build.
+# NO_MKDOCS_2_WARNING silences mkdocs-material's end-of-life banner (not a build warning).
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+	@echo "docs: site/index.html"
+
 # Mutation fuzzing of the readers and spec loaders (tests/faults/fuzzing.py) with random seeds,
 # for FUZZ_SECONDS (default 600); prints how many inputs were tried and every finding.
 # `make test` runs a fixed-seed minute of it.
@@ -38,8 +49,9 @@ FUZZ_SECONDS ?= 600
 fuzz: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(VENV)/bin/python tests/faults/fuzzing.py --seconds $(FUZZ_SECONDS)
 
+# Every benchmark, then the GPU check (which says why and exits 0 where there is no GPU).
 bench: $(BENCH_VENV)/.installed
-	@set -e; for script in benchmarks/*_bench.py; do \
+	@set -e; for script in benchmarks/*_bench.py benchmarks/gpu_check.py; do \
 		echo "== $$script"; $(BENCH_VENV)/bin/python $$script; \
 	done
 
@@ -48,4 +60,4 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check neurofm tests benchmarks
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) $(DEMO_DIR) .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) $(DEMO_DIR) .pytest_cache site

@@ -166,5 +166,6 @@ def main() -> None:
             print(f"contention_{name}{label}_ratio: {rate / solo:.2f}")
     print(f"contention_solo_policy_vs_default: {solos[''] / solos['_default']:.2f}")
 
+
 if __name__ == "__main__":
     main()

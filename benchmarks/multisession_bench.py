@@ -90,7 +90,7 @@ class _NoEpochValidation(pl.Callback):
 def build(root: Path) -> Path:
     """The synthetic dandiset, ingested once into one catalog (cached under ``root``)."""
     catalog = root / "catalog"
-    if (catalog / "catalog.json").is_file():
+    if Catalog.is_catalog(catalog):
         return catalog
     generate_reaching_dataset(
         root / "raw",

@@ -56,7 +56,10 @@ when measured).
 ``--profile`` adds a torch.profiler table (top ops by self CPU time) of one training step per
 library and a per-block breakdown of the training forward pass.
 
-Run alone: ``.venv-bench/bin/python benchmarks/poyo_bench.py [--quick] [--threads N]
+``--size 11.8m``: the same measurements on torch_brain's 11.8M config (POYO-mp, POYO-1; neurofm
+``models/poyo_11.8m.yaml``, 11,743,490 parameters, 256 latents), figures named ``poyo_11.8m_*``.
+
+Run alone: ``.venv-bench/bin/python benchmarks/poyo_bench.py [--quick] [--size 11.8m] [--threads N]
 [--profile] [--malloc-no-mmap] [--device cuda]`` (``--device cuda`` exists for a GPU machine;
 not tried on one).
 """
@@ -98,6 +101,37 @@ TB_CONFIG: dict[str, Any] = dict(
     atn_dropout=0.2,
 )
 EXPECTED_PARAMS = 1_267_074
+LATENTS = 128
+#: Figure names start with this (``--size 11.8m``: ``poyo_11.8m_``).
+PREFIX = "poyo_"
+
+# --size 11.8m: torch_brain's examples/poyo/configs/model/poyo_11.8M.yaml (POYO-mp, POYO-1)
+# against models/poyo_11.8m.yaml, measured the same way.
+SIZES: dict[str, dict[str, Any]] = {
+    "1.3m": dict(
+        CONFIG_YAML=CONFIG_YAML, TB_CONFIG=TB_CONFIG, EXPECTED_PARAMS=EXPECTED_PARAMS, LATENTS=128
+    ),
+    "11.8m": dict(
+        CONFIG_YAML=REPO / "models" / "poyo_11.8m.yaml",
+        TB_CONFIG={
+            **TB_CONFIG,
+            "dim": 128,
+            "depth": 24,
+            "cross_heads": 4,
+            "num_latents_per_step": 32,
+        },
+        EXPECTED_PARAMS=11_743_490,
+        LATENTS=256,
+    ),
+}
+
+
+def select_size(size: str) -> None:
+    """Point the module's config globals at one of :data:`SIZES` (parent and workers alike)."""
+    global PREFIX
+    globals().update(SIZES[size])
+    PREFIX = "poyo_" if size == "1.3m" else f"poyo_{size}_"
+
 
 N_SESSIONS = 2
 N_UNITS = 100
@@ -151,6 +185,7 @@ def section(text: str) -> None:
 
 
 def figure(name: str, value: float, fmt: str = ".2f") -> None:
+    name = PREFIX + name.removeprefix("poyo_")
     print(f"{name}: {value:{fmt}}", flush=True)
 
 
@@ -377,7 +412,11 @@ class Runner:
         starts: dict[int, float] = {}
         labelled = [("encoder cross-attn", model.enc_atn), ("encoder ffn", model.enc_ffn)]
         for attn, ffn in model.proc_layers:
-            labelled += [("processor self-attn (x6)", attn), ("processor ffn (x6)", ffn)]
+            depth = len(model.proc_layers)
+            labelled += [
+                (f"processor self-attn (x{depth})", attn),
+                (f"processor ffn (x{depth})", ffn),
+            ]
         labelled += [("decoder cross-attn", model.dec_atn), ("decoder ffn", model.dec_ffn)]
         handles = []
         for label, module in labelled:
@@ -538,7 +577,9 @@ def worker_main(lib: str, threads: int, device: str) -> None:
 
 
 class Worker:
-    def __init__(self, lib: str, threads: int, device: str, no_mmap: bool = False) -> None:
+    def __init__(
+        self, lib: str, threads: int, device: str, no_mmap: bool = False, size: str = "1.3m"
+    ) -> None:
         self.lib = lib
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         if no_mmap:
@@ -546,7 +587,7 @@ class Worker:
         env.setdefault("KINETO_LOG_LEVEL", "99")  # the profiler's start/stop lines on stderr
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--worker", lib]
-            + ["--threads", str(threads), "--device", device],
+            + ["--threads", str(threads), "--device", device, "--size", size],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -609,7 +650,7 @@ def check_same_function(
         "sequence_length": c.window_length,
         **{k: getattr(c, k) for k in TB_CONFIG if k != "sequence_length"},
     }
-    assert ours == TB_CONFIG, f"models/poyo_1.3m.yaml differs from torch_brain's 1.3M: {ours}"
+    assert ours == TB_CONFIG, f"{CONFIG_YAML.name} differs from torch_brain's config: {ours}"
     assert (c.t_min, c.t_max) == (1e-4, 2.0627), (c.t_min, c.t_max)
 
     # neurofm rotates feature i with i + r (r = 16 pairs), torch_brain 2i with 2i + 1.
@@ -637,9 +678,9 @@ def check_same_function(
                 pd.copy_(cols(ps))
             else:
                 pd.copy_(ps)
-        # Same frequencies to the last bit (torch.logspace vs exp(lerp(log)) round differently;
-        # at omega ~ 6e4 rad/s one float32 ulp is a visible phase error).
-        nf.model.rotary.omega.copy_(tb.model.rotary_emb.omega[: c.dim_head // 4])
+    # Same frequencies to the last bit: neurofm computes them as torch_brain does (at omega ~ 6e4
+    # rad/s one float32 ulp is a visible phase error), nothing copied.
+    assert torch.equal(nf.model.rotary.omega, tb.model.rotary_emb.omega[: c.dim_head // 4])
     nf.open_data(data_dir)
     tb.open_data(data_dir)
     nf.model.eval()
@@ -676,8 +717,22 @@ def main() -> None:
         action="store_true",
         help="workers' glibc malloc never mmaps nor trims (compute only, no page-fault churn)",
     )
+    parser.add_argument(
+        "--size",
+        choices=sorted(SIZES),
+        default="1.3m",
+        help="model size: torch_brain's 1.3M (default) or 11.8M config, figures poyo_11.8m_*",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=BATCH,
+        help="windows per batch (default 32; 11.8M's torch_brain needs ~16 GB at 32)",
+    )
     parser.add_argument("--worker", choices=LIBS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    select_size(args.size)
+    globals()["BATCH"] = args.batch
     if args.worker:
         worker_main(args.worker, args.threads, args.device)
         return
@@ -688,7 +743,9 @@ def main() -> None:
     pool_size = args.pool or (2 if args.quick else 4)
 
     # Workers first, while this process is small (nothing of it leaks into their peak RSS).
-    workers = {lib: Worker(lib, args.threads, args.device, args.malloc_no_mmap) for lib in LIBS}
+    workers = {
+        lib: Worker(lib, args.threads, args.device, args.malloc_no_mmap, args.size) for lib in LIBS
+    }
     import_rss = {lib: w.read()["rss_mb"] for lib, w in workers.items()}
 
     BENCH_OUT.mkdir(exist_ok=True)
@@ -712,12 +769,13 @@ def main() -> None:
         for lib, info in setup.items():
             assert info["params"] == EXPECTED_PARAMS, (lib, info["params"])
             assert info["tokens_per_window"] == expected_tokens, f"{lib}: input tokens differ"
-            assert info["latents"] == 128, (lib, info["latents"])
+            assert info["latents"] == LATENTS, (lib, info["latents"])
         assert n["padded_tokens"] == t["padded_tokens"], (n["padded_tokens"], t["padded_tokens"])
         assert n["outputs_per_window"] == t["outputs_per_window"], "output queries differ"
         tokens = np.array(expected_tokens)
         outputs = np.array(n["outputs_per_window"])
         section(
+            f"POYO {args.size} ({CONFIG_YAML.name}); "
             f"torch {n['torch']}, {args.threads} thread(s) per library (torch.get_num_threads: "
             f"neurofm {n['threads']}, torch_brain {t['threads']}), device {args.device}; "
             f"pool of {pool_size} pre-tokenized batches; glibc malloc "
@@ -789,7 +847,7 @@ def main() -> None:
             figure(f"poyo_infer_windows_per_s_{lib}", BATCH / median(infer[lib]))
         for lib in LIBS:
             figure(f"poyo_infer_windows_per_cpu_s_{lib}", BATCH / median(infer[lib], "cpu"))
-        section("tokenize+collate of 32 windows read lazily from the saved file")
+        section(f"tokenize+collate of {BATCH} windows read lazily from the saved file")
         figure("poyo_tokenize_collate_ms_neurofm", median(tok["neurofm"]) * 1e3, ".1f")
         figure(
             "poyo_tokenize_collate_ms_neurofm_unit_dropout",

@@ -28,6 +28,7 @@ _LAZY = {
     "read": "neurofm.readers",
     "Catalog": "neurofm.data.catalog",
     "Recording": "neurofm.data.recording",
+    "load_pretrained": "neurofm.pretrained.session",
 }
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "ReaderError",
     "Recording",
     "__version__",
+    "load_pretrained",
     "read",
 ]
 

@@ -141,6 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     pull.add_argument("--to", required=True, type=Path, help="download folder")
     _dandi_options(pull)
     pull.add_argument("--openneuro-url", help=f"OpenNeuro server URL (default ${ENV_OPENNEURO})")
+    _cluster_options(pull)
 
     ing = sub.add_parser(
         "ingest", help="read NWB, EEG or NIfTI files, a BIDS dataset or a dandiset into a catalog"
@@ -154,6 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     ing.add_argument("--force", action="store_true", help="re-ingest up-to-date files")
     ing.add_argument("--to", type=Path, help="download folder for dandi: sources")
     _dandi_options(ing)
+    _cluster_options(ing)
     ing.add_argument(
         "--atlas",
         type=Path,
@@ -235,9 +237,43 @@ def _parser() -> argparse.ArgumentParser:
     ft.add_argument("--trials", type=int, help="labelled trials to train on (default all)")
     ft.add_argument("--recording", help="recording id (default: the catalog's only one)")
     ft.add_argument("--epochs", type=int, default=30)
-    ft.add_argument("--lr", type=float, default=3e-3)
+    ft.add_argument(
+        "--lr", type=float, default=None, help="default per mode: unit-id 0.03, full 0.001"
+    )
     ft.add_argument("--out", type=Path, required=True, help="output folder (checkpoint, logs)")
     _device_options(ft, "training", default=True)
+
+    adapt = sub.add_parser(
+        "adapt",
+        help="adapt a pretrained POYO to a new recording in one call: read it, extend the "
+        "vocabularies, train on its first trials, score the rest; writes adapted.ckpt, "
+        "report.md/json and predictions.png",
+    )
+    adapt.add_argument("checkpoint", help="POYO checkpoint, or a pretrained model's name")
+    adapt.add_argument("recording", help="the new session: an NWB file or a recording (.h5)")
+    adapt.add_argument("--trials", type=int, default=20, help="labelled trials (default 20)")
+    adapt.add_argument("--mode", choices=["unit-id", "full", "gradual"], default="unit-id")
+    adapt.add_argument("--epochs", type=int, default=100, help="default 100")
+    adapt.add_argument(
+        "--lr", type=float, default=None, help="default per mode: unit-id 0.03, full 0.001"
+    )
+    adapt.add_argument("--catalog", type=Path, help="look RECORDING up as an id of this catalog")
+    adapt.add_argument("--out", type=Path, required=True, help="output folder")
+    _device_options(adapt, "training", default=True)
+
+    predict = sub.add_parser(
+        "predict", help="decode a recording's behaviour with a POYO checkpoint (CSV or NWB)"
+    )
+    predict.add_argument("checkpoint", help="POYO checkpoint (e.g. adapted.ckpt) or a name")
+    predict.add_argument("recording", help="an NWB file or a recording (.h5)")
+    predict.add_argument("--catalog", type=Path, help="look RECORDING up as an id of this catalog")
+    predict.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="preds.csv (time and one column per dimension) or preds.nwb (a copy of the NWB "
+        "source with a processing module)",
+    )
 
     run = sub.add_parser("run", help="run a pipeline spec (pipelines/*.yaml)")
     run.add_argument("pipeline", type=Path, help="pipeline YAML file")
@@ -248,6 +284,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"OpenNeuro server URL for openneuro: cards (default ${ENV_OPENNEURO} or "
         "https://openneuro.org)",
     )
+    _cluster_options(run)
     _override_options(run)
 
     serve = sub.add_parser(
@@ -275,7 +312,7 @@ def _parser() -> argparse.ArgumentParser:
     info = sub.add_parser(
         "info",
         help="summarise a recording (.h5) or a catalog folder (damaged recordings are marked; "
-        "exit 1 if any)",
+        "exit 1 if any), or print a checkpoint's model card (.ckpt)",
     )
     info.add_argument("path", type=Path)
     info.add_argument("--json", action="store_true", help="print one JSON document")
@@ -326,6 +363,18 @@ def _override_options(parser: argparse.ArgumentParser) -> None:
     )
     _device_options(parser, "the train step's")
     parser.add_argument(
+        "--num-nodes",
+        type=int,
+        metavar="N",
+        help="machines to train on (with --devices per machine: DDP over devices x N "
+        "processes, e.g. under SLURM's srun or torchrun; default 1)",
+    )
+    parser.add_argument(
+        "--strategy",
+        help="Lightning's strategy: auto (default; DDP when there are several processes), ddp, "
+        "ddp_spawn, ddp_find_unused_parameters_true",
+    )
+    parser.add_argument(
         "overrides",
         nargs="*",
         metavar="KEY=VALUE",
@@ -346,6 +395,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
             ("checkpoint_every_n_steps", args.checkpoint_every),
             ("accelerator", args.accelerator),
             ("devices", args.devices),
+            ("num_nodes", args.num_nodes),
+            ("strategy", args.strategy),
             ("precision", args.precision),
         )
         if value is not None
@@ -387,6 +438,31 @@ def _dandi_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-url", help=f"DANDI API URL (default ${ENV_API} or the archive)")
 
 
+def _cluster_options(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="one Dask task per asset on a local cluster of N worker processes",
+    )
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="one Dask task per asset on a running Dask cluster (e.g. tcp://10.0.0.5:8786)",
+    )
+    parser.set_defaults(client=None)
+
+
+def _with_client(command: Any, args: argparse.Namespace) -> int:
+    """Run ``command(args)`` with ``args.client`` a Dask client for --workers/--scheduler."""
+    from neurofm.pipeline.cluster import dask_client
+
+    with dask_client(args.workers, args.scheduler) as client:
+        args.client = client
+        return command(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``neurofm`` console script; returns the exit code."""
     parser = _parser()
@@ -423,6 +499,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "train": _train,
             "evaluate": _evaluate,
             "finetune": _finetune,
+            "adapt": _adapt,
+            "predict": _predict,
             "info": _info,
             "datasets": _datasets,
             "verify": _verify,
@@ -501,9 +579,13 @@ def _pull(args: argparse.Namespace) -> int:
     from neurofm.sources.openneuro import is_openneuro_ref
 
     if is_openneuro_ref(args.ref):
+        if args.workers is not None or args.scheduler is not None:
+            raise NeuroFMError("--workers and --scheduler apply to dandi: references only")
         return _pull_openneuro(args)
     if args.openneuro_url:
         raise NeuroFMError("--openneuro-url applies to openneuro: references only")
+    if (args.workers is not None or args.scheduler is not None) and args.client is None:
+        return _with_client(_pull, args)
 
     if args.stream:
         # Nothing is downloaded whole: the assets are read over HTTP (only the bytes the NWB
@@ -511,11 +593,23 @@ def _pull(args: argparse.Namespace) -> int:
         from neurofm.pipeline import ingest_dandi
 
         _, ingested = ingest_dandi(
-            args.ref, args.to, include=args.include, stream=True, api_url=args.api_url
+            args.ref,
+            args.to,
+            include=args.include,
+            stream=True,
+            api_url=args.api_url,
+            client=args.client,
         )
         _print_ingest(ingested, args.to)
         return 0 if ingested.ok else 1
-    report = pull(args.ref, args.to, include=args.include, api_url=args.api_url)
+    if args.client is not None:
+        from neurofm.pipeline.cluster import pull_on_client
+
+        report = pull_on_client(
+            args.client, args.ref, args.to, include=args.include, api_url=args.api_url
+        )
+    else:
+        report = pull(args.ref, args.to, include=args.include, api_url=args.api_url)
     for _, reason in report.failed:
         print(f"neurofm: error: {reason}", file=sys.stderr)
     print(
@@ -546,6 +640,8 @@ def _ingest(args: argparse.Namespace) -> int:
     from neurofm.pipeline import ingest, ingest_dandi
     from neurofm.sources.dandi import is_dandi_ref
 
+    if (args.workers is not None or args.scheduler is not None) and args.client is None:
+        return _with_client(_ingest, args)
     card = None
     if args.card is not None:
         from neurofm.specs import load_card
@@ -578,6 +674,7 @@ def _ingest(args: argparse.Namespace) -> int:
             api_url=args.api_url,
             force=args.force,
             card=card,
+            client=args.client,
         )
     else:
         if args.include or args.stream or args.api_url or args.to:
@@ -605,6 +702,7 @@ def _ingest(args: argparse.Namespace) -> int:
             card=card,
             splits=args.splits,
             recording_id=args.recording_id,
+            client=args.client,
         )
     _print_ingest(report, args.out)
     return 0 if report.ok else 1
@@ -739,6 +837,47 @@ def _finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _adapt(args: argparse.Namespace) -> int:
+    from neurofm.pretrained.report import write_adaptation_report
+    from neurofm.pretrained.session import load_pretrained
+
+    model = load_pretrained(args.checkpoint)
+    adapted = model.adapt(
+        args.recording,
+        trials=args.trials,
+        mode=args.mode,
+        epochs=args.epochs,
+        lr=args.lr,
+        out=args.out,
+        catalog=args.catalog,
+        progress=True,
+        accelerator=args.accelerator,
+        devices=args.devices,
+        precision=args.precision,
+    )
+    files = write_adaptation_report(adapted, args.out)
+    a, score = adapted.card.adaptation or {}, adapted.card.scores["adaptation"]
+    print(
+        f"adapted ({a.get('mode')}) to {a.get('recording')} on {a.get('trials')} trials: "
+        f"{a.get('new_units')} new units, {a.get('kept_units')} already known"
+    )
+    print(f"  held-out R^2 (stitched, {score['n']} trials): {score['r2']:.3f}")
+    for path in [adapted.path, *files]:
+        print(f"  wrote {path}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from neurofm.pretrained.report import write_predictions
+    from neurofm.pretrained.session import load_pretrained
+
+    model = load_pretrained(args.checkpoint)
+    series = model.predict(args.recording, catalog=args.catalog)
+    path = write_predictions(series, args.out, source=Path(args.recording))
+    print(f"predicted {series.name} ({len(series)} samples x {len(series.channels)}) -> {path}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from neurofm.pipeline import run_pipeline
 
@@ -748,6 +887,8 @@ def _run(args: argparse.Namespace) -> int:
         workdir=args.workdir,
         overrides=_overrides(args),
         openneuro_url=args.openneuro_url,
+        workers=args.workers,
+        scheduler=args.scheduler,
     )
     for name, report in result.reports.items():
         for _, reason in getattr(report, "failed", []):
@@ -944,6 +1085,8 @@ def _info(args: argparse.Namespace) -> int:
     from neurofm.errors import ReaderError
 
     path: Path = args.path
+    if _is_checkpoint(path):
+        return _checkpoint_info(path, args.json)
     if path.is_dir():
         catalog = Catalog(path)
         summaries = _catalog_summaries(catalog)
@@ -964,6 +1107,21 @@ def _info(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=1))
     else:
         _print_recording(summary)
+    return 0
+
+
+def _is_checkpoint(path: Path) -> bool:
+    """A PyTorch checkpoint (a zip archive, or named .ckpt/.pt/.pth), not a recording."""
+    import zipfile
+
+    return path.is_file() and (path.suffix in (".ckpt", ".pt", ".pth") or zipfile.is_zipfile(path))
+
+
+def _checkpoint_info(path: Path, as_json: bool) -> int:
+    from neurofm.pretrained.card import checkpoint_summary
+
+    summary, lines = checkpoint_summary(path)
+    print(json.dumps(summary, indent=1) if as_json else "\n".join(lines))
     return 0
 
 

@@ -37,3 +37,8 @@ class DigestMismatchError(SourceError):
 
 class SpecError(NeuroFMError):
     """A pipeline spec or dataset card is invalid; the message names the file and the key."""
+
+
+class MissingExtraError(NeuroFMError, ImportError):
+    """An optional dependency is not installed; the message says which extra to install,
+    e.g. ``pip install neurofm[pynapple]``."""

@@ -43,9 +43,11 @@ from pydantic import (
     model_validator,
 )
 
+from neurofm.display import config_html, config_repr
 from neurofm.errors import SpecError
 
 __all__ = [
+    "ClusterSpec",
     "DatasetCard",
     "BaselineOptions",
     "EEGPreprocessing",
@@ -79,6 +81,12 @@ T = TypeVar("T")
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def __repr__(self) -> str:  # only the fields that differ from the defaults
+        return config_repr(self)
+
+    def _repr_html_(self) -> str:
+        return config_html(self)
 
 
 class EEGPreprocessing(BaseModel):
@@ -484,7 +492,19 @@ class TrainStep(_Strict):
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = Field(
         "auto", description="what trains: auto (a GPU when there is one), cpu or gpu"
     )
-    devices: int = Field(1, ge=1, description="how many devices (GPUs, or CPU processes)")
+    devices: int = Field(
+        1, ge=1, description="devices per node (GPUs, or CPU processes); >1 trains with DDP"
+    )
+    num_nodes: int = Field(
+        1, ge=1, description="machines (SLURM: --nodes); each runs `devices` processes"
+    )
+    strategy: Literal[
+        "auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_find_unused_parameters_true"
+    ] = Field(
+        "auto",
+        description="Lightning's strategy: auto (DDP when devices x num_nodes > 1), ddp, "
+        "ddp_spawn...",
+    )
     precision: Literal[
         "32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "16-true", "bf16-true"
     ] = Field("32-true", description="Lightning's precision, e.g. 32-true, 16-mixed, bf16-mixed")
@@ -624,6 +644,20 @@ class Step(_Strict):
         return getattr(self, self.kind)
 
 
+class ClusterSpec(_Strict):
+    """Where the pull and ingest steps run: one Dask task per asset on a local cluster of
+    ``workers`` processes, or on the cluster at ``scheduler``; neither: one after another."""
+
+    workers: int | None = Field(None, ge=1, description="local Dask worker processes")
+    scheduler: str | None = Field(None, description="address of a running Dask scheduler")
+
+    @model_validator(mode="after")
+    def _one_place(self) -> ClusterSpec:
+        if self.workers is not None and self.scheduler is not None:
+            raise ValueError("give workers or scheduler, not both")
+        return self
+
+
 class PipelineSpec(_Strict):
     """A runnable pipeline: a dataset card plus ordered steps."""
 
@@ -631,6 +665,7 @@ class PipelineSpec(_Strict):
     description: str = ""
     dataset: str = Field(description="card path (relative to this file) or a name in datasets/")
     workdir: str = Field("", description="output folder; default pipeline-output/<name>")
+    cluster: ClusterSpec = Field(default_factory=ClusterSpec)
     steps: list[Step] = Field(min_length=1)
 
 

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+# One thread per test process: `make test` runs one process per core (pytest-xdist), and two
+# OpenMP threads per process on shared cores thrash. Subprocesses (the CLI, notebooks, DDP and
+# Dask workers) inherit it through the environment; neurofm.threads reads NEUROFM_NUM_THREADS.
+os.environ.setdefault("NEUROFM_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 
 @pytest.fixture

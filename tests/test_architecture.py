@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "neurofm.errors": 0,
     "neurofm.atomic": 0,
     "neurofm.metrics": 1,
+    "neurofm.display": 1,  # repr/_repr_html_ helpers shared by every layer
     "neurofm.threads": 1,
     "neurofm.specs": 1,
     "neurofm.data": 2,
@@ -31,6 +32,7 @@ LAYERS: dict[str, int] = {
     "neurofm.synthetic": 5,
     "neurofm.testing": 6,
     "neurofm.pipeline.ingest": 6,
+    "neurofm.pipeline.cluster": 6,
     "neurofm.tokenizers": 7,
     "neurofm.models": 8,
     "neurofm.baselines": 9,
@@ -38,6 +40,7 @@ LAYERS: dict[str, int] = {
     "neurofm.analysis": 10,
     "neurofm.evaluation": 11,
     "neurofm.pipeline": 12,
+    "neurofm.pretrained": 12,
     "neurofm.cli": 13,
     "neurofm.demo": 13,
 }

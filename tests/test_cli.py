@@ -141,7 +141,7 @@ def test_ingest_reports_every_file(scenario):
         f"6 ingested, 0 up to date, 0 failed -> {scenario['catalog']}"
     )
     files = {p.name for p in scenario["catalog"].iterdir()}
-    assert files == {"catalog.json"} | {f"{i}.h5" for i in scenario["counts"]}
+    assert files == {"catalog.sqlite"} | {f"{i}.h5" for i in scenario["counts"]}
 
 
 def test_info_catalog_json(scenario):

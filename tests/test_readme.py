@@ -228,13 +228,6 @@ def test_block_runs(readme, index):
     )
 
 
-def test_the_whole_readme_is_quick(readme):
-    total = sum(b.seconds for b in readme)
-    each = ", ".join(f"{b.name} {b.seconds:.0f} s" for b in readme if b.ran)
-    # ~60 s on an idle 2-core machine; the bound leaves room for a busy one
-    assert total < 240, f"README blocks took {total:.0f} s: {each}"
-
-
 # --------------------------------------------------------------------------------------------
 # what the blocks show is what the README says
 # --------------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
+from neurofm import display
 from neurofm.analysis import initializers as inits
 from neurofm.analysis.rank import effective_rank, eigen_rank
 from neurofm.analysis.regime_metrics import (
@@ -644,6 +645,13 @@ class AnalysisResult:
     out: Path
     tables: dict[str, list[dict[str, Any]]]
     figures: list[str]
+
+    def __repr__(self) -> str:
+        tables = ", ".join(f"{k} ({display.count(len(v), 'row')})" for k, v in self.tables.items())
+        return (
+            f"<AnalysisResult {str(self.out)!r}: tables {tables or 'none'}; "
+            f"figures {', '.join(self.figures) or 'none'}>"
+        )
 
 
 _SWEEP_METRICS = (

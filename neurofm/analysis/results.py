@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from neurofm.display import config_html, config_repr
 from neurofm.errors import SpecError
 from neurofm.specs import load_yaml
 
@@ -45,6 +46,12 @@ class StrictModel(BaseModel):
     """Base of analysis config models: unknown keys are errors, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def __repr__(self) -> str:  # only the fields that differ from the defaults
+        return config_repr(self)
+
+    def _repr_html_(self) -> str:
+        return config_html(self)
 
 
 def load_config(model: type[M], path: str | os.PathLike[str]) -> tuple[M, str]:

@@ -13,8 +13,10 @@ from typing import Any
 import h5py
 import numpy as np
 
+from neurofm import display
 from neurofm.atomic import atomic_path
 from neurofm.data.signals import Intervals, IrregularSeries, RegularSeries, Signal, Spikes
+from neurofm.data.signals import facts as signal_facts
 from neurofm.data.storage import (
     LazyIrregularSeries,
     LazyRegularSeries,
@@ -30,6 +32,13 @@ from neurofm.data.storage import (
 from neurofm.errors import InvalidDataError, NeuroFMError, ReaderError
 
 FORMAT_NAME = "neurofm.recording"
+#: How reprs name each kind of signal (lazy or in memory alike).
+_KIND_NAMES = {
+    "spikes": "Spikes",
+    "regular": "RegularSeries",
+    "irregular": "IrregularSeries",
+    "intervals": "Intervals",
+}
 FORMAT_VERSION = 1
 
 __all__ = [
@@ -176,9 +185,42 @@ class Recording:
         return iter(self.signals)
 
     def __repr__(self) -> str:
-        parts = ", ".join(f"{k}: {type(v).__name__}[{len(v)}]" for k, v in self.signals.items())
-        lazy = " lazy" if self._file is not None else ""
-        return f"<Recording{lazy} {self.id!r} {self.duration:.1f} s; {parts}>"
+        # Built from what is in memory: a lazy signal contributes its length, names and two
+        # elements for its time range, never its data.
+        lines = [f"<Recording {self.id!r}: {self._headline()}"]
+        for name, sig in self.signals.items():
+            pairs = signal_facts(sig)
+            rest = "; ".join(f"{k} {v}" for k, v in pairs[1:])
+            lines.append(f"  {name} ({_KIND_NAMES[sig.kind]}): {pairs[0][1]}; {rest}")
+        return "\n".join(lines) + ">"
+
+    def _repr_html_(self) -> str:
+        rows = []
+        for name, sig in self.signals.items():
+            pairs = dict(signal_facts(sig))
+            details = "; ".join(f"{k} {v}" for k, v in pairs.items() if k not in ("size", "time"))
+            rows.append((name, _KIND_NAMES[sig.kind], pairs["size"], pairs["time"], details))
+        return display.html_table(
+            f"Recording {self.id!r}: {self._headline()}",
+            rows,
+            ("signal", "kind", "size", "time", "details"),
+        )
+
+    def _headline(self) -> str:
+        """Duration, who, what and where from, in one line (for the reprs)."""
+        meta, parts = self.metadata, [display.seconds(self.duration)]
+        if meta.subject_id:
+            parts.append(f"subject {meta.subject_id}")
+        if meta.session_id:
+            parts.append(f"session {meta.session_id}")
+        parts += [w for w in (meta.modality, meta.task) if w]
+        if self.absolute_start:
+            parts.append(f"from {self.absolute_start:g} s of the original")
+        if self._file is not None:
+            parts.append(f"lazy, {Path(self._file.filename).name}")
+        if self.provenance.dandiset_id:
+            parts.append(f"dandi:{self.provenance.dandiset_id}")
+        return "; ".join(parts)
 
     def _latest_time(self) -> float:
         latest = 0.0
@@ -359,6 +401,27 @@ class Recording:
         return any(isinstance(s, LazySignal) for s in self.signals.values())
 
     # ---- conversions ----------------------------------------------------------------------
+
+    def to_pynapple(self) -> dict[str, Any]:
+        """Every signal as a pynapple object: spikes -> ``TsGroup`` (units table as metadata),
+        series -> ``Tsd``/``TsdFrame``, intervals -> ``IntervalSet``.
+
+        Needs the optional extra: ``pip install neurofm[pynapple]``. See
+        :func:`neurofm.data.pynapple_io.to_pynapple` for the details.
+
+        Returns
+        -------
+        dict of str to pynapple object
+            Keyed by signal name.
+
+        Raises
+        ------
+        MissingExtraError
+            pynapple is not installed.
+        """
+        from neurofm.data.pynapple_io import to_pynapple
+
+        return to_pynapple(self)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready description: signals, duration, units, spike counts, trials, provenance."""

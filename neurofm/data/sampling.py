@@ -6,15 +6,17 @@ from its recording (see :meth:`neurofm.data.Recording.window`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import NamedTuple
+from collections.abc import Iterator, Mapping, Sequence
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
 from neurofm.data.signals import Intervals
 from neurofm.errors import InvalidDataError
 
-__all__ = ["RandomWindowSampler", "SequentialWindowSampler", "Window"]
+__all__ = ["RandomWindowSampler", "SequentialWindowSampler", "Window", "rank_share", "share_length"]
+
+T = TypeVar("T")
 
 
 class Window(NamedTuple):
@@ -115,3 +117,60 @@ class SequentialWindowSampler:
 
     def __len__(self) -> int:
         return len(self.windows())
+
+
+def _check_rank(rank: int, world_size: int) -> None:
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise InvalidDataError(f"rank {rank} of world size {world_size}: need 0 <= rank < size")
+
+
+def share_length(n: int, rank: int, world_size: int, drop_last: bool) -> int:
+    """How many of ``n`` items :func:`rank_share` gives ``rank``.
+
+    Parameters
+    ----------
+    n : int
+        Items in the global list.
+    rank, world_size : int
+        This process's global rank and the number of processes.
+    drop_last : bool
+        As in :func:`rank_share`.
+
+    Returns
+    -------
+    int
+    """
+    _check_rank(rank, world_size)
+    if drop_last:
+        return n // world_size
+    return max(0, (n - rank + world_size - 1) // world_size)
+
+
+def rank_share(items: Sequence[T], rank: int, world_size: int, drop_last: bool) -> list[T]:
+    """This rank's share of a global list of items (windows): every ``world_size``-th item,
+    from position ``rank``.
+
+    Every rank must pass the same list (samplers draw it from ``(seed, epoch)``, so they do):
+    the shares are then disjoint, and consecutive batches of the ranks together are the
+    consecutive items of the global list, as one process with ``world_size`` times the batch
+    would see them.
+
+    Parameters
+    ----------
+    items : sequence
+        The global list, the same on every rank.
+    rank, world_size : int
+        This process's global rank and the number of processes.
+    drop_last : bool
+        True (training): the last ``len(items) % world_size`` items are left out, so every
+        rank gets the same count (DDP steps in lockstep; nothing is repeated). False
+        (evaluation): nothing is left out and nothing repeated, so the ranks together cover
+        every item exactly once; counts differ by at most one.
+
+    Returns
+    -------
+    list
+    """
+    _check_rank(rank, world_size)
+    stop = (len(items) // world_size) * world_size if drop_last else len(items)
+    return list(items[rank:stop:world_size])

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from neurofm import display
 from neurofm.data.binning import bin_spikes
 from neurofm.errors import InvalidDataError
 
@@ -168,7 +169,13 @@ class Units:
         return len(self.ids)
 
     def __repr__(self) -> str:
-        return f"Units(n={len(self)}, columns={sorted(self.columns)})"
+        cols = f"; columns {', '.join(self.columns)}" if self.columns else ""
+        return f"<Units: {display.count(len(self), 'unit')} ({display.names(self.ids, 4)}){cols}>"
+
+    def _repr_html_(self) -> str:
+        rows = [[uid, *(col[i] for col in self.columns.values())] for i, uid in enumerate(self.ids)]
+        caption = f"Units: {display.count(len(self), 'unit')}"
+        return display.html_table(caption, rows, ["id", *self.columns])
 
 
 class Spikes(Signal):
@@ -219,7 +226,10 @@ class Spikes(Signal):
         return len(self.timestamps)
 
     def __repr__(self) -> str:
-        return f"Spikes(name={self.name!r}, n_spikes={len(self)}, n_units={len(self.units)})"
+        return describe(self)
+
+    def _repr_html_(self) -> str:
+        return describe_html(self)
 
     def window(self, start: float, end: float) -> Spikes:
         """Spikes in ``[start, end)``, times relative to ``start``; the units table is kept."""
@@ -337,10 +347,10 @@ class RegularSeries(Signal):
         return self.data.shape[0]
 
     def __repr__(self) -> str:
-        return (
-            f"RegularSeries(name={self.name!r}, shape={self.data.shape}, rate={self.rate} Hz, "
-            f"start={self.start} s)"
-        )
+        return describe(self)
+
+    def _repr_html_(self) -> str:
+        return describe_html(self)
 
     @property
     def timestamps(self) -> np.ndarray:
@@ -416,7 +426,10 @@ class IrregularSeries(Signal):
         return len(self.timestamps)
 
     def __repr__(self) -> str:
-        return f"IrregularSeries(name={self.name!r}, shape={self.values.shape})"
+        return describe(self)
+
+    def _repr_html_(self) -> str:
+        return describe_html(self)
 
     def window(self, start: float, end: float) -> IrregularSeries:
         """Samples in ``[start, end)`` with times relative to ``start``."""
@@ -504,7 +517,10 @@ class Intervals(Signal):
         return len(self.start)
 
     def __repr__(self) -> str:
-        return f"Intervals(name={self.name!r}, n={len(self)}, columns={sorted(self.columns)})"
+        return describe(self)
+
+    def _repr_html_(self) -> str:
+        return describe_html(self)
 
     @property
     def duration(self) -> np.ndarray:
@@ -565,3 +581,71 @@ class Intervals(Signal):
         for key, col in self.columns.items():
             frame[key] = list(col) if col.ndim > 1 else col
         return pd.DataFrame(frame)
+
+
+# --------------------------------------------------------------------------------------------
+# how signals describe themselves (repr, Jupyter); shared with the lazy signals of storage.py
+# --------------------------------------------------------------------------------------------
+
+
+def facts(signal: Any) -> list[tuple[str, str]]:
+    """(what, value) pairs describing an eager or lazy signal, from what it holds in memory.
+
+    A lazy signal is never read whole: only its length, shape, rate, channel names and (for
+    events and intervals) its first and last time, which cost one element each.
+    """
+    kind, n = signal.kind, len(signal)
+    out: list[tuple[str, str]] = []
+    if kind == "spikes":
+        units = display.count(len(signal.units), "unit")
+        out.append(("size", f"{display.count(n, 'spike')}, {units}"))
+    elif kind in ("regular", "irregular"):
+        c = len(signal.channels)
+        out.append(("size", f"{display.count(n, 'sample')} x {display.count(c, 'channel')}"))
+        if kind == "regular":
+            out.append(("rate", f"{signal.rate:g} Hz"))
+    else:
+        out.append(("size", display.count(n, "interval")))
+    ends = time_range(signal)
+    out.append(("time", display.span(*ends) if ends is not None else "empty"))
+    if kind in ("regular", "irregular"):
+        out.append(("channels", display.names(signal.channels)))
+        if signal.unit:
+            out.append(("unit", signal.unit))
+    if kind == "intervals":
+        columns = column_names(signal)
+        if columns:
+            out.append(("columns", display.names(columns)))
+    return out
+
+
+def time_range(signal: Any) -> tuple[float, float] | None:
+    """First and last time of a signal (None when empty); lazy signals read two elements."""
+    if hasattr(signal, "first_last"):  # lazy signals of neurofm.data.storage
+        return signal.first_last()
+    if len(signal) == 0:
+        return None
+    if signal.kind == "regular":
+        return signal.start, signal.end
+    if signal.kind == "intervals":
+        return float(signal.start[0]), float(signal.end.max())
+    return float(signal.timestamps[0]), float(signal.timestamps[-1])
+
+
+def column_names(intervals: Any) -> list[str]:
+    """Column names of an interval table (``label`` first when it has labels)."""
+    if hasattr(intervals, "column_names"):  # lazy: the stored columns' names
+        return intervals.column_names()
+    return (["label"] if intervals.labels is not None else []) + list(intervals.columns)
+
+
+def describe(signal: Any) -> str:
+    """``<Spikes 'spikes': 38,159 spikes, 47 units; time 0.0-83.0 s>`` (lazy ones say so)."""
+    pairs = facts(signal)
+    rest = "; ".join(f"{k} {v}" for k, v in pairs[1:])
+    return f"<{type(signal).__name__} {signal.name!r}: {pairs[0][1]}{'; ' + rest if rest else ''}>"
+
+
+def describe_html(signal: Any) -> str:
+    """A signal's facts as a two-column table."""
+    return display.html_table(f"{type(signal).__name__} {signal.name!r}", facts(signal))

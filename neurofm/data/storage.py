@@ -57,6 +57,8 @@ from neurofm.data.signals import (
     Spikes,
     Units,
     check_window,
+    describe,
+    describe_html,
     regular_index_range,
 )
 from neurofm.errors import InvalidDataError
@@ -421,8 +423,13 @@ class LazySignal(Signal):
         self.group, self.name = group, name
 
     def __repr__(self) -> str:
-        where = self.group.file.filename
-        return f"{type(self).__name__}(name={self.name!r}, n={len(self)}, file={where!r})"
+        # Only what the lazy view holds: lengths, names, two elements for the time range.
+        text = describe(self)
+        where = os.path.basename(self.group.file.filename) if self.group.file else "closed"
+        return f"{text[:-1]}; on disk in {where}>"
+
+    def _repr_html_(self) -> str:
+        return describe_html(self)
 
     def __len__(self) -> int:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -488,6 +495,10 @@ class _EventIndex:
     def last_time(self) -> float:
         return float(self.timestamps[self.n - 1]) if self.n else 0.0
 
+    def first_last(self) -> tuple[float, float] | None:
+        """First and last timestamps (two elements read), None when empty."""
+        return (float(self.timestamps[0]), self.last_time) if self.n else None
+
 
 class LazySpikes(LazySignal):
     """Spikes stored in HDF5; see :class:`~neurofm.data.signals.Spikes`."""
@@ -510,6 +521,9 @@ class LazySpikes(LazySignal):
     @property
     def last_time(self) -> float:
         return self._events.last_time
+
+    def first_last(self) -> tuple[float, float] | None:
+        return self._events.first_last()
 
     def window(self, start: float, end: float) -> Spikes:
         check_window(start, end, self.name)
@@ -552,6 +566,9 @@ class LazyIrregularSeries(LazySignal):
     @property
     def last_time(self) -> float:
         return self._events.last_time
+
+    def first_last(self) -> tuple[float, float] | None:
+        return self._events.first_last()
 
     def window(self, start: float, end: float) -> IrregularSeries:
         check_window(start, end, self.name)
@@ -599,6 +616,9 @@ class LazyRegularSeries(LazySignal):
     def end(self) -> float:
         return self.start + len(self) / self.rate
 
+    def first_last(self) -> tuple[float, float] | None:
+        return (self.start, self.end) if len(self) else None
+
     def window(self, start: float, end: float) -> RegularSeries:
         check_window(start, end, self.name)
         lo, hi = regular_index_range(self.start, self.rate, len(self), start, end)
@@ -644,6 +664,20 @@ class LazyIntervals(LazySignal):
 
     def __len__(self) -> int:
         return self._n
+
+    def column_names(self) -> list[str]:
+        """The stored columns' names (``label`` first when labelled); nothing is read."""
+        g = self.group
+        stored = list(g["columns"]) if "columns" in g else []
+        return (["label"] if "labels" in g else []) + stored
+
+    def first_last(self) -> tuple[float, float] | None:
+        """The first start and the latest end (one element of each dataset read)."""
+        if self._cache is not None:
+            intervals, cummax = self._cache
+            return (float(intervals.start[0]), float(cummax[-1])) if self._n else None
+        g = self.group
+        return (float(g["start"][0]), float(g["end_cummax"][self._n - 1])) if self._n else None
 
     def _loaded(self) -> tuple[Intervals, np.ndarray]:
         if self._cache is None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from neurofm import display
 from neurofm.data.catalog import Catalog
 from neurofm.errors import NeuroFMError
 from neurofm.specs import BaselineOptions
@@ -62,6 +63,26 @@ class BaselineScores:
     tuning: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     searches: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        means = ", ".join(
+            f"{label} {display.number(sum(per.values()) / len(per) if per else float('nan'))}"
+            for label, per in self.r2.items()
+        )
+        sessions = {rid for per in self.r2.values() for rid in per}
+        return (
+            f"<BaselineScores: mean R^2 {means or 'none'} over "
+            f"{display.count(len(sessions), 'session')}>"
+        )
+
+    def _repr_html_(self) -> str:
+        labels = list(self.r2)
+        sessions = list(dict.fromkeys(rid for per in self.r2.values() for rid in per))
+        rows = [
+            [rid, *(display.number(self.r2[b].get(rid, float("nan"))) for b in labels)]
+            for rid in sessions
+        ]
+        return display.html_table("BaselineScores: R^2 per session", rows, ["session", *labels])
 
     def lines(self) -> list[str]:
         """How each baseline was tuned, for under the results table::

@@ -15,9 +15,11 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from neurofm import display
 from neurofm.data.catalog import Catalog
 from neurofm.evaluation.poyo import evaluate_poyo
 from neurofm.models.poyo import POYO
@@ -76,6 +78,13 @@ class CodeLength:
     def bits_per_sample(self) -> float:
         return self.bits / max(1, self.samples)
 
+    def __repr__(self) -> str:
+        return (
+            f"<CodeLength {self.mode}: {self.bits:,.0f} bits for "
+            f"{display.count(self.samples, 'sample')} ({display.number(self.bits_per_sample)} "
+            f"bits/sample) in {display.count(len(self.blocks), 'block')}>"
+        )
+
 
 def _block_edges(n_trials: int) -> list[int]:
     edges, k = [0, 1], 1
@@ -96,6 +105,7 @@ def prequential_code_length(
     epochs: int = 20,
     eps: float = 0.01,
     seed: int = 0,
+    **settings: Any,
 ) -> CodeLength:
     """Bits to encode the first ``n_trials`` train trials of a session, adapting online.
 
@@ -119,6 +129,9 @@ def prequential_code_length(
         Quantisation of the z-scored targets.
     seed : int
         Fine-tuning seed.
+    **settings
+        Further fine-tuning settings for :func:`~neurofm.training.finetune.finetune` (``lr``,
+        ``min_steps``, ``batch_size``...).
 
     Returns
     -------
@@ -149,6 +162,7 @@ def prequential_code_length(
                 epochs=epochs,
                 seed=seed,
                 progress=False,
+                **settings,
             )
             model, scaler, _ = load_poyo(fitted.checkpoint)
         block = trials.take(np.arange(first, stop))
@@ -175,8 +189,11 @@ def few_shot_curve(
     epochs: int = 30,
     recording_id: str | None = None,
     progress: bool = True,
+    **settings: Any,
 ) -> list[dict[str, object]]:
     """Test R^2 of each adaptation mode for each number of labelled trials and seed.
+
+    ``settings`` go to :func:`~neurofm.training.finetune.finetune` (``lr``, ``min_steps``...).
 
     Returns
     -------
@@ -199,6 +216,7 @@ def few_shot_curve(
             seed=seed,
             progress=False,
             score=session_r2,
+            **settings,
         )
         rows.append({"mode": mode, "trials": res.n_trials, "seed": seed, "r2": res.mean_r2})
     return rows

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from neurofm import display
 from neurofm.data.sampling import SequentialWindowSampler
 from neurofm.data.signals import Intervals
 from neurofm.data.targets import TrialTarget, as_target, evaluation_targets, target_label
@@ -60,6 +61,16 @@ class SessionPrediction:
     def __post_init__(self) -> None:
         if np.isnan(self.score) and not np.isnan(self.r2):
             self.score = self.r2
+
+    def __repr__(self) -> str:
+        shape = np.shape(self.truth)
+        dims = f" x {shape[1]} ({display.names(self.channels)})" if len(shape) > 1 else ""
+        unit = f", {self.unit}" if self.unit else ""
+        masked = f", {self.n_masked:,} masked" if self.n_masked else ""
+        return (
+            f"<SessionPrediction {self.recording_id!r}: score {display.number(self.score)} on "
+            f"{display.count(len(self.timestamps), 'point')}{dims}{unit}{masked}>"
+        )
 
 
 @dataclass
@@ -102,6 +113,25 @@ class EvalResult:
     def n_masked(self) -> int:
         """Evaluation points left out over all sessions (non-finite target values)."""
         return sum(s.n_masked for s in self.sessions.values())
+
+    def _headline(self) -> str:
+        what = f"{self.target} " if self.target else ""
+        return (
+            f"{self.split} split, {what}{self.metric_name}: mean "
+            f"{display.number(self.mean_score)} over {display.count(len(self.sessions), 'session')}"
+        )
+
+    def __repr__(self) -> str:
+        per = ", ".join(f"{rid} {display.number(v)}" for rid, v in self.scores.items())
+        return f"<EvalResult {self._headline()}{' (' + per + ')' if per else ''}>"
+
+    def _repr_html_(self) -> str:
+        rows = [
+            (rid, display.number(s.score), f"{len(s.timestamps):,}", f"{s.n_masked:,}")
+            for rid, s in self.sessions.items()
+        ]
+        header = ("session", self.metric_name, "points", "masked")
+        return display.html_table(f"EvalResult: {self._headline()}", rows, header)
 
 
 @torch.no_grad()

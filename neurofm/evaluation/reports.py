@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from neurofm import display
 from neurofm.atomic import atomic_path
 from neurofm.data.catalog import Catalog
 
@@ -47,6 +48,24 @@ class EvaluateReport:
     plots: list[Path] = field(default_factory=list)
     ok: bool = True
     metrics: dict[str, Any] = field(default_factory=dict)  # model-specific extras (SAMBA)
+
+    def __repr__(self) -> str:
+        means = ", ".join(
+            f"{model} {display.number(sum(per.values()) / len(per) if per else float('nan'))}"
+            for model, per in self.r2.items()
+        )
+        state = "" if self.ok else "; NOT ok"
+        return f"<EvaluateReport {self.split} split: mean R^2 {means or 'none'}{state}>"
+
+    def _repr_html_(self) -> str:
+        models = list(self.r2)
+        sessions = list(dict.fromkeys(rid for per in self.r2.values() for rid in per))
+        rows = [
+            [rid, *(display.number(self.r2[m].get(rid, float("nan"))) for m in models)]
+            for rid in sessions
+        ]
+        caption = f"EvaluateReport: R^2 per session, {self.split} split"
+        return display.html_table(caption, rows, ["session", *models])
 
 
 # --------------------------------------------------------------------------------------------

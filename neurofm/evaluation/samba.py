@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from neurofm import display
 from neurofm.errors import InvalidDataError
 from neurofm.evaluation.stitching import OverlapMean
 from neurofm.metrics import balanced_accuracy, pearson_r, r2_score
@@ -301,6 +302,42 @@ class SambaReport:
     def shuffled_r_mean(self) -> float:
         """The same for the time-shuffled control."""
         return float(np.mean([s["r_mean"] for s in self.shuffled.values()]))
+
+    def _headline(self) -> str:
+        n = len(self.per_recording)
+        parts = [f"{self.split} split"]
+        if n:
+            parts.append(
+                f"per-parcel r {display.number(self.r_mean)} over {display.count(n, 'recording')}"
+            )
+        if self.shuffled:
+            parts.append(f"time-shuffled EEG {display.number(self.shuffled_r_mean)}")
+        for name, s in (("probe", self.probe), ("head", self.head)):
+            if s is not None:
+                parts.append(
+                    f"stimulus {name} balanced accuracy {display.number(s.balanced_accuracy)} "
+                    f"(chance {display.number(s.chance)})"
+                )
+        return "; ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"<SambaReport {self._headline()}>"
+
+    def _repr_html_(self) -> str:
+        rows = []
+        for rid, s in self.per_recording.items():
+            shuffled = self.shuffled.get(rid, {}).get("r_mean", float("nan"))
+            rows.append(
+                (
+                    rid,
+                    display.number(s["r_mean"]),
+                    display.number(s.get("r_sd", float("nan"))),
+                    display.number(s.get("r2", float("nan"))),
+                    display.number(shuffled),
+                )
+            )
+        header = ("recording", "mean r", "SD r", "R^2", "r, shuffled EEG")
+        return display.html_table(f"SambaReport: {self._headline()}", rows, header)
 
 
 def evaluate_samba(

@@ -22,6 +22,7 @@ from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.dataclasses import dataclass
 from torch import nn
 
+from neurofm.display import config_html, config_repr
 from neurofm.errors import NeuroFMError
 from neurofm.models.layers import (
     Dropout,
@@ -99,6 +100,12 @@ class POYOConfig:
         float, Field(gt=0, validate_default=True, description="longest rotary period, s")
     ] = 2.0627
     emb_init_scale: Annotated[float, Field(gt=0)] = 0.02
+
+    def __repr__(self) -> str:  # only the fields that differ from the defaults
+        return config_repr(self)
+
+    def _repr_html_(self) -> str:
+        return config_html(self)
 
     @field_validator("latent_step")
     @classmethod

@@ -44,6 +44,7 @@ from pydantic import ConfigDict, Field, field_validator
 from pydantic.dataclasses import dataclass
 from torch import nn
 
+from neurofm.display import config_html, config_repr
 from neurofm.errors import InvalidDataError
 from neurofm.tokenizers.multimodal import NO_LABEL, WindowGeometry
 
@@ -152,6 +153,12 @@ class SambaConfig:
     loss: Literal["corr", "mse", "corr+mse"] = "corr+mse"
     mse_weight: Annotated[float, Field(ge=0)] = 0.5
     class_weight: Annotated[float, Field(ge=0)] = 0.5  # the stimulus head's cross-entropy
+
+    def __repr__(self) -> str:  # only the fields that differ from the defaults
+        return config_repr(self)
+
+    def _repr_html_(self) -> str:
+        return config_html(self)
 
     @field_validator("wavelet")
     @classmethod

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from neurofm import display
 from neurofm.data.catalog import Catalog, split_domains, time_domains
 from neurofm.data.recording import Recording
 from neurofm.data.signals import Intervals
@@ -47,6 +48,21 @@ class IngestReport:
     def ok(self) -> bool:
         return not self.failed
 
+    def __repr__(self) -> str:
+        lines = [
+            f"<IngestReport {str(self.catalog)!r}: {len(self.ingested)} ingested, "
+            f"{len(self.skipped)} up to date, {len(self.failed)} failed"
+        ]
+        lines += [f"  failed {source}: {reason}" for source, reason in self.failed]
+        return "\n".join(lines) + ">"
+
+    def _repr_html_(self) -> str:
+        rows = [(s, "ingested", rid) for s, rid in self.ingested]
+        rows += [(s, "up to date", rid) for s, rid in self.skipped]
+        rows += [(s, "failed", reason) for s, reason in self.failed]
+        caption = repr(self).splitlines()[0].lstrip("<").rstrip(">")
+        return display.html_table(caption, rows, ("source", "outcome", "recording / reason"))
+
 
 @dataclass
 class _Source:
@@ -65,6 +81,9 @@ class _Source:
     sha256: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     recording_id: str | None = None  # default: derived from the file name
+    #: A DANDI asset a Dask task pulls before reading: {asset, to, api_url} (see
+    #: :func:`_pull_source`); the source then becomes the pulled file.
+    pull: dict[str, Any] | None = None
 
     def digest(self) -> str:
         """The source's sha256 (of its files together), "" when it cannot be known."""
@@ -86,6 +105,7 @@ def ingest(
     fmri_options: dict[str, Any] | None = None,
     splits: str | Any | None = None,
     recording_id: str | None = None,
+    client: Any = None,
 ) -> IngestReport:
     """Ingest NWB, EEG or NIfTI files, a folder of them, or a BIDS dataset into a catalog.
 
@@ -120,6 +140,9 @@ def ingest(
         in contiguous blocks. Not with ``card`` (its ``splits:`` say it).
     recording_id : str, optional
         The recording's id (``neurofm ingest --id``); ``src`` must then be one recording.
+    client : distributed.Client, optional
+        Read the files on this Dask cluster, one task per file (see
+        :mod:`neurofm.pipeline.cluster`); the index is merged here as tasks finish.
 
     Returns
     -------
@@ -157,7 +180,9 @@ def ingest(
         if not recording_id or "/" in recording_id:
             raise NeuroFMError(f"id: must be a non-empty name without '/' ({recording_id!r})")
         sources[0].recording_id = recording_id
-    return _ingest_sources(sources, Path(out), force=force, progress=progress, card=card)
+    return _ingest_sources(
+        sources, Path(out), force=force, progress=progress, card=card, client=client
+    )
 
 
 @dataclass(frozen=True)
@@ -274,6 +299,7 @@ def ingest_dandi(
     force: bool = False,
     progress: bool = True,
     card: Any = None,
+    client: Any = None,
 ) -> tuple[Any, IngestReport]:
     """Pull a dandiset (or stream it) and ingest its NWB assets into a catalog.
 
@@ -293,11 +319,14 @@ def ingest_dandi(
         DANDI API URL (default ``$NEUROFM_DANDI_API`` or the public archive).
     force, progress, card
         As in :func:`ingest`.
+    client : distributed.Client, optional
+        Run one Dask task per asset: pull it (verified; or stream it), read it, write its
+        recording; the index is merged here as tasks finish (:mod:`neurofm.pipeline.cluster`).
 
     Returns
     -------
     (PullReport or None, IngestReport)
-        The pull report is None when streaming.
+        The pull report is None when streaming or on a cluster (each task pulls its asset).
     """
     from neurofm.sources import dandi
 
@@ -315,17 +344,47 @@ def ingest_dandi(
             )
             for a in assets
         ]
-        return None, _ingest_sources(sources, out, force=force, progress=progress, card=card)
+        return None, _ingest_sources(
+            sources, out, force=force, progress=progress, card=card, client=client
+        )
     parsed = dandi.parse_ref(ref)
     to = Path(to) if to is not None else out / "_raw" / parsed.dandiset_id
+    if client is not None:
+        import dataclasses
+
+        dandiset = dandi.resolve(parsed, api_url)
+        sources = []
+        for a in dandi.list_assets(dandiset, include):
+            local = to / a.path
+            # The digest decides what is up to date before anything is pulled.
+            sha = a.sha256 or (dandi.local_sha256(to, local) if local.is_file() else "")
+            sources.append(
+                _Source(
+                    str(local),
+                    str(local),
+                    sha256=sha or None,
+                    provenance=_dandi_provenance(a, stream=False),
+                    # The asset travels without its HTTP client; the task asks for its own.
+                    pull={
+                        "asset": dataclasses.replace(a, remote=None),
+                        "to": str(to),
+                        "api_url": dandiset.api_url,
+                    },
+                )
+            )
+        report = _ingest_sources(
+            sources, out, force=force, progress=progress, card=card, client=client
+        )
+        return None, report
     pulled = dandi.pull(parsed, to, include=include, api_url=api_url, progress=progress)
     return pulled, ingest_pulled(pulled, out, force=force, progress=progress, card=card)
 
 
 def ingest_pulled(
-    pulled: Any, out: Path, *, force: bool, progress: bool, card: Any
+    pulled: Any, out: Path, *, force: bool, progress: bool, card: Any, client: Any = None
 ) -> IngestReport:
-    """Ingest what a pull put on disk, reusing the sha256 it recorded while verifying."""
+    """Ingest what a pull put on disk, reusing the sha256 it recorded while verifying
+    (on a Dask ``client``'s workers, one task per file, when one is given)."""
     from neurofm.sources import dandi
 
     sources = []
@@ -341,7 +400,7 @@ def ingest_pulled(
                 provenance=_dandi_provenance(asset, stream=False),
             )
         )
-    report = _ingest_sources(sources, out, force=force, progress=progress, card=card)
+    report = _ingest_sources(sources, out, force=force, progress=progress, card=card, client=client)
     report.failed = [(path, f"pull: {reason}") for path, reason in pulled.failed] + report.failed
     return report
 
@@ -358,12 +417,20 @@ def _dandi_provenance(asset: Any, stream: bool) -> dict[str, Any]:
 
 
 def _ingest_sources(
-    sources: Iterable[_Source], out: Path, *, force: bool, progress: bool, card: Any
+    sources: Iterable[_Source],
+    out: Path,
+    *,
+    force: bool,
+    progress: bool,
+    card: Any,
+    client: Any = None,
 ) -> IngestReport:
     # A bar on a terminal, whole lines in a log file (neurofm.progress).
     from neurofm.progress import progress_bar
 
     sources = list(sources)
+    if client is not None:
+        return _ingest_on_client(client, sources, out, force=force, progress=progress, card=card)
     # A live writer from the start: whatever it stages in the folder is not a dead one's litter.
     catalog = Catalog(out, create=True, writer=True)
     report = IngestReport(out)
@@ -384,31 +451,8 @@ def _ingest_sources(
                 leave=False,
                 disable=not progress or source.reader != "nwb",
             ) as spikes_bar:
-                options = dict(source.options)
-                if source.reader == "nwb":  # spikes staged beside the catalog, with progress
-                    options.update(
-                        recording_id=source.recording_id,
-                        tmp_dir=out if out.is_dir() else None,
-                        progress=spikes_bar.update,
-                        provenance=source.provenance,
-                    )
-                    # Unsorted spikes are repaired by the reader: merging the trains into one
-                    # time-sorted stream needs each train sorted, and afterwards no one can
-                    # tell which unit went back in time. Trial repairs wait for apply_card,
-                    # which knows the validity and split rules (an overlap between trials
-                    # the card drops anyway needs no repair).
-                    repairs = getattr(card, "repairs", None)
-                    if repairs is not None and repairs.unsorted_spikes is not None:
-                        options["unsorted_spikes"] = repairs.unsorted_spikes
-                target = source.location if source.target is None else source.target
-                rec = READERS[source.reader](target, sha256=digest or None, **options)
+                rec = _read_source(source, out, card, digest, spikes_bar.update)
                 try:
-                    if source.recording_id is not None:  # NWB: already; others: set here
-                        rec.id = source.recording_id
-                    if card is not None and (
-                        card.fields.target is not None or isinstance(card, _SplitRules)
-                    ):
-                        rec = apply_card(rec, card, source.name)
                     _check_id_is_free(catalog, rec, source.name)
                     catalog.add(rec)
                 finally:
@@ -421,6 +465,43 @@ def _ingest_sources(
             reason = f"{type(exc).__name__}: {_one_line(exc, source.name)}"
             report.failed.append((source.name, reason))
     return report
+
+
+def _read_source(
+    source: _Source, out: Path, card: Any, digest: str, progress: Any = None
+) -> Recording:
+    """Read one source into a recording (the card applied); NWB spikes are staged in ``out``.
+
+    ``progress`` is called with the number of spikes read so far (NWB only).
+    """
+    options = dict(source.options)
+    if source.reader == "nwb":  # spikes staged beside the catalog, with progress
+        options.update(
+            recording_id=source.recording_id,
+            tmp_dir=out if out.is_dir() else None,
+            provenance=source.provenance,
+        )
+        if progress is not None:
+            options["progress"] = progress
+        # Unsorted spikes are repaired by the reader: merging the trains into one
+        # time-sorted stream needs each train sorted, and afterwards no one can
+        # tell which unit went back in time. Trial repairs wait for apply_card,
+        # which knows the validity and split rules (an overlap between trials
+        # the card drops anyway needs no repair).
+        repairs = getattr(card, "repairs", None)
+        if repairs is not None and repairs.unsorted_spikes is not None:
+            options["unsorted_spikes"] = repairs.unsorted_spikes
+    target = source.location if source.target is None else source.target
+    rec = READERS[source.reader](target, sha256=digest or None, **options)
+    try:
+        if source.recording_id is not None:  # NWB: already; others: set here
+            rec.id = source.recording_id
+        if card is not None and (card.fields.target is not None or isinstance(card, _SplitRules)):
+            rec = apply_card(rec, card, source.name)
+    except BaseException:
+        rec.close()
+        raise
+    return rec
 
 
 def _check_id_is_free(catalog: Catalog, rec: Recording, name: str) -> None:
@@ -454,6 +535,164 @@ def _check_id_is_free(catalog: Catalog, rec: Recording, name: str) -> None:
     raise CatalogError(
         f"{name}: recording id {rec.id!r} is already taken in {catalog.path} by {theirs}; "
         f"give this one its own id (neurofm ingest {name} --id NEW_ID)"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# on a Dask cluster (neurofm.pipeline.cluster runs the futures)
+# --------------------------------------------------------------------------------------------
+
+
+def _ingest_on_client(
+    client: Any, sources: list[_Source], out: Path, *, force: bool, progress: bool, card: Any
+) -> IngestReport:
+    """One Dask task per source (pull, read, write its recording to its final name); the
+    index is merged here, one recording at a time as its task finishes."""
+    from neurofm.pipeline.cluster import map_tasks
+
+    # A live writer before any task stages in the folder: no other writer takes a running
+    # task's staging folder for a dead writer's litter.
+    out.mkdir(parents=True, exist_ok=True)
+    catalog = Catalog(out, create=True, writer=True)
+    report = IngestReport(out)
+    todo = []
+    for source in sources:
+        digest = source.digest()
+        done = None if force or not digest else catalog.up_to_date(digest)
+        if done is not None:
+            report.skipped.append((source.name, done["id"]))
+            log.info("%s: up to date (%s)", source.name, done["id"])
+        else:
+            todo.append(source)
+    todo = _one_source_per_id(todo, report)
+    # Who holds each id now: a task refuses to overwrite another source's recording.
+    taken = _Taken(
+        out, {e["id"]: e.get("source_path") or e.get("source_url") or "" for e in catalog.entries}
+    )
+    order = {source.name: i for i, source in enumerate(sources)}
+
+    def done(name: str, result: tuple[str, str]) -> None:
+        rec_id, file_name = result
+        catalog.register(out / file_name)
+        report.ingested.append((name, rec_id))
+
+    tasks = [(s.name, _write_source, (s, out, card, taken)) for s in todo]
+    try:
+        report.failed += map_tasks(
+            client,
+            tasks,
+            done,
+            desc="ingest",
+            unit="file",
+            progress=progress,
+            already=len(report.skipped),
+        )
+    finally:
+        catalog.close()
+    report.ingested.sort(key=lambda item: order[item[0]])
+    report.failed.sort(key=lambda item: order.get(item[0], len(order)))
+    return report
+
+
+def _one_source_per_id(sources: list[_Source], report: IngestReport) -> list[_Source]:
+    """Tasks run at once cannot see each other's ids: two NWB sources that would get the same
+    id (known before reading: given, or from the file name) would both write ``<id>.h5``.
+    The first keeps it; the others fail, as the serial path fails them."""
+    from neurofm.readers.nwb import default_recording_id
+
+    owner: dict[str, str] = {}
+    kept = []
+    for source in sources:
+        rec_id = source.recording_id
+        if rec_id is None and source.reader == "nwb":
+            rec_id = default_recording_id(PurePosixPath(str(source.location)))
+        if rec_id is not None and rec_id in owner:
+            report.failed.append(
+                (
+                    source.name,
+                    f"{source.name}: recording id {rec_id!r} is also the id of "
+                    f"{owner[rec_id]} in this ingest; give this one its own id "
+                    f"(neurofm ingest {source.name} --id NEW_ID)",
+                )
+            )
+            continue
+        if rec_id is not None:
+            owner[rec_id] = source.name
+        kept.append(source)
+    return kept
+
+
+@dataclass(frozen=True)
+class _Taken:
+    """The catalog's ids and their sources when the tasks were submitted: what
+    :func:`_check_id_is_free` asks of a catalog, without a task reading the index."""
+
+    path: Path
+    sources: dict[str, str]
+
+    def __contains__(self, rec_id: object) -> bool:
+        return rec_id in self.sources
+
+    def entry(self, rec_id: str) -> dict[str, str]:
+        return {"source_path": self.sources[rec_id]}
+
+
+def _stage_folder(out: Path, name: str) -> Path:
+    """A task's own staging folder in the catalog, the same for every attempt at ``name``
+    (so a retry removes what a killed attempt left); named as the catalog knows staging
+    folders, so ``neurofm verify`` lists it and the next writer removes it if left."""
+    import hashlib
+
+    return out / f".neurofm-stage-task_{hashlib.sha256(name.encode()).hexdigest()[:16]}"
+
+
+def _write_source(source: _Source, out: Path, card: Any, taken: _Taken) -> tuple[str, str]:
+    """A Dask task: pull (if asked), read, and write the recording to ``<out>/<id>.h5``.
+
+    Everything partial (the pulled file's ``.partial``, staged spikes, the recording being
+    written) lies in the download folder or in this task's staging folder; the recording
+    appears under its final name by one rename, complete. The index is not touched.
+    Returns the recording id and its file name.
+    """
+    import shutil
+
+    stage = _stage_folder(out, source.name)
+    shutil.rmtree(stage, ignore_errors=True)  # an earlier attempt, killed mid-task
+    stage.mkdir(parents=True)
+    try:
+        if source.pull is not None:
+            source = _pull_source(source)
+        rec = _read_source(source, stage, card, source.digest())
+        try:
+            _check_id_is_free(taken, rec, source.name)  # type: ignore[arg-type]
+            file_name = f"{rec.id}.h5"
+            written = rec.save(stage / file_name)
+        finally:
+            rec.close()
+        os.replace(written, out / file_name)
+        return rec.id, file_name
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _pull_source(source: _Source) -> _Source:
+    """Pull one DANDI asset (verified, resumed; skipped if present and verified) and return
+    the pulled file as the source to read."""
+    from neurofm.errors import SourceError
+    from neurofm.sources import dandi
+
+    want = source.pull or {}
+    pulled = dandi.pull_asset(want["asset"], want["to"], api_url=want["api_url"])
+    if pulled.failed:
+        raise SourceError(f"pull: {pulled.failed[0][1]}")
+    local = (pulled.downloaded + pulled.skipped)[0]
+    sha = dandi.local_sha256(pulled.to, local)
+    return _Source(
+        source.name,
+        str(local),
+        files=(Path(local),),
+        sha256=sha or None,
+        provenance=source.provenance,
     )
 
 

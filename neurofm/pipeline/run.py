@@ -9,6 +9,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,9 @@ def run_pipeline(
     only: tuple[str, ...] | None = None,
     overrides: Sequence[str] = (),
     openneuro_url: str | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    _clients: _Clients | None = None,
 ) -> PipelineResult:
     """Run the steps of a pipeline spec in order.
 
@@ -68,7 +72,23 @@ def run_pipeline(
     openneuro_url : str, optional
         OpenNeuro server URL for a card whose source is ``openneuro:`` (default
         ``$NEUROFM_OPENNEURO_URL`` or https://openneuro.org).
+    workers, scheduler : optional
+        Run the pull and ingest steps on Dask, one task per asset: a local cluster of
+        ``workers`` processes, or the cluster at ``scheduler`` (default: the spec's
+        ``cluster:`` section; neither: one after another).
     """
+    if _clients is None:  # a Dask client, if one is asked for, lives as long as this run
+        with ExitStack() as stack:
+            return run_pipeline(
+                path,
+                api_url=api_url,
+                workdir=workdir,
+                progress=progress,
+                only=only,
+                overrides=overrides,
+                openneuro_url=openneuro_url,
+                _clients=_Clients(stack, workers, scheduler),
+            )
     from neurofm.sources import dandi
     from neurofm.specs import load_pipeline
 
@@ -114,9 +134,22 @@ def run_pipeline(
             else:
                 raw = work / opts.to
                 include = [*source.include, *opts.include] or None
-                pulled = dandi.pull(
-                    source.ref, raw, include=include, api_url=api_url, progress=progress
-                )
+                client = _clients.get(spec)
+                if client is not None:
+                    from neurofm.pipeline.cluster import pull_on_client
+
+                    pulled = pull_on_client(
+                        client,
+                        source.ref,
+                        raw,
+                        include=include,
+                        api_url=api_url,
+                        progress=progress,
+                    )
+                else:
+                    pulled = dandi.pull(
+                        source.ref, raw, include=include, api_url=api_url, progress=progress
+                    )
                 result.reports["pull"] = pulled
                 result.summary.append(
                     f"pull: {len(pulled.downloaded)} downloaded, {len(pulled.skipped)} up to "
@@ -125,7 +158,12 @@ def run_pipeline(
                 )
         elif step.kind == "ingest":
             out = work / opts.out
-            kw = {"force": opts.force, "progress": progress, "card": card}
+            kw = {
+                "force": opts.force,
+                "progress": progress,
+                "card": card,
+                "client": _clients.get(spec),
+            }
             if source.local is not None:
                 report = ingest(source.local, out, **kw)
             elif source.synthetic is not None:
@@ -171,6 +209,12 @@ def run_pipeline(
                 opts, card, catalog, work, Path(path).parent, progress=progress
             )
             result.summary.append(line)
+            from neurofm.training.trainer import global_rank
+
+            if global_rank() != 0:
+                # A DDP rank other than 0 (torchrun, srun, Lightning's launcher): its share of
+                # training is done; evaluation and reports are rank 0's, written once.
+                break
         elif step.kind == "evaluate":
             from neurofm.pipeline.steps import run_evaluate_step
 
@@ -180,6 +224,26 @@ def run_pipeline(
             result.reports["evaluate"] = report
             result.summary.extend(lines)
     return result
+
+
+class _Clients:
+    """The run's Dask client, opened on first use (by the pull or ingest step) from the
+    command line's --workers/--scheduler, else the spec's ``cluster:``; None for neither."""
+
+    def __init__(self, stack: ExitStack, workers: int | None, scheduler: str | None) -> None:
+        self.stack, self.workers, self.scheduler = stack, workers, scheduler
+        self.opened, self.client = False, None
+
+    def get(self, spec: Any) -> Any:
+        if not self.opened:
+            from neurofm.pipeline.cluster import dask_client
+
+            workers, scheduler = self.workers, self.scheduler
+            if workers is None and scheduler is None:
+                workers, scheduler = spec.cluster.workers, spec.cluster.scheduler
+            self.client = self.stack.enter_context(dask_client(workers, scheduler))
+            self.opened = True
+        return self.client
 
 
 def _pull_openneuro(

@@ -65,10 +65,11 @@ def run_train_step(
     tuple of (Path, str)
         The checkpoint and a summary line.
     """
+    from neurofm.data.catalog import Catalog
     from neurofm.models.poyo import POYOConfig
     from neurofm.training.poyo import TrainConfig, train_poyo
 
-    if not (catalog / "catalog.json").is_file():
+    if not Catalog.is_catalog(catalog):
         raise NeuroFMError(f"{catalog}: no catalog to train on; run the ingest step first")
     model_path = (spec_dir / opts.model).resolve()
     if model_kind(model_path) == "samba":
@@ -112,6 +113,8 @@ def _run_options(opts: TrainStep, out: Path) -> dict[str, Any]:
         "resume": resume,
         "accelerator": opts.accelerator,
         "devices": opts.devices,
+        "num_nodes": opts.num_nodes,
+        "strategy": opts.strategy,
         "precision": opts.precision,
         "checkpoint_every_n_steps": opts.checkpoint_every_n_steps,
     }

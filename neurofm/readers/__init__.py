@@ -5,15 +5,13 @@ file, so ``READERS[format_of(path)](path, ...)`` reads any file neurofm knows. E
 takes the thing it reads first and keyword options after (``sha256``, ``recording_id``,
 ``provenance``...), like MNE's ``read_raw_*``:
 
-========== ====================================== =========================================
-name       reader                                 reads
-========== ====================================== =========================================
-nwb        :func:`~neurofm.readers.nwb.read_nwb`   an NWB file (or an http(s) URL, streamed)
-eeg        :func:`~neurofm.readers.eeg.read_eeg`   an EEG file in any format MNE reads
-fmri       :func:`~neurofm.readers.fmri.read_fmri` a 4-D BOLD NIfTI, reduced to atlas parcels
-eeg-fmri   :func:`~neurofm.readers.fmri.read_eeg_fmri` an EEG file and a BOLD NIfTI together
-bids-run   :func:`~neurofm.readers.fmri.read_bids_run` one run of a BIDS dataset
-========== ====================================== =========================================
+| name     | reader                       | reads                                      |
+|----------|------------------------------|--------------------------------------------|
+| nwb      | :func:`~.nwb.read_nwb`       | an NWB file (or an http(s) URL, streamed)  |
+| eeg      | :func:`~.eeg.read_eeg`       | an EEG file in any format MNE reads        |
+| fmri     | :func:`~.fmri.read_fmri`     | a 4-D BOLD NIfTI, reduced to atlas parcels |
+| eeg-fmri | :func:`~.fmri.read_eeg_fmri` | an EEG file and a BOLD NIfTI together      |
+| bids-run | :func:`~.fmri.read_bids_run` | one run of a BIDS dataset                  |
 """
 
 from __future__ import annotations

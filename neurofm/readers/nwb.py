@@ -147,13 +147,20 @@ def read_nwb(
             )
             _read_series(nwb, path, signals)
             _read_intervals(nwb, path, signals)
+            metadata = _metadata(nwb, signals)
+            duration, derived = _apply_export(nwb, signals, metadata)
             # Built inside the try: if it fails, the staging file must still be removed.
             rec = Recording(
                 recording_id or default_recording_id(path),
                 signals,
-                metadata=_metadata(nwb, signals),
+                duration=duration,
+                metadata=metadata,
                 provenance=_provenance(
-                    nwb, path, url, sha256, {**(provenance or {}), **_repairs_entry(repairs)}
+                    nwb,
+                    path,
+                    url,
+                    sha256,
+                    {**(provenance or {}), **_repairs_entry(repairs), **derived},
                 ),
             )
         except NeuroFMError:
@@ -252,7 +259,10 @@ def _read_units(
     if len(ids) == 0:
         raise ReaderError(f"{path}: the Units table is empty")
     unit_ids = [str(i) for i in ids]
-    table = Units(unit_ids, _unit_columns(nwb, units, len(ids)), name="units")
+    unit_columns = _unit_columns(nwb, units, len(ids))
+    if "neurofm_unit_id" in unit_columns:  # string ids of a file neurofm exported
+        unit_ids = [str(i) for i in unit_columns.pop("neurofm_unit_id")]
+    table = Units(unit_ids, unit_columns, name="units")
     ends = np.asarray(units["spike_times"].data[()])
     if len(ends) != len(ids):
         raise InvalidDataError(
@@ -658,3 +668,64 @@ def _metadata(nwb: Any, signals: dict[str, Signal]) -> Metadata:
         lab=str(nwb.lab or ""),
         description=str(nwb.session_description or ""),
     )
+
+
+#: Precedes the JSON block neurofm.writers.nwb.write_nwb leaves in ``notes`` (kept equal there).
+EXPORT_MARKER = "neurofm-export: "
+
+
+def _apply_export(
+    nwb: Any, signals: dict[str, Signal], metadata: Metadata
+) -> tuple[float | None, dict[str, Any]]:
+    """Restore what a file neurofm exported keeps in its ``notes`` (NWB has no field for it):
+    channel names, units of measurement and time columns of the signals, the modality and extra
+    metadata, the duration. Returns (duration or None, provenance entries); a file neurofm did
+    not write is left alone."""
+    import json
+
+    notes = str(nwb.notes or "")
+    at = notes.find(EXPORT_MARKER)
+    if at < 0:
+        return None, {}
+    try:
+        export = json.loads(notes[at + len(EXPORT_MARKER) :])
+        entries = dict(export["signals"])
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        log.warning("notes: a neurofm export block that cannot be read (%s): ignored", exc)
+        return None, {}
+    for name, entry in entries.items():
+        signal = signals.get(name)
+        if not isinstance(entry, dict):
+            continue
+        if isinstance(signal, RegularSeries | IrregularSeries):
+            channels = entry.get("channels")
+            if isinstance(channels, list) and len(channels) == len(signal.channels):
+                signal.channels = np.asarray([str(c) for c in channels], dtype=object)
+            signal.unit = str(entry.get("unit", signal.unit))
+            info = entry.get("channel_info")
+            if isinstance(signal, RegularSeries) and isinstance(info, dict) and info:
+                signal.channel_info = {
+                    str(k): np.asarray(v)
+                    for k, v in info.items()
+                    if isinstance(v, list) and len(v) == len(signal.channels)
+                }
+        elif isinstance(signal, Intervals):
+            listed = entry.get("time_columns")
+            wanted = [str(c) for c in listed] if isinstance(listed, list) else []
+            signal.time_columns = tuple(c for c in wanted if c in signal.columns)
+    meta = export.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    if "modality" in meta:
+        metadata.modality = str(meta["modality"])
+    if isinstance(meta.get("extra"), dict):
+        metadata.extra.update(meta["extra"])
+    placeholders = meta.get("placeholders")
+    for key in placeholders if isinstance(placeholders, list) else []:
+        if key in ("session_start_time", "description", "sex"):
+            setattr(metadata, key, "")
+    duration = export.get("duration")
+    ok = isinstance(duration, int | float) and np.isfinite(duration) and duration >= 0
+    derived = export.get("provenance")
+    return (float(duration) if ok else None), {
+        "derived_from": derived if isinstance(derived, dict) else {}
+    }

@@ -17,13 +17,15 @@ The API URL comes from ``api_url=``, else ``$NEUROFM_DANDI_API``, else the publi
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import hashlib
 import json
 import logging
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 PUBLIC_API = "https://api.dandiarchive.org/api"
 ENV_API = "NEUROFM_DANDI_API"
 MANIFEST = ".neurofm-pull.json"
+MANIFEST_LOCK = ".neurofm-pull.lock"
 PARTIAL_SUFFIX = ".partial"
 CHUNK = 1 << 20  # hashing block
 # requests buffers a whole chunk before yielding it, so a dropped connection loses at most this
@@ -50,6 +53,7 @@ __all__ = [
     "open_remote",
     "parse_ref",
     "pull",
+    "pull_asset",
     "resolve",
 ]
 
@@ -246,6 +250,22 @@ def _digests(path: Path, size: int) -> tuple[str, str]:
     return etag.hexdigest(), sha.hexdigest()
 
 
+@contextmanager
+def _folder_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created if missing) while the block runs."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: one pull per folder at a time
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 class _Manifest:
     """Per-folder record of verified files (size, mtime, digests), so re-runs skip re-hashing."""
 
@@ -269,7 +289,7 @@ class _Manifest:
 
     def record(self, rel: str, asset: AssetInfo, local: Path, sha256: str) -> None:
         stat = local.stat()
-        self.entries[rel] = {
+        entry = {
             "dandi_etag": asset.dandi_etag,
             "sha256": sha256,
             "size": stat.st_size,
@@ -278,8 +298,16 @@ class _Manifest:
             "dandiset": asset.dandiset_id,
             "version": asset.version,
         }
-        with atomic_path(self.path) as tmp:
-            tmp.write_text(json.dumps(self.entries, indent=1, sort_keys=True))
+        # Several pulls may fill one folder at once (Dask workers, one asset each): re-read
+        # the manifest under a lock, so that no one's entries are lost.
+        with _folder_lock(self.path.with_name(MANIFEST_LOCK)):
+            try:
+                on_disk = json.loads(self.path.read_text())
+            except (OSError, ValueError):
+                on_disk = {}
+            self.entries = {**self.entries, **on_disk, rel: entry}
+            with atomic_path(self.path) as tmp:
+                tmp.write_text(json.dumps(self.entries, indent=1, sort_keys=True))
 
     def sha256(self, rel: str) -> str:
         return str(self.entries.get(rel, {}).get("sha256", ""))
@@ -357,6 +385,52 @@ def pull(
                 continue
             report.bytes_transferred += sent
             report.downloaded.append(local)
+    return report
+
+
+def pull_asset(
+    asset: AssetInfo,
+    to: str | os.PathLike[str],
+    *,
+    api_url: str | None = None,
+    retries: int = 2,
+) -> PullReport:
+    """Download one asset listed by :func:`list_assets` into ``to``, as :func:`pull` does.
+
+    For a Dask task, one per asset: the asset travels without its client
+    (``dataclasses.replace(asset, remote=None)``) and the task asks the server for nothing
+    but the asset itself (one request) and its bytes; the folder's manifest is shared with
+    the other tasks. Verified, resumed, skipped when present and verified.
+
+    Returns
+    -------
+    PullReport
+        With this one asset downloaded, skipped or failed.
+    """
+    to = Path(to)
+    rel = str(_safe_relpath(asset.path, DandiRef(asset.dandiset_id, asset.version)))
+    local = to / rel
+    report = PullReport(asset.dandiset_id, asset.version, to, assets={str(local): asset})
+    to.mkdir(parents=True, exist_ok=True)
+    manifest = _Manifest(to)
+    if manifest.verified(rel, asset, local):
+        report.skipped.append(local)
+        return report
+    if asset.remote is None:
+        try:
+            remote = _client(api_url).get_asset(asset.asset_id)
+        except Exception as exc:
+            raise SourceError(
+                f"{asset.path}: cannot reach asset {asset.asset_id} at {api_url_from(api_url)} "
+                f"({exc})"
+            ) from None
+        asset = dataclasses.replace(asset, remote=remote)
+    try:
+        report.bytes_transferred = _download(asset, local, manifest, rel, retries, lambda n: None)
+    except SourceError as exc:
+        report.failed.append((asset.path, str(exc)))
+        return report
+    report.downloaded.append(local)
     return report
 
 

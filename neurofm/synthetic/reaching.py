@@ -21,9 +21,17 @@ Model, in brief
   exact 2 ms dead time; the Poisson rate is raised by ``1 / (1 - r * 2 ms)`` so the rate after
   the dead time matches ``r``.
 
+Corpus knobs: ``pool_factor`` sets unit turnover (each subject's pool holds
+``ceil(pool_factor * max units)`` neurons and a session records a random subset, so a larger
+factor means fewer neurons shared between two sessions) and ``drift_scale`` multiplies every
+session-to-session drift step. Their defaults (1.5 and 1.0) give exactly the files of earlier
+versions; a pretraining corpus of several subjects with more turnover and drift is e.g.
+``generate_reaching_dataset(out, n_subjects=3, n_sessions=5, pool_factor=2.5, drift_scale=1.5)``.
+
 Seeds: everything derives from ``numpy.random.SeedSequence(seed, spawn_key=...)`` with keys
 ``(subject,)``-prefixed, so a session depends only on ``(seed, subject_index, session_index,
-n_trials, n_units_range, behavior_rate)`` and not on how many sessions are generated.
+n_trials, n_units_range, behavior_rate, pool_factor, drift_scale)`` and not on how many sessions
+are generated.
 """
 
 from __future__ import annotations
@@ -151,7 +159,8 @@ class ReachingSession:
     subject : dict
         Subject metadata (``sex``, ``age``, ``description``, ``species``).
     params : dict
-        Generation parameters (n_trials, n_units_range, behavior_rate).
+        Generation parameters (n_trials, n_units_range, behavior_rate, and pool_factor and
+        drift_scale when not at their defaults).
     rates : ndarray or None, shape (n_units, N)
         Ground-truth rates (Hz) on the rate grid (bin ``k`` covers ``[k, k+1) * rate_dt``),
         only when asked for with ``return_rates=True``.
@@ -302,19 +311,22 @@ def _subject_pool(seed: int, subject_index: int, pool_size: int) -> dict[str, An
     }
 
 
-def _session_drift(seed: int, subject_index: int, session_index: int, pool_size: int) -> dict:
-    """Cumulative random-walk drift of the pool parameters up to ``session_index``."""
+def _session_drift(
+    seed: int, subject_index: int, session_index: int, pool_size: int, scale: float = 1.0
+) -> dict:
+    """Cumulative random-walk drift of the pool parameters up to ``session_index``; ``scale``
+    multiplies every step's standard deviation (1.0: the historical drift, bit for bit)."""
     global_rot = 0.0
     pd_shift = np.zeros(pool_size)
     log_gain = np.zeros(pool_size)
     log_base = np.zeros(pool_size)
     for k in range(1, session_index + 1):
         rng = _rng(seed, subject_index, _KEY_DRIFT, k)
-        step_rot = rng.normal(0.0, _DRIFT_GLOBAL_ROT_SD)
+        step_rot = rng.normal(0.0, scale * _DRIFT_GLOBAL_ROT_SD)
         global_rot += step_rot
-        pd_shift += step_rot + rng.normal(0.0, _DRIFT_PD_SD, pool_size)
-        log_gain += rng.normal(0.0, _DRIFT_LOG_GAIN_SD, pool_size)
-        log_base += rng.normal(0.0, _DRIFT_LOG_BASELINE_SD, pool_size)
+        pd_shift += step_rot + rng.normal(0.0, scale * _DRIFT_PD_SD, pool_size)
+        log_gain += rng.normal(0.0, scale * _DRIFT_LOG_GAIN_SD, pool_size)
+        log_base += rng.normal(0.0, scale * _DRIFT_LOG_BASELINE_SD, pool_size)
     return {
         "global_rotation": float(global_rot),
         "pd_shift": pd_shift,
@@ -560,9 +572,19 @@ def _simulate_spikes(
 # --- public: simulate --------------------------------------------------------------------------
 
 
-def _pool_size(n_units_range: tuple[int, int]) -> int:
-    # 1.5x the largest population, so sessions share some but not all neurons
-    return int(np.ceil(1.5 * n_units_range[1]))
+def _pool_size(n_units_range: tuple[int, int], pool_factor: float = 1.5) -> int:
+    # pool_factor x the largest population (1.5 by default), so sessions share some but not
+    # all neurons; the larger the factor, the more turnover between sessions
+    return int(np.ceil(pool_factor * n_units_range[1]))
+
+
+def _check_corpus_args(pool_factor: float, drift_scale: float) -> tuple[float, float]:
+    for name, value, low in (("pool_factor", pool_factor, 1.0), ("drift_scale", drift_scale, 0.0)):
+        number = isinstance(value, (int, float, np.integer, np.floating))
+        ok = number and not isinstance(value, bool)
+        if not ok or not np.isfinite(value) or value < low:
+            raise InvalidDataError(f"{name}: expected a finite number >= {low:g}, got {value!r}")
+    return float(pool_factor), float(drift_scale)
 
 
 def simulate_session(
@@ -574,6 +596,8 @@ def simulate_session(
     n_units_range: tuple[int, int] = (50, 200),
     behavior_rate: float = 200.0,
     return_rates: bool = False,
+    pool_factor: float = 1.5,
+    drift_scale: float = 1.0,
 ) -> ReachingSession:
     """Simulate one centre-out reaching session in memory.
 
@@ -596,6 +620,12 @@ def simulate_session(
     return_rates : bool
         Also return the ground-truth rates on the 5 ms grid (``n_units x duration / 5 ms``
         float32 values).
+    pool_factor : float
+        Unit turnover: the subject's pool holds ``ceil(pool_factor * n_units_range[1])``
+        neurons (>= 1; 1.5 by default) and each session records a random subset.
+    drift_scale : float
+        Multiplies the standard deviation of every session-to-session drift step (>= 0; 0: no
+        drift, 1: the default).
 
     Returns
     -------
@@ -617,11 +647,12 @@ def simulate_session(
         subject_index=subject_index,
         session_index=session_index,
     )
+    pool_factor, drift_scale = _check_corpus_args(pool_factor, drift_scale)
     seed, subject_index, session_index = int(seed), int(subject_index), int(session_index)
     behavior_rate = float(behavior_rate)
-    pool_size = _pool_size((lo, hi))
+    pool_size = _pool_size((lo, hi), pool_factor)
     pool = _subject_pool(seed, subject_index, pool_size)
-    drift = _session_drift(seed, subject_index, session_index, pool_size)
+    drift = _session_drift(seed, subject_index, session_index, pool_size, drift_scale)
     rng = _rng(seed, subject_index, _KEY_SESSION, session_index)
 
     # population: a random subset of the pool, ordered by electrode like a sorter's output
@@ -703,17 +734,33 @@ def simulate_session(
         drift={
             "session_index": session_index,
             "global_rotation": drift["global_rotation"],
-            "pd_step_sd": _DRIFT_PD_SD,
-            "global_rotation_step_sd": _DRIFT_GLOBAL_ROT_SD,
-            "log_gain_step_sd": _DRIFT_LOG_GAIN_SD,
-            "log_baseline_step_sd": _DRIFT_LOG_BASELINE_SD,
+            "pd_step_sd": drift_scale * _DRIFT_PD_SD,
+            "global_rotation_step_sd": drift_scale * _DRIFT_GLOBAL_ROT_SD,
+            "log_gain_step_sd": drift_scale * _DRIFT_LOG_GAIN_SD,
+            "log_baseline_step_sd": drift_scale * _DRIFT_LOG_BASELINE_SD,
         },
         electrodes={"area": np.repeat(np.asarray(areas), CHANNELS_PER_ARRAY)},
         areas=areas,
         subject=dict(pool["subject"]),
-        params={"n_trials": n_trials, "n_units_range": [lo, hi], "behavior_rate": behavior_rate},
+        params={
+            "n_trials": n_trials,
+            "n_units_range": [lo, hi],
+            "behavior_rate": behavior_rate,
+            **_corpus_params(pool_factor, drift_scale),
+        },
         rates=rates,
     )
+
+
+def _corpus_params(pool_factor: float, drift_scale: float) -> dict[str, float]:
+    # Only non-default knobs are recorded, so default datasets stay byte-identical to those of
+    # earlier versions (their ground-truth JSON included).
+    out = {}
+    if pool_factor != 1.5:
+        out["pool_factor"] = pool_factor
+    if drift_scale != 1.0:
+        out["drift_scale"] = drift_scale
+    return out
 
 
 # --- ground truth ------------------------------------------------------------------------------
@@ -1087,6 +1134,8 @@ def generate_reaching_dataset(
     n_units_range: tuple[int, int] = (50, 200),
     behavior_rate: float = 200.0,
     progress: bool = True,
+    pool_factor: float = 1.5,
+    drift_scale: float = 1.0,
 ) -> list[SessionInfo]:
     """Write a synthetic centre-out reaching dataset in DANDI layout.
 
@@ -1112,6 +1161,9 @@ def generate_reaching_dataset(
         Sampling rate (Hz, >= 100) of hand position and velocity.
     progress : bool
         Show a progress bar over sessions.
+    pool_factor, drift_scale : float
+        Unit turnover and drift strength (see :func:`simulate_session`); the defaults give the
+        files of earlier versions.
 
     Returns
     -------
@@ -1136,6 +1188,7 @@ def generate_reaching_dataset(
         n_subjects=n_subjects,
         n_sessions=n_sessions,
     )
+    pool_factor, drift_scale = _check_corpus_args(pool_factor, drift_scale)
     out = Path(out_dir)
     gt_dir = out / "ground_truth"
     gt_dir.mkdir(parents=True, exist_ok=True)
@@ -1146,7 +1199,14 @@ def generate_reaching_dataset(
     pairs = [(i, k) for i in range(n_subjects) for k in range(n_sessions)]
     for i, k in progress_bar(pairs, desc="sessions", unit="session", disable=not progress):
         session = simulate_session(
-            seed, i, k, n_trials=n_trials, n_units_range=(lo, hi), behavior_rate=behavior_rate
+            seed,
+            i,
+            k,
+            n_trials=n_trials,
+            n_units_range=(lo, hi),
+            behavior_rate=behavior_rate,
+            pool_factor=pool_factor,
+            drift_scale=drift_scale,
         )
         sub, ses = session.subject_id, session.session_id
         rel = Path(f"sub-{sub}") / f"sub-{sub}_ses-{ses}_ecephys.nwb"
@@ -1180,6 +1240,7 @@ def generate_reaching_dataset(
             "n_trials": n_trials,
             "n_units_range": [lo, hi],
             "behavior_rate": float(behavior_rate),
+            **_corpus_params(pool_factor, drift_scale),
         },
         "sessions": summary_sessions,
     }

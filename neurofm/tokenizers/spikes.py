@@ -283,5 +283,8 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     out_lengths = np.array([len(it["output_timestamps"]) for it in items])
     batch["output_mask"] = torch.from_numpy(np.arange(n_out)[None, :] < out_lengths[:, None])
     batch["recording_id"] = [it["recording_id"] for it in items]
-    batch["absolute_start"] = torch.tensor([it["absolute_start"] for it in items])
+    # float64: a window starting at 103.76 s must not land microseconds off (float32 would)
+    batch["absolute_start"] = torch.tensor(
+        [it["absolute_start"] for it in items], dtype=torch.float64
+    )
     return batch

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset, Sampler
 
 from neurofm.data.catalog import Catalog
 from neurofm.data.recording import Recording
-from neurofm.data.sampling import Window
+from neurofm.data.sampling import Window, rank_share, share_length
 from neurofm.data.signals import Intervals
 from neurofm.errors import InvalidDataError
 
@@ -25,6 +25,7 @@ __all__ = [
     "ShardedSampler",
     "WindowDataset",
     "iter_recordings",
+    "process_group",
     "split_domains_of",
 ]
 
@@ -164,27 +165,67 @@ class WindowDataset(Dataset):
         raise TypeError("WindowDataset is indexed by Window items from a sampler")
 
 
-class ShardedSampler(Sampler):
-    """Gives each of ``world_size`` processes its own, equally long share of a sampler's windows.
+def process_group() -> tuple[int, int]:
+    """``(global rank, world size)`` of this process: ``(0, 1)`` unless a
+    :mod:`torch.distributed` process group is up (Lightning starts one for DDP, on one node or
+    many, under ``torchrun``, SLURM or its own launcher)."""
+    import torch.distributed as dist
 
-    Used for DDP instead of torch's DistributedSampler, which indexes integers; windows of every
-    epoch are drawn once (same seed on every rank) and dealt out round-robin.
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class ShardedSampler(Sampler):
+    """This process's share of a sampler's windows, for DDP across processes and nodes.
+
+    Used instead of torch's DistributedSampler, which indexes integers. The wrapped sampler
+    draws every epoch's global window list from ``(seed, epoch)``, the same on every rank;
+    rank ``r`` of ``n`` takes items ``r, r + n, r + 2n, ...``
+    (:func:`~neurofm.data.sampling.rank_share`). Training (``drop_last=True``) leaves out the
+    last ``len % n`` windows so all ranks step in lockstep; evaluation (``drop_last=False``)
+    leaves out nothing and repeats nothing, so every window is scored exactly once across
+    ranks.
+
+    Parameters
+    ----------
+    sampler : iterable
+        The global sampler (with ``len``; ``set_epoch`` if it has epochs).
+    rank, world_size : int, optional
+        Default: from the :mod:`torch.distributed` process group when it is up, at each
+        iteration (so a loader built before Lightning starts the group is sharded too), else
+        ``(0, 1)``.
+    drop_last : bool
+        Equal shares (training) or every window once (evaluation).
     """
 
-    def __init__(self, sampler: Any, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        sampler: Any,
+        rank: int | None = None,
+        world_size: int | None = None,
+        drop_last: bool = True,
+    ) -> None:
         self.sampler, self.rank, self.world_size = sampler, rank, world_size
+        self.drop_last = drop_last
+
+    def _group(self) -> tuple[int, int]:
+        if self.rank is not None and self.world_size is not None:
+            return self.rank, self.world_size
+        rank, size = process_group()
+        return (self.rank if self.rank is not None else rank), (self.world_size or size)
 
     def set_epoch(self, epoch: int) -> None:
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[Window]:
-        windows = list(self.sampler)
-        n = len(windows) // self.world_size
-        return iter(windows[self.rank : n * self.world_size : self.world_size])
+        rank, size = self._group()
+        return iter(rank_share(list(self.sampler), rank, size, self.drop_last))
 
     def __len__(self) -> int:
-        return len(self.sampler) // self.world_size
+        rank, size = self._group()
+        return share_length(len(self.sampler), rank, size, self.drop_last)
 
 
 def split_domains_of(
@@ -213,16 +254,17 @@ def split_domains_of(
     """
     cat = catalog.catalog if isinstance(catalog, OpenRecordings) else catalog
     name = f"{split}_domain"
+    ids = list(recording_ids or cat.ids)
+    found = cat.domains(split, ids)  # from the catalog's index: no recording is opened
     out: dict[str, Intervals] = {}
-    for rid, rec in iter_recordings(catalog, recording_ids or cat.ids):
-        if name not in rec:
+    for rid in ids:
+        if rid not in found:
             raise InvalidDataError(
                 f"{cat.path}: recording {rid!r} has no {name!r} (it was ingested without "
                 "train/valid/test splits); re-ingest with splits: `neurofm ingest SRC --out "
                 f"{cat.path} --force --splits random` (or --splits column|time, or --card "
                 "datasets/<card>.yaml)"
             )
-        dom = rec[name].load()
-        if len(dom):
-            out[rid] = dom
+        if len(found[rid]):
+            out[rid] = found[rid]
     return out

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from neurofm.data.catalog import Catalog
 from neurofm.data.sampling import RandomWindowSampler, SequentialWindowSampler
 from neurofm.data.targets import TrialTarget, as_target, finite_rows, target_samples
+from neurofm.display import config_html, config_repr
 from neurofm.errors import InvalidDataError, NeuroFMError
 from neurofm.models.poyo import POYO, POYOConfig
 from neurofm.specs import check_fields, validate
@@ -38,6 +39,7 @@ from neurofm.tokenizers.spikes import (
     encoding_from_dict,
     unit_keys,
 )
+from neurofm.training.card import CARD_KEY
 from neurofm.training.checkpoints import (
     ResumePoint,
     load_checkpoint,
@@ -54,7 +56,7 @@ from neurofm.training.datasets import (
     split_domains_of,
 )
 from neurofm.training.resume import ResumableSampler
-from neurofm.training.trainer import make_trainer
+from neurofm.training.trainer import after_fit, all_gather_objects, make_trainer, rank_seed
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +130,12 @@ class TrainConfig:
         check_fields(self)  # the ranges above, for configs made in Python too
         # A card's target model or a checkpoint's dict becomes the plain dataclass.
         self.target = as_target(self.target)
+
+    def __repr__(self) -> str:  # only the fields that differ from the defaults
+        return config_repr(self)
+
+    def _repr_html_(self) -> str:
+        return config_html(self)
 
 
 def fit_scaler(
@@ -205,9 +213,13 @@ def catalog_vocab(catalog: Catalog | OpenRecordings, ids: list[str]) -> tuple[li
     (list of str, list of str)
         Unit keys (``<recording>/<unit>``) and session keys (the recording ids).
     """
+    cat = catalog.catalog if isinstance(catalog, OpenRecordings) else catalog
+    by_recording = cat.unit_ids(ids, "spikes")  # from the catalog's index: nothing is opened
     units: list[str] = []
-    for rid, rec in iter_recordings(catalog, ids):
-        units.extend(unit_keys(rid, rec["spikes"].units.ids))
+    for rid in ids:
+        if rid not in by_recording:
+            raise InvalidDataError(f"{cat.path}: recording {rid!r} has no 'spikes' signal")
+        units.extend(unit_keys(rid, by_recording[rid]))
     return units, list(ids)
 
 
@@ -253,9 +265,9 @@ class POYODataModule(pl.LightningDataModule):
         )
 
     def _loader(self, sampler: Any, augment: bool) -> DataLoader:
-        trainer = self.trainer
-        if trainer is not None and trainer.world_size > 1:
-            sampler = ShardedSampler(sampler, trainer.global_rank, trainer.world_size)
+        # This rank's share (the process group's, under DDP): equal shares of the training
+        # windows, and every validation window exactly once across ranks.
+        sampler = ShardedSampler(sampler, drop_last=augment)
         if augment:  # training: a resumed epoch skips the batches already trained
             sampler = ResumableSampler(sampler, self.cfg.batch_size, self.resume)
         return DataLoader(
@@ -293,53 +305,79 @@ class POYOModule(pl.LightningModule):
         super().__init__()
         self.model, self.scaler, self.cfg = model, scaler, cfg
         self.total_steps = max(1, total_steps)
-        self._val: list[tuple[np.ndarray, np.ndarray]] = []
+        # per validation batch: targets, predictions, summed weighted error, summed weight
+        self._val: list[tuple[np.ndarray, np.ndarray, float, float]] = []
+        #: Extra fields of the model card (``description``, ``adapted_from``...): plain values.
+        self.card_extra: dict[str, Any] = {}
+        self._card_data: tuple[dict[str, Any], dict[str, Any]] | None = None
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         return self.model(**batch)
 
-    def _loss(self, batch: dict[str, Any], pred: torch.Tensor | None = None) -> torch.Tensor:
+    def _loss(
+        self, batch: dict[str, Any], pred: torch.Tensor | None = None, synced: bool = False
+    ) -> torch.Tensor:
         pred = self.model(**batch) if pred is None else pred
         weights = batch["output_weights"] * batch["output_mask"]
-        return self.model.readout.loss(pred, batch["output_values"], weights)
+        loss = self.model.readout.loss(pred, batch["output_values"], weights)
+        if synced and self._trainer is not None and self.trainer.world_size > 1:
+            # DDP averages the ranks' gradients. Weighting each rank's mean loss by its share
+            # of the global batch's weight makes that average the gradient of the global
+            # batch's weighted mean, exactly what one process with the whole batch computes
+            # (ranks' windows hold different numbers of target samples).
+            local = weights.sum().detach()
+            mean = self.trainer.strategy.reduce(local.clone(), reduce_op="mean")
+            loss = loss * (local / mean.clamp_min(1e-8))
+        return loss
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        # Dropout masks depend only on (seed, step), not on whatever else drew random numbers
-        # before (DataLoader iterators do): a resumed run repeats them exactly.
-        torch.manual_seed(self.cfg.seed * 1_000_003 + self.global_step)
+        # Dropout masks depend only on (seed, step, rank), not on whatever else drew random
+        # numbers before (DataLoader iterators do): a resumed run repeats them exactly.
+        torch.manual_seed(rank_seed(self.cfg.seed, self.global_step, self.global_rank))
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        loss = self._loss(batch)
+        loss = self._loss(batch, synced=True)
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["session_index"]))
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         pred = self.model(**batch)
         mask = batch["output_mask"] & (batch["output_weights"] > 0)  # no padding, no NaN gap
+        weight = float((batch["output_weights"] * batch["output_mask"]).sum())
+        loss = float(self._loss(batch, pred))
         # .float(): under bf16/16-bit precision the predictions are half floats, unknown to numpy
         self._val.append(
-            (batch["output_values"][mask].cpu().numpy(), pred[mask].float().cpu().numpy())
-        )
-        loss = self._loss(batch)
-        self.log(
-            "val_loss", loss, prog_bar=True, batch_size=len(batch["session_index"]), sync_dist=True
+            (
+                batch["output_values"][mask].cpu().numpy(),
+                pred[mask].float().cpu().numpy(),
+                loss * weight,
+                weight,
+            )
         )
 
     def on_validation_epoch_end(self) -> None:
         from neurofm.metrics import balanced_accuracy, r2_score
 
-        if self._val:
-            y = np.concatenate([v[0] for v in self._val])
-            p = np.concatenate([v[1] for v in self._val])
-            if self.model.readout.kind == "class":
-                if len(y):
-                    with warnings.catch_warnings():  # classes predicted but absent from y
-                        warnings.simplefilter("ignore", UserWarning)
-                        score = balanced_accuracy(y[:, 0].round().astype(int), p.argmax(axis=-1))
-                    self.log("val_balanced_accuracy", score, prog_bar=True, sync_dist=True)
-            elif len(y) >= 2:  # a per-trial target may have few valid trials per epoch
-                self.log("val_r2", r2_score(y, p), prog_bar=True, sync_dist=True)
+        # Under DDP each rank scored its own share of the windows, each window once across
+        # ranks: the scores are over all of them, the same on every rank (sync_dist: the mean
+        # of equal values, which Lightning asks for in DDP).
+        parts = [v for rank in all_gather_objects(self._val) for v in rank]
         self._val = []
+        if not parts:
+            return
+        weight = sum(v[3] for v in parts)
+        if weight > 0:  # the weighted mean over every validation sample
+            self.log("val_loss", sum(v[2] for v in parts) / weight, prog_bar=True, sync_dist=True)
+        y = np.concatenate([v[0] for v in parts])
+        p = np.concatenate([v[1] for v in parts])
+        if self.model.readout.kind == "class":
+            if len(y):
+                with warnings.catch_warnings():  # classes predicted but absent from y
+                    warnings.simplefilter("ignore", UserWarning)
+                    score = balanced_accuracy(y[:, 0].round().astype(int), p.argmax(axis=-1))
+                self.log("val_balanced_accuracy", score, prog_bar=True, sync_dist=True)
+        elif len(y) >= 2:  # a per-trial target may have few valid trials per epoch
+            self.log("val_r2", r2_score(y, p), prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self) -> Any:
         decay, no_decay = [], []
@@ -374,7 +412,71 @@ class POYOModule(pl.LightningModule):
             "train_config": _plain(dataclasses.asdict(self.cfg)),
             "scaler": self.scaler.to_dict(),
             "total_steps": self.total_steps,
+            CARD_KEY: self.model_card(),
         }
+
+    def model_card(self) -> dict[str, Any]:
+        """The model card written into every checkpoint (:mod:`neurofm.training.card`):
+        config, vocabularies, target, training data and settings, last validation score,
+        versions and time, as plain values."""
+        from neurofm.training import card as mc
+
+        trainer = self._trainer  # None outside a fit (Lightning's property would raise)
+        data = getattr(trainer, "datamodule", None) if trainer is not None else None
+        if self._card_data is None and isinstance(data, POYODataModule):
+            # Once per run: the training recordings do not change between checkpoints.
+            ids = sorted(data.train_domains)
+            recs = [data.recordings.get(rid) for rid in ids]
+            self._card_data = (
+                mc.data_section(
+                    str(data.catalog_path),
+                    (mc.recording_entry(rid, rec) for rid, rec in zip(ids, recs, strict=True)),
+                ),
+                mc.target_section(self.cfg.target, self.scaler, recs[0] if recs else None),
+            )
+        section, target = self._card_data or (
+            mc.data_section("", []),
+            mc.target_section(self.cfg.target, self.scaler),
+        )
+        scores: dict[str, Any] = {}
+        metrics = trainer.callback_metrics if trainer is not None else {}
+        for key, name in (("val_r2", "r2"), ("val_balanced_accuracy", "balanced_accuracy")):
+            if key in metrics:
+                scores.setdefault("valid", {})[name] = float(metrics[key])
+        card = {
+            "card_version": mc.CARD_VERSION,
+            "model": "POYO",
+            "format": CHECKPOINT_FORMAT,
+            "created": mc.now(),
+            "description": "",
+            "versions": mc.versions(),
+            "config": dataclasses.asdict(self.model.config),
+            "target": target,
+            "vocabulary": mc.vocabulary_section(self.model),
+            "training": {
+                "settings": mc.plain(self.cfg),
+                "total_steps": self.total_steps,
+                # 0-based, as Lightning's own "epoch" key: an epoch-end checkpoint says the
+                # epoch that just ended
+                "epoch": int(self.current_epoch) if trainer is not None else 0,
+                "global_step": int(self.global_step) if trainer is not None else 0,
+                "mode": _training_mode(self.model),
+            },
+            "data": section,
+            "scores": scores,
+        }
+        card.update(mc.plain(self.card_extra))
+        return card
+
+
+def _training_mode(model: POYO) -> str:
+    """``train`` when every parameter trains, ``unit-id`` when only the unit and session
+    embeddings do (fine-tuning with a frozen backbone), else ``partial``."""
+    parts = {name.split(".")[0] for name, _ in model.named_parameters()}
+    trainable = {name.split(".")[0] for name, p in model.named_parameters() if p.requires_grad}
+    if trainable == parts:
+        return "train"
+    return "unit-id" if trainable <= {"unit_emb", "session_emb"} else "partial"
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
@@ -489,6 +591,7 @@ def train_poyo(
     resume: str | Path | None = None,
     accelerator: str = "auto",
     devices: int = 1,
+    num_nodes: int = 1,
     strategy: str = "auto",
     precision: str | int = "32-true",
     checkpoint_every_n_steps: int = 0,
@@ -504,9 +607,12 @@ def train_poyo(
     exactly, mid-epoch too: with the same settings, its losses are those of a run that never
     stopped; it takes model and scaler from the checkpoint and builds no model of its own.
     ``stop_after_epochs`` ends the run early while keeping the learning-rate schedule of
-    ``cfg.epochs``. ``accelerator`` (``auto``: a GPU when there is one), ``devices`` and
-    ``precision`` are Lightning's. The catalog's index is read once and each recording opened
-    once, for the whole run.
+    ``cfg.epochs``. ``accelerator`` (``auto``: a GPU when there is one), ``devices`` (per
+    node), ``num_nodes``, ``strategy`` and ``precision`` are Lightning's: with ``devices *
+    num_nodes > 1`` it trains with DDP, each rank on its own share of every epoch's windows
+    (``cfg.batch_size`` is per rank), under Lightning's launcher, ``torchrun`` or SLURM's
+    ``srun``. The catalog's index is read once and each recording opened once, for the whole
+    run.
 
     Raises
     ------
@@ -533,6 +639,7 @@ def train_poyo(
             resume=resume,
             accelerator=accelerator,
             devices=devices,
+            num_nodes=num_nodes,
             strategy=strategy,
             precision=precision,
             checkpoint_every_n_steps=checkpoint_every_n_steps,
@@ -642,33 +749,38 @@ def fit_poyo(
     resume: str | Path | None = None,
     accelerator: str = "auto",
     devices: int = 1,
+    num_nodes: int = 1,
     strategy: str = "auto",
     precision: str | int = "32-true",
     checkpoint_every_n_steps: int = 0,
     progress: bool = True,
     max_steps: int = -1,
     stop_after_epochs: int | None = None,
+    card: dict[str, Any] | None = None,
 ) -> tuple[POYOModule, Path]:
     """Run the training loop on a given model (fresh, resumed or being fine-tuned).
 
     ``catalog`` may be an :class:`OpenRecordings` already holding the recordings open (as in
     :func:`train_poyo`); otherwise the data module opens them, once, and closes them after.
-    Options as :func:`train_poyo`'s.
+    ``card`` adds or replaces fields of the model card every checkpoint carries (e.g.
+    ``{"adapted_from": ..., "training": ...}``, plain values). Other options as
+    :func:`train_poyo`'s.
     """
     if max_steps == 0:
         raise InvalidDataError("max_steps is 0: nothing would be trained (use -1 for no limit)")
     point = resume_point(load_checkpoint(resume)) if resume else None
     data = POYODataModule(catalog, model, scaler, cfg, train_domains, valid_domains, point)
+    world = devices * num_nodes  # DDP ranks; cfg.batch_size is each rank's
     _check_trainable(
-        data.catalog_path, data.train_domains, model.config.window_length, cfg.batch_size, devices
+        data.catalog_path, data.train_domains, model.config.window_length, cfg.batch_size, world
     )
-    steps_per_epoch = max(
-        1,
-        len(RandomWindowSampler(data.train_domains, model.config.window_length))
-        // (cfg.batch_size * devices),
-    )
+    # each rank's equal share of the windows, in batches; the last, partial batch trains too
+    # (the DataLoader keeps it), so it counts in the learning-rate schedule
+    share = len(RandomWindowSampler(data.train_domains, model.config.window_length)) // world
+    steps_per_epoch = max(1, math.ceil(share / cfg.batch_size))
     total = steps_per_epoch * cfg.epochs if max_steps < 0 else max_steps
     module = POYOModule(model, scaler, cfg, total_steps=total)
+    module.card_extra = dict(card or {})
     trainer = make_trainer(
         out_dir,
         max_epochs=stop_after_epochs or cfg.epochs,
@@ -676,6 +788,7 @@ def fit_poyo(
         max_steps=max_steps,
         accelerator=accelerator,
         devices=devices,
+        num_nodes=num_nodes,
         strategy=strategy,
         precision=precision,
         checkpoint_every_n_steps=checkpoint_every_n_steps,
@@ -685,4 +798,5 @@ def fit_poyo(
     trainer.fit(
         module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True
     )
+    after_fit(module, trainer, Path(out_dir) / "last.ckpt")  # ddp_spawn/ddp_fork: reattach
     return module, Path(out_dir) / "last.ckpt"

@@ -106,8 +106,9 @@ class LastCheckpoint(pl.Callback):
 
 
 class LossLog(pl.Callback):
-    """``losses.csv`` in ``out_dir``: ``step,epoch,loss`` for every training step (rank 0's
-    loss), flushed as it goes so a killed run's log is complete up to its last step.
+    """``losses.csv`` in ``out_dir``: ``step,epoch,loss`` for every training step (under DDP,
+    the mean over ranks, written by rank 0), flushed as it goes so a killed run's log is
+    complete up to its last step.
 
     A resumed run keeps the rows before the step it resumes from and drops the others (steps
     that ran after the checkpoint and are trained again); a fresh run starts a new file.
@@ -138,10 +139,12 @@ class LossLog(pl.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        if self._file is None:
-            return
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if loss is None:
+        if loss is not None and trainer.world_size > 1:
+            # Every rank takes part; rank 0 writes the mean, the global batch's loss when the
+            # ranks' losses are weighted by their share of it (as POYOModule's are).
+            loss = trainer.strategy.reduce(loss.detach().clone(), reduce_op="mean")
+        if self._file is None or loss is None:
             return
         # global_step has already advanced past this step's optimizer update
         self._file.write(f"{trainer.global_step - 1},{trainer.current_epoch},{float(loss)!r}\n")

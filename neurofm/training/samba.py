@@ -34,7 +34,9 @@ import torch
 from pydantic import Field
 from torch.utils.data import DataLoader, Dataset
 
+from neurofm import display
 from neurofm.data.catalog import Catalog
+from neurofm.display import config_html, config_repr
 from neurofm.errors import InvalidDataError, NeuroFMError
 from neurofm.models.samba import Samba, SambaConfig, connectivity_graph
 from neurofm.specs import check_fields, validate
@@ -57,7 +59,7 @@ from neurofm.training.checkpoints import (
 )
 from neurofm.training.datasets import ShardedSampler
 from neurofm.training.resume import ResumableSampler
-from neurofm.training.trainer import make_trainer
+from neurofm.training.trainer import after_fit, all_gather_objects, make_trainer, rank_seed
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,12 @@ class SambaTrainConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+
+    def __repr__(self) -> str:  # only the fields that differ from the defaults
+        return config_repr(self)
+
+    def _repr_html_(self) -> str:
+        return config_html(self)
 
 
 # --------------------------------------------------------------------------------------------
@@ -304,7 +312,7 @@ class SambaModule(pl.LightningModule):
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Dropout and teacher-forcing draws depend only on (seed, step): resumes repeat them.
-        torch.manual_seed(self.cfg.seed * 1_000_003 + self.global_step)
+        torch.manual_seed(rank_seed(self.cfg.seed, self.global_step, self.global_rank))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out = self.model(
@@ -314,12 +322,22 @@ class SambaModule(pl.LightningModule):
         n = len(batch["bold"])
         for name, value in parts.items():
             self.log(f"train_{name}", value, prog_bar=name == "loss", batch_size=n)
-        return parts["loss"]
+        loss = parts["loss"]
+        if "logits" in out and "ce" not in parts and self._trainer is not None:
+            if self.trainer.world_size > 1:
+                # No labelled window in this rank's batch: the classifier would get no gradient
+                # here while other ranks' do, and DDP would wait for it forever. A zero term
+                # keeps it in the graph (one process keeps its plain loss, bit for bit).
+                loss = loss + 0.0 * out["logits"].sum()
+        return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         out = self.model(energy=batch["energy"])
         parts = self.model.loss(out, batch["bold"], batch["labels"])
-        self.log("val_loss", parts["loss"], prog_bar=True, batch_size=len(batch["bold"]))
+        # (under DDP: the mean of the ranks' means)
+        self.log(
+            "val_loss", parts["loss"], prog_bar=True, batch_size=len(batch["bold"]), sync_dist=True
+        )
         # .float().cpu(): the scores are numpy's, whatever device and precision trained
         self._val.append(
             (batch["bold"].float().cpu().numpy(), out["bold"].detach().float().cpu().numpy())
@@ -328,11 +346,13 @@ class SambaModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         from neurofm.metrics import pearson_r
 
-        if self._val:
+        # Under DDP each rank scored its share of the windows (each once across ranks).
+        parts = [v for rank in all_gather_objects(self._val) for v in rank]
+        if parts:
             # r per parcel over every validation window's volumes (not stitched: a quick score)
-            y = np.concatenate([v[0] for v in self._val]).reshape(-1, len(self.parcels))
-            p = np.concatenate([v[1] for v in self._val]).reshape(-1, len(self.parcels))
-            self.log("val_r", float(np.mean(pearson_r(y, p))), prog_bar=True)
+            y = np.concatenate([v[0] for v in parts]).reshape(-1, len(self.parcels))
+            p = np.concatenate([v[1] for v in parts]).reshape(-1, len(self.parcels))
+            self.log("val_r", float(np.mean(pearson_r(y, p))), prog_bar=True, sync_dist=True)
         self._val = []
 
     def configure_optimizers(self) -> Any:
@@ -372,6 +392,14 @@ class SambaBundle:
     cfg: SambaTrainConfig
     channels: list[str]
     parcels: list[str]
+
+    def __repr__(self) -> str:  # the model's own repr is pages of layers
+        n = sum(p.numel() for p in self.model.parameters())
+        return (
+            f"<SambaBundle: {n:,} parameters; EEG {len(self.channels)} channels "
+            f"({display.names(self.channels, 4)}) -> BOLD {len(self.parcels)} parcels "
+            f"({display.names(self.parcels, 3)}); {config_repr(self.model.config)}>"
+        )
 
 
 def build_samba(
@@ -475,6 +503,7 @@ def train_samba(
     progress: bool = True,
     accelerator: str = "auto",
     devices: int = 1,
+    num_nodes: int = 1,
     strategy: str = "auto",
     precision: str | int = "32-true",
     checkpoint_every_n_steps: int = 0,
@@ -490,7 +519,9 @@ def train_samba(
     of ``cfg.epochs``; ``resume`` (a ``last.ckpt``, e.g. of a killed run) continues it exactly,
     mid-epoch too: window order, dropout and teacher forcing draw from ``(seed, epoch)`` and
     ``(seed, step)``, not from the run's history. ``accelerator`` (``auto``: a GPU when there
-    is one), ``devices`` and ``precision`` are Lightning's.
+    is one), ``devices`` (per node), ``num_nodes``, ``strategy`` and ``precision`` are
+    Lightning's; under DDP each rank trains on its share of every epoch's windows
+    (``cfg.batch_size`` is per rank).
 
     Raises
     ------
@@ -516,14 +547,15 @@ def train_samba(
     if not train_windows:
         raise InvalidDataError(f"{catalog}: no train_domain holds a whole window of {w} volumes")
     valid_windows = volume_windows(runs, "valid", w, stride=max(1, w // 2))
-    if len(train_windows) // devices < cfg.batch_size:  # full batches only (drop_last)
+    world = devices * num_nodes  # DDP ranks; cfg.batch_size is each rank's
+    if len(train_windows) // world < cfg.batch_size:  # full batches only (drop_last)
         raise InvalidDataError(
             f"{catalog}: {len(train_windows)} training window(s) of {w} volumes"
-            + (f" over {devices} devices" if devices > 1 else "")
+            + (f" over {world} devices" if world > 1 else "")
             + f" fill no batch of {cfg.batch_size}: training would run zero steps; use a "
             "smaller batch_size (or window_trs)"
         )
-    steps_per_epoch = max(1, len(train_windows) // cfg.batch_size)
+    steps_per_epoch = max(1, len(train_windows) // world // cfg.batch_size)
     total = steps_per_epoch * cfg.epochs if max_steps < 0 else max_steps
     module = SambaModule(model, bundle.scaler, cfg, bundle.channels, bundle.parcels, total)
     data = PairedRunDataset(runs, tokenizer)
@@ -538,7 +570,11 @@ def train_samba(
     )
     valid_loader = (
         DataLoader(
-            data, batch_size=cfg.batch_size, sampler=valid_windows, collate_fn=collate_windows
+            data,
+            batch_size=cfg.batch_size,
+            # every validation window once across DDP ranks
+            sampler=ShardedSampler(valid_windows, drop_last=False),
+            collate_fn=collate_windows,
         )
         if valid_windows
         else None
@@ -550,6 +586,7 @@ def train_samba(
         max_steps=max_steps,
         accelerator=accelerator,
         devices=devices,
+        num_nodes=num_nodes,
         strategy=strategy,
         precision=precision,
         checkpoint_every_n_steps=checkpoint_every_n_steps,
@@ -563,5 +600,6 @@ def train_samba(
         ckpt_path=str(resume) if resume is not None else None,
         weights_only=True,
     )
+    after_fit(module, trainer, Path(out_dir) / "last.ckpt")  # ddp_spawn/ddp_fork: reattach
     model.eval()
     return module, Path(out_dir) / "last.ckpt"

@@ -8,7 +8,15 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-__all__ = ["device_summary", "make_trainer", "quiet_lightning"]
+__all__ = [
+    "after_fit",
+    "all_gather_objects",
+    "device_summary",
+    "global_rank",
+    "make_trainer",
+    "quiet_lightning",
+    "rank_seed",
+]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +40,7 @@ def make_trainer(
     max_steps: int = -1,
     accelerator: str = "auto",
     devices: int = 1,
+    num_nodes: int = 1,
     strategy: str = "auto",
     precision: str | int = "32-true",
     checkpoint_every_n_steps: int = 0,
@@ -45,9 +54,12 @@ def make_trainer(
     ``last.ckpt`` is written atomically at the end of every epoch, every
     ``checkpoint_every_n_steps`` steps if given, and when training ends, with what a resumed
     run needs to continue exactly (:mod:`neurofm.training.resume`); a re-run without resuming
-    overwrites it. ``accelerator`` (``auto``: a GPU when there is one), ``devices`` and
-    ``precision`` are Lightning's; the device that trains is logged. Samplers are neurofm's own
-    (they deal windows to DDP ranks themselves) and no sanity validation runs. ``options`` go to
+    overwrites it. ``accelerator`` (``auto``: a GPU when there is one), ``devices`` (per node),
+    ``num_nodes``, ``strategy`` and ``precision`` are Lightning's; the device that trains is
+    logged. Lightning finds its cluster environment itself: SLURM (``srun``), ``torchrun``
+    (TorchElastic) or its own launcher. Samplers are neurofm's own (they deal windows to DDP
+    ranks themselves, :class:`~neurofm.training.datasets.ShardedSampler`); files and progress
+    lines are written by global rank 0 only, and no sanity validation runs. ``options`` go to
     :class:`lightning.pytorch.Trainer` as they are.
     """
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -65,6 +77,7 @@ def make_trainer(
         max_steps=max_steps,
         accelerator=accelerator,
         devices=devices,
+        num_nodes=num_nodes,
         strategy=strategy,
         precision=precision,
         logger=[CSVLogger(out_dir, name="logs"), TensorBoardLogger(out_dir, name="tb")],
@@ -108,3 +121,87 @@ def device_summary(trainer: pl.Trainer) -> str:
     n = trainer.num_devices * trainer.num_nodes
     where = str(device) if n == 1 else f"{n} x {device.type}, {type(trainer.strategy).__name__}"
     return f"{where} (precision {trainer.precision})"
+
+
+def global_rank() -> int:
+    """This process's global rank in a multi-process run (0 otherwise).
+
+    Known from the launcher's environment (``torchrun``'s ``RANK``, SLURM's ``SLURM_PROCID``,
+    Lightning's own ``LOCAL_RANK``) before training and from the strategy once it runs
+    (Lightning's ``rank_zero_only.rank``): what runs only once per job (reports, evaluation,
+    summaries) runs where this is 0.
+    """
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
+
+
+def rank_seed(seed: int, step: int, rank: int) -> int:
+    """The torch seed of one training step on one rank: ``(seed, step)`` as a single process
+    always had it, and distinct masks (dropout) on every other rank.
+
+    Parameters
+    ----------
+    seed, step, rank : int
+        The run's seed, the global step and the process's global rank.
+
+    Returns
+    -------
+    int
+    """
+    return seed * 1_000_003 + step + (rank << 40)
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """``[obj of rank 0, obj of rank 1, ...]`` across a DDP run (``[obj]`` in one process).
+
+    For evaluation outputs whose sizes differ between ranks (each scores its own windows);
+    every rank must call it, and every rank gets the whole list.
+
+    Parameters
+    ----------
+    obj : picklable
+        This rank's part (e.g. arrays of targets and predictions).
+
+    Returns
+    -------
+    list
+        One entry per rank, in rank order.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def after_fit(module: pl.LightningModule, trainer: pl.Trainer, checkpoint: str | Path) -> None:
+    """Make ``module`` look trained in this process after ``trainer.fit``.
+
+    Lightning's spawn and fork launchers (``ddp_spawn``, ``ddp_fork``) train in child
+    processes and hand back only rank 0's weights and metrics: the module comes back detached
+    and this process's trainer counted no step. Here the module is reattached and the loop
+    counters (global step, epoch) are read from the ``last.ckpt`` rank 0 wrote, so summaries
+    say how far training went. In-process runs (one device, ``torchrun``, SLURM) are left as
+    they are.
+
+    Parameters
+    ----------
+    module : LightningModule
+        The module just fitted.
+    trainer : Trainer
+        The trainer that fitted it.
+    checkpoint : str or Path
+        The run's ``last.ckpt``.
+    """
+    if module._trainer is not None:
+        return
+    module.trainer = trainer
+    if trainer.global_step == 0 and Path(checkpoint).is_file():
+        from neurofm.training.checkpoints import load_checkpoint
+
+        loops = load_checkpoint(checkpoint).get("loops") or {}
+        if "fit_loop" in loops:
+            trainer.fit_loop.load_state_dict(loops["fit_loop"])

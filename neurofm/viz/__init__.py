@@ -1,9 +1,11 @@
 """Every plot neurofm draws: matplotlib Figures, saved atomically when given a path.
 
 * :mod:`neurofm.viz.spikes`: :func:`plot_trial`, :func:`plot_raster`, :func:`plot_psth`.
-* :mod:`neurofm.viz.decoding`: :func:`plot_predictions` (predicted vs true behaviour).
+* :mod:`neurofm.viz.decoding`: :func:`plot_predictions` (predicted vs true behaviour),
+  :func:`plot_few_shot` (a new session's score against its labelled trials).
 * :mod:`neurofm.viz.brain`: :func:`plot_bold_predictions`, :func:`plot_parcel_map`,
-  :func:`parcel_values_to_img` (EEG -> fMRI translation, nilearn's MNI152 template).
+  :func:`parcel_values_to_img` (EEG -> fMRI translation, nilearn's MNI152 template),
+  :func:`plot_band_attention` (attention over wavelet bands).
 * :mod:`neurofm.viz.analysis`: figures of the learning-regime and bias-only analyses.
 * :mod:`neurofm.viz.figures`: the backend rule and the atomic PNG writer they share.
 
@@ -25,8 +27,13 @@ if TYPE_CHECKING:
         plot_rank_sweep,
         plot_width_sweep,
     )
-    from neurofm.viz.brain import parcel_values_to_img, plot_bold_predictions, plot_parcel_map
-    from neurofm.viz.decoding import plot_predictions
+    from neurofm.viz.brain import (
+        parcel_values_to_img,
+        plot_band_attention,
+        plot_bold_predictions,
+        plot_parcel_map,
+    )
+    from neurofm.viz.decoding import plot_few_shot, plot_predictions
     from neurofm.viz.spikes import plot_psth, plot_raster, plot_trial
 
 #: Public name -> the module of this package that defines it.
@@ -35,6 +42,8 @@ _HOME = {
     "plot_raster": "spikes",
     "plot_psth": "spikes",
     "plot_predictions": "decoding",
+    "plot_few_shot": "decoding",
+    "plot_band_attention": "brain",
     "plot_bold_predictions": "brain",
     "plot_parcel_map": "brain",
     "parcel_values_to_img": "brain",
@@ -48,12 +57,14 @@ _HOME = {
 
 __all__ = [
     "parcel_values_to_img",
+    "plot_band_attention",
     "plot_bold_predictions",
     "plot_generation",
     "plot_linear_theory",
     "plot_lorenz",
     "plot_multitask",
     "plot_parcel_map",
+    "plot_few_shot",
     "plot_predictions",
     "plot_psth",
     "plot_rank_sweep",

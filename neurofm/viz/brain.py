@@ -38,7 +38,12 @@ from neurofm.viz.figures import pyplot, save_png
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["parcel_values_to_img", "plot_bold_predictions", "plot_parcel_map"]
+__all__ = [
+    "parcel_values_to_img",
+    "plot_band_attention",
+    "plot_bold_predictions",
+    "plot_parcel_map",
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -302,5 +307,64 @@ def plot_parcel_map(
         plotting.plot_stat_map(img, bg_img=bg, display_mode="ortho", **common)
     else:
         plotting.plot_glass_brain(img, display_mode="lzry", plot_abs=False, **common)
+    save_png(fig, path, dpi=110)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# attention over wavelet bands
+# --------------------------------------------------------------------------------------------
+
+
+def plot_band_attention(
+    weights: Any,
+    bands: Sequence[str],
+    path: str | os.PathLike[str] | None = None,
+    *,
+    truth: str | None = None,
+    title: str = "attention over wavelet bands",
+) -> Figure:
+    """Bars of the mean attention a model puts on each wavelet band (e.g. SAMBA's ``alpha``).
+
+    Parameters
+    ----------
+    weights : array-like, shape (B,)
+        One weight per band (they need not sum to one).
+    bands : sequence of str
+        The bands' names, same order (e.g. :func:`neurofm.evaluation.reports.band_ranges`).
+    path : str or Path, optional
+        Where to save a PNG (written atomically); the figure is returned either way.
+    truth : str, optional
+        A band to mark as the one known to drive the signal (synthetic data).
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    InvalidDataError
+        ``weights`` and ``bands`` differ in length, or ``truth`` is not a band.
+    """
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    bands = [str(b) for b in bands]
+    if len(w) != len(bands):
+        raise InvalidDataError(
+            f"plot_band_attention: {len(w)} weights for {len(bands)} bands ({', '.join(bands)})"
+        )
+    if truth is not None and truth not in bands:
+        raise InvalidDataError(f"plot_band_attention: truth {truth!r} is not one of {bands}")
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.0, 3.0), layout="constrained")
+    colours = ["tab:red" if b == truth else "tab:blue" for b in bands]
+    ax.bar(range(len(w)), w, color=colours)
+    ax.set_xticks(range(len(w)), bands, fontsize=8.5)
+    ax.set_ylabel("mean attention")
+    if truth is not None:
+        ax.set_title(f"{title}\n(red: the band that drives the BOLD)", fontsize=10)
+    else:
+        ax.set_title(title, fontsize=10)
     save_png(fig, path, dpi=110)
     return fig

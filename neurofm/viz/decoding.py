@@ -14,7 +14,7 @@ from neurofm.viz.figures import pyplot, save_png
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["channel_label", "plot_predictions"]
+__all__ = ["channel_label", "plot_few_shot", "plot_predictions"]
 
 
 def channel_label(channels: Any, d: int) -> str:
@@ -155,5 +155,68 @@ def plot_predictions(
     fig.legend(
         handles, labels, loc="outside upper center", ncol=len(labels), frameon=False, fontsize=8.5
     )
+    save_png(fig, path, dpi=110)
+    return fig
+
+
+def plot_few_shot(
+    rows: Any,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    metric: str = "r2",
+    title: str = "adapting to a new session",
+) -> Figure:
+    """The few-shot curve: a new session's test score against the labelled trials used.
+
+    One line per adaptation mode (``unit-id``, ``full``, ``scratch``...): the mean over seeds,
+    with every seed's score as a dot, so the spread is visible.
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        One per run, with ``mode``, ``trials`` and the score (``r2``), e.g.
+        :func:`neurofm.evaluation.fewshot.few_shot_curve`'s rows.
+    path : str or Path, optional
+        Where to save a PNG (written atomically); the figure is returned either way.
+    metric : str
+        The key of the score in each row.
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    InvalidDataError
+        No rows, or a row without ``mode``, ``trials`` or the score.
+    """
+    rows = list(rows)
+    if not rows:
+        raise InvalidDataError("plot_few_shot: no rows to plot")
+    for i, row in enumerate(rows):
+        missing = [k for k in ("mode", "trials", metric) if k not in row]
+        if missing:
+            raise InvalidDataError(f"plot_few_shot: rows[{i}] has no {', '.join(missing)}")
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.0, 3.4), layout="constrained")
+    for mode in dict.fromkeys(str(r["mode"]) for r in rows):
+        mine = [r for r in rows if str(r["mode"]) == mode]
+        trials = sorted({int(r["trials"]) for r in mine})
+        means = [np.mean([float(r[metric]) for r in mine if int(r["trials"]) == k]) for k in trials]
+        (line,) = ax.plot(trials, means, marker="o", lw=1.5, label=mode)
+        ax.scatter(
+            [int(r["trials"]) for r in mine],
+            [float(r[metric]) for r in mine],
+            color=line.get_color(),
+            s=12,
+            alpha=0.5,
+        )
+    ax.set_xlabel("labelled trials of the new session")
+    ax.set_ylabel("test R²" if metric == "r2" else metric)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=8.5, title="adaptation", title_fontsize=8.5)
     save_png(fig, path, dpi=110)
     return fig

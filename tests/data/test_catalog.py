@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import json
+import sqlite3
+from contextlib import closing
 
 import numpy as np
 import pytest
@@ -61,8 +62,11 @@ def test_up_to_date_by_source_hash(catalog):
 
 def test_re_adding_replaces_the_entry(catalog):
     catalog.add(rec("C_1", "C", "M1", 50, "s9"))
-    doc = json.loads((catalog.path / "catalog.json").read_text())
-    assert [e["n_spikes"] for e in doc["recordings"]] == [50, 200, 300]
+    with closing(sqlite3.connect(catalog.path / "catalog.sqlite")) as db:
+        rows = db.execute("SELECT id, n_spikes FROM recordings ORDER BY id").fetchall()
+    assert rows == [("C_1", 50), ("C_2", 200), ("J_1", 300)]  # replaced, not duplicated
+    assert [e["n_spikes"] for e in catalog.entries] == [50, 200, 300]
+    assert [e["n_spikes"] for e in Catalog(catalog.path).entries] == [50, 200, 300]
     with pytest.raises(CatalogError, match="already exists"):
         catalog.add(rec("C_1", "C", "M1", 50, "s9"), overwrite=False)
 

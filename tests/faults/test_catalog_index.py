@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import shutil
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -13,28 +14,37 @@ from neurofm.data import Catalog
 from neurofm.errors import CatalogError
 
 
-def _edit_index(catalog: Path, edit) -> None:
-    index = catalog / "catalog.json"
-    doc = json.loads(index.read_text())
-    edit(doc["recordings"])
-    index.write_text(json.dumps(doc))
+def _edit_index(catalog: Path, sql: str, *params) -> int:
+    """Change the index as a user with the sqlite3 shell would; the rowid it touched."""
+    with closing(sqlite3.connect(catalog / "catalog.sqlite")) as db, db:
+        return db.execute(sql, params).lastrowid
 
 
 def test_malformed_entries_are_reported_by_id(reaching_catalog):
     good = sorted(Catalog(reaching_catalog).ids)
-    _edit_index(
-        reaching_catalog,
-        lambda entries: entries.extend(
-            [{"id": 5}, {"file": "x.h5"}, "not an entry", {"id": "r", "file": 3}]
-        ),
-    )
+    add = "INSERT INTO recordings (id, file, fields) VALUES (?, ?, ?)"
+    rows = [
+        _edit_index(reaching_catalog, add, "", "x.h5", "{}"),
+        _edit_index(reaching_catalog, add, "a/b", "x.h5", "{}"),
+        _edit_index(reaching_catalog, add, "q", None, "{}"),
+        _edit_index(reaching_catalog, add, "r", b"3", "{}"),
+        _edit_index(reaching_catalog, add, "s", "s.h5", "not an entry"),
+        _edit_index(reaching_catalog, add, "t", "t.h5", "[1, 2]"),
+    ]
+    with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):  # no row without an id
+        _edit_index(reaching_catalog, add, None, "y.h5", "{}")
     cat = Catalog(reaching_catalog)
     assert cat.ids == good  # the well-formed entries stay usable
     assert cat.problems == [
-        "recordings[4] (id 5): field 'id' must be a non-empty string without '/' (got 5)",
-        "recordings[5]: field 'id' is missing",
-        "recordings[6]: must be a mapping of fields, got str",
-        "recordings[7] (id 'r'): field 'file' must be a string (got 3)",
+        f"recordings row {rows[0]} (id ''): field 'id' must be a non-empty string without '/' "
+        "(got '')",
+        f"recordings row {rows[1]} (id 'a/b'): field 'id' must be a non-empty string without "
+        "'/' (got 'a/b')",
+        f"recordings row {rows[2]} (id 'q'): field 'file' is missing",
+        f"recordings row {rows[3]} (id 'r'): field 'file' must be a string (got b'3')",
+        f"recordings row {rows[4]} (id 's'): field 'fields' must be a JSON object (got "
+        "'not an entry')",
+        f"recordings row {rows[5]} (id 't'): field 'fields' must be a JSON object (got '[1, 2]')",
     ]
     code, out, err = run_main("info", str(reaching_catalog))
     assert code == 1
@@ -44,7 +54,7 @@ def test_malformed_entries_are_reported_by_id(reaching_catalog):
         assert f"BROKEN  {problem}" in out
     code, out, _ = run_main("verify", str(reaching_catalog))
     assert code == 1
-    assert "BROKEN  recordings[4] (id 5): field 'id' must be a non-empty string" in out
+    assert f"BROKEN  recordings row {rows[1]} (id 'a/b'): field 'id' must be a non-empty" in out
 
 
 def test_one_missing_file_does_not_fail_the_listing(reaching_catalog):
@@ -76,10 +86,7 @@ def test_entry_files_must_stay_inside_the_catalog(kind, reaching_catalog, tmp_pa
         (reaching_catalog / "link.h5").symlink_to(outside / "stolen.h5")
         target = "link.h5"
 
-    def point_elsewhere(entries):
-        entries[0]["file"] = target
-
-    _edit_index(reaching_catalog, point_elsewhere)
+    _edit_index(reaching_catalog, "UPDATE recordings SET file = ? WHERE id = ?", target, ids[0])
     cat = Catalog(reaching_catalog)
     with pytest.raises(CatalogError) as err:
         cat.open(ids[0])

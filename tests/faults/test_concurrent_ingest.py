@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 
@@ -35,8 +36,12 @@ def test_two_real_ingests_at_once_keep_every_recording(reaching_raw, tmp_path):
         assert out.strip().splitlines()[-1].startswith("4 ingested, 0 up to date, 0 failed")
     expected = sorted(p.name.removesuffix("_ecephys.nwb") for p in reaching_raw.rglob("*.nwb"))
     assert len(expected) == 8
-    index = json.loads((catalog / "catalog.json").read_text())
-    assert sorted(e["id"] for e in index["recordings"]) == expected
+    with closing(sqlite3.connect(catalog / "catalog.sqlite")) as db:
+        indexed = [r[0] for r in db.execute("SELECT id FROM recordings ORDER BY id")]
+        domains = db.execute("SELECT count(DISTINCT recording_id) FROM domains").fetchone()[0]
+    assert indexed == expected
+    assert domains == 0  # ingested without splits: no domains indexed
+    assert not (catalog / "catalog.json").exists()
     assert sorted(p.stem for p in catalog.glob("*.h5")) == expected
     from neurofm.data.recording import verify_recording
 

@@ -614,7 +614,7 @@ def test_folder_with_good_and_bad_files(reaching, tmp_path, private_tmp, monkeyp
     lines = error_lines(captured.err)
     assert len(lines) == 1 and lines[0].startswith(f"neurofm: error: {bad}: ")
     assert "must be finite" in lines[0]
-    assert all_files(out) == {"catalog.json", f"{rec_id}.h5"}
+    assert all_files(out) == {"catalog.sqlite", f"{rec_id}.h5"}
     assert list(private_tmp.iterdir()) == []
     inode = (out / f"{rec_id}.h5").stat().st_ino
     with Recording.open(out / f"{rec_id}.h5") as rec:
@@ -635,7 +635,7 @@ def test_folder_with_good_and_bad_files(reaching, tmp_path, private_tmp, monkeyp
     assert f"ingested  {good} -> {rec_id}" in captured.out
     assert "1 ingested, 0 up to date, 1 failed" in captured.out
     assert (out / f"{rec_id}.h5").stat().st_ino != inode
-    assert all_files(out) == {"catalog.json", f"{rec_id}.h5"}  # staged next to it, then removed
+    assert all_files(out) == {"catalog.sqlite", f"{rec_id}.h5"}  # staged next to it, then removed
     assert list(private_tmp.iterdir()) == []
 
     # without the bad file: exit status 0

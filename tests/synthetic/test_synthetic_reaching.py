@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -356,3 +357,34 @@ def test_same_seed_gives_byte_identical_files(tmp_path):
     a = generate_reaching_dataset(tmp_path / "a", seed=3, **kwargs)[0].path
     b = generate_reaching_dataset(tmp_path / "b", seed=3, **kwargs)[0].path
     assert a.read_bytes() == b.read_bytes()
+
+
+def test_corpus_knobs_turnover_and_drift():
+    """pool_factor (unit turnover) and drift_scale: defaults are the historical sessions, bit
+    for bit; more turnover shares fewer neurons; drift_scale scales the drift, 0 removes it."""
+    tiny = {"n_trials": 4, "n_units_range": (20, 24)}
+    default = simulate_session(SEED, 0, 2, **tiny)
+    # digest of this session as generated before the knobs existed (neurofm 0.1.0)
+    digest = hashlib.sha256(
+        np.concatenate(default.spike_times).tobytes() + default.hand_vel.tobytes()
+    ).hexdigest()
+    assert digest[:16] == "ec3e4d720993798f"
+    assert "pool_factor" not in default.params and "drift_scale" not in default.params
+
+    def shared(**knobs) -> float:
+        a, b = (simulate_session(SEED, 0, k, **knobs, **tiny) for k in (0, 1))
+        pa, pb = set(a.units["pool_index"]), set(b.units["pool_index"])
+        return len(pa & pb) / min(len(pa), len(pb))
+
+    assert shared(pool_factor=4.0) < shared(pool_factor=1.0)
+    wide = simulate_session(SEED, 0, 1, pool_factor=4.0, **tiny)
+    assert wide.units["pool_index"].max() >= 24 and wide.params["pool_factor"] == 4.0
+    still = simulate_session(SEED, 0, 3, drift_scale=0.0, **tiny)
+    assert np.allclose(still.units["pd_shift"], 0.0) and np.allclose(still.units["gain_scale"], 1)
+    doubled = simulate_session(SEED, 0, 3, drift_scale=2.0, **tiny)
+    base = simulate_session(SEED, 0, 3, **tiny)
+    assert doubled.drift["global_rotation"] == pytest.approx(2 * base.drift["global_rotation"])
+    for bad in ({"pool_factor": 0.5}, {"drift_scale": -1.0}, {"pool_factor": float("nan")}):
+        name = next(iter(bad))
+        with pytest.raises(InvalidDataError, match=f"{name}: expected a finite number"):
+            simulate_session(SEED, 0, 0, **bad, **tiny)

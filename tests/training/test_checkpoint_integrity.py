@@ -84,7 +84,10 @@ def test_a_flipped_byte_in_a_weight_is_refused_everywhere(pretrained_poyo, tmp_p
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (lambda c: c["neurofm"].pop("model_config"), r"lacks 'model_config' \(has 'format'"),
+        (
+            lambda c: c["neurofm"].pop("model_config"),
+            r"lacks 'model_config' \(has 'card', 'format'",
+        ),
         (lambda c: c["neurofm"].pop("scaler"), r"lacks 'scaler'"),
         (
             lambda c: c["neurofm"]["model_config"].update(dim="big"),

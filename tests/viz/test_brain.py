@@ -159,3 +159,20 @@ def test_plot_parcel_map_offline(tmp_path, parcellation, kind):
 def test_plot_parcel_map_rejects_unknown_kind(parcellation):
     with pytest.raises(InvalidDataError, match="kind must be"):
         plot_parcel_map(np.zeros(20), parcellation.labels_img, kind="surface")
+
+
+def test_band_attention_bars_and_the_true_band():
+    from neurofm.viz.brain import plot_band_attention
+
+    bands = ["D1 32-64 Hz", "D2 16-32 Hz", "D3 8-16 Hz", "A3 0-8 Hz"]
+    fig = plot_band_attention([0.4, 0.3, 0.2, 0.1], bands, truth="D1 32-64 Hz")
+    ax = fig.axes[0]
+    heights = [p.get_height() for p in ax.patches]
+    np.testing.assert_allclose(heights, [0.4, 0.3, 0.2, 0.1])
+    assert [t.get_text() for t in ax.get_xticklabels()] == bands
+    red = [p.get_facecolor() for p in ax.patches]
+    assert red[0] != red[1] and red[1] == red[2]  # only the true band stands out
+    with pytest.raises(InvalidDataError, match="3 weights for 4 bands"):
+        plot_band_attention([1, 2, 3], bands)
+    with pytest.raises(InvalidDataError, match="truth 'gamma' is not one of"):
+        plot_band_attention([1, 2, 3, 4], bands, truth="gamma")

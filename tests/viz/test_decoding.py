@@ -111,3 +111,27 @@ def test_no_sessions_is_a_clear_error():
 
 def test_nothing_is_clipped_or_overlapping(laid_out):
     laid_out(plot_predictions(_result(3, channels=("x", "y"), unit="m/s")))
+
+
+def test_few_shot_curve_mean_line_per_mode_and_every_seed(tmp_path):
+    from neurofm.viz.decoding import plot_few_shot
+
+    rows = [
+        {"mode": m, "trials": k, "seed": s, "r2": base + 0.01 * k + 0.02 * s}
+        for m, base in (("unit-id", 0.5), ("scratch", 0.0))
+        for k in (5, 10, 20)
+        for s in (0, 1)
+    ]
+    fig = plot_few_shot(rows, tmp_path / "fs.png")
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"unit-id", "scratch"}
+    np.testing.assert_allclose(lines["unit-id"].get_xdata(), [5, 10, 20])
+    # the line is the mean over seeds: base + 0.01 k + 0.01
+    np.testing.assert_allclose(lines["unit-id"].get_ydata(), [0.56, 0.61, 0.71])
+    assert sum(len(c.get_offsets()) for c in ax.collections) == len(rows)  # every seed a dot
+    assert (tmp_path / "fs.png").read_bytes()[:8] == PNG_MAGIC
+    with pytest.raises(InvalidDataError, match=r"rows\[0\] has no r2"):
+        plot_few_shot([{"mode": "full", "trials": 5}])
+    with pytest.raises(InvalidDataError, match="no rows"):
+        plot_few_shot([])

@@ -20,6 +20,7 @@ from torch import nn
 from neurofm.models.layers.attention_cpu import (
     HeadGeometry,
     interleaving,
+    keep_mask,
     windowed_attention,
     windowed_lengths,
 )
@@ -29,9 +30,9 @@ Angles = tuple[torch.Tensor, torch.Tensor]
 
 
 class Dropout(nn.Module):
-    """``nn.Dropout`` drawing its mask from ``uniform_`` (on CPU ~2.6x faster than the Bernoulli
-    sampler ``F.dropout`` uses). Same distribution: kept with probability ``1 - p``, scaled by
-    ``1 / (1 - p)``."""
+    """``nn.Dropout`` drawing its mask with :func:`keep_mask` (16 random bits an element: on CPU
+    ~6x faster than the Bernoulli sampler ``F.dropout`` uses). Same distribution: kept with
+    probability ``1 - p`` (to 1/65536), scaled by the inverse of that probability."""
 
     def __init__(self, p: float = 0.0) -> None:
         super().__init__()
@@ -42,9 +43,8 @@ class Dropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        keep = 1.0 - self.p
-        mask = torch.empty_like(x).uniform_().lt_(keep).mul_(1.0 / keep)
-        return x * mask
+        kept, scale = keep_mask(x, self.p)
+        return (x * kept).mul_(scale)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

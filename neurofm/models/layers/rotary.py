@@ -16,6 +16,23 @@ import torch
 from torch import nn
 
 
+def frequencies(n: int, t_min: float, t_max: float) -> torch.Tensor:
+    """The ``n`` angular frequencies ``2 pi / period`` (rad/s), float32, periods log-spaced from
+    ``t_min`` to ``t_max`` (both included).
+
+    Computed op for op as torch_brain 0.2.1 does (``generate_logspace_timeperiods``: float32
+    ``exp(lerp(log t_min, log t_max, linspace(0, 1)))``), so a model imported from torch_brain has
+    bit for bit the frequencies it was trained with, and keeps them through a neurofm save/load
+    that recomputes them (``torch.logspace`` rounds differently: one float32 ulp at omega ~ 6e4
+    rad/s is a visible phase error after a second).
+    """
+    exponents = torch.linspace(0, 1.0, n, dtype=torch.float32)
+    lo = torch.tensor(t_min, dtype=torch.float32).log()
+    hi = torch.tensor(t_max, dtype=torch.float32).log()
+    periods = torch.exp(torch.lerp(lo, hi, exponents))
+    return 2 * math.pi / periods
+
+
 class RotaryTimeEmbedding(nn.Module):
     """Angles for rotating attention heads by time.
 
@@ -35,9 +52,7 @@ class RotaryTimeEmbedding(nn.Module):
         super().__init__()
         if rotate_dim % 2 or rotate_dim > head_dim:
             raise ValueError(f"rotate_dim must be even and <= head_dim, got {rotate_dim}")
-        n = rotate_dim // 2
-        periods = torch.logspace(math.log10(t_min), math.log10(t_max), n)
-        self.register_buffer("omega", 2 * math.pi / periods, persistent=False)
+        self.register_buffer("omega", frequencies(rotate_dim // 2, t_min, t_max), persistent=False)
         self.rotate_dim = rotate_dim
 
     def forward(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
