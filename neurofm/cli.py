@@ -1085,6 +1085,11 @@ def _info(args: argparse.Namespace) -> int:
     from neurofm.errors import ReaderError
 
     path: Path = args.path
+    if not path.exists() and len(path.parts) == 1:  # a shipped model's name: its card
+        from neurofm.pretrained.registry import REGISTRY, resolve
+
+        if str(path) in REGISTRY:
+            path = resolve(str(path))
     if _is_checkpoint(path):
         return _checkpoint_info(path, args.json)
     if path.is_dir():

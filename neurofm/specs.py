@@ -69,6 +69,8 @@ __all__ = [
     "WienerOptions",
     "apply_overrides",
     "check_fields",
+    "card_folders",
+    "find_card",
     "load_card",
     "load_pipeline",
     "load_yaml",
@@ -837,9 +839,34 @@ def load_yaml(path: str | os.PathLike[str], model: type[T]) -> T:
     return validate(model, read_yaml(path), path)
 
 
+def card_folders() -> list[Path]:
+    """Where cards are found by name: ``./datasets``, then the folder of cards beside neurofm."""
+    return [Path("datasets"), Path(__file__).resolve().parents[1] / "datasets"]
+
+
+def find_card(name_or_path: str | os.PathLike[str]) -> Path:
+    """A card's file: the path itself if it exists or names a YAML file, else the card of that
+    name (``mc_maze``) in :func:`card_folders`.
+
+    Raises
+    ------
+    SpecError
+        No such file, and no card of that name.
+    """
+    path = Path(name_or_path)
+    if path.exists() or path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+        return path
+    for folder in card_folders():
+        if (folder / f"{path.name}.yaml").is_file():
+            return folder / f"{path.name}.yaml"
+    looked = ", ".join(str(f) for f in card_folders())
+    raise SpecError(f"{name_or_path}: no such card file, and no card of that name in {looked}")
+
+
 def load_card(path: str | os.PathLike[str]) -> DatasetCard:
-    """Load and validate a dataset card."""
-    return load_yaml(path, DatasetCard)
+    """Load and validate a dataset card: a YAML file, or a card's name (``"mc_maze"``, looked
+    up by :func:`find_card`)."""
+    return load_yaml(find_card(path), DatasetCard)
 
 
 def load_pipeline(

@@ -475,8 +475,8 @@ def test_evaluate_scores_the_known_sessions_and_says_what_it_skipped(
     doc = json.loads(out)
     assert sorted(doc["r2"]) == known
     assert doc["skipped"] == {
-        held_out: "not a session the model was trained on; `neurofm finetune` adapts it to a "
-        "new session"
+        held_out: "not a session the model was trained on; `neurofm adapt CKPT FILE` adapts it "
+        "to a new session"
     }
     code, out, err = run_main(
         "evaluate", str(ckpt), str(catalog), "--plot", str(tmp_path / "p.png")
@@ -500,7 +500,7 @@ def test_evaluate_filters(poyo_and_all_sessions, one_torch_thread):
     assert code == 1 and out == ""
     assert err == (
         f"neurofm: error: {held_out}: cannot be scored: not a session the model was trained "
-        "on; `neurofm finetune` adapts it to a new session\n"
+        "on; `neurofm adapt CKPT FILE` adapts it to a new session\n"
     )
     code, _, err = run_main("evaluate", str(ckpt), str(catalog), "--subject", "S9")
     assert (

@@ -703,6 +703,11 @@ class LazyIntervals(LazySignal):
     def load(self) -> Intervals:
         return self._loaded()[0]
 
+    def to_dataframe(self) -> Any:
+        """The table as a :class:`pandas.DataFrame` (start, end, label, columns), as
+        :meth:`Intervals.to_dataframe <neurofm.data.signals.Intervals.to_dataframe>`."""
+        return self.load().to_dataframe()
+
 
 _LAZY = {
     "spikes": LazySpikes,

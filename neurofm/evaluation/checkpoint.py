@@ -144,8 +144,8 @@ def poyo_sessions(
     for rid in recordings or cat.ids:
         if rid not in model.session_emb:
             skipped[rid] = (
-                "not a session the model was trained on; `neurofm finetune` adapts it to a "
-                "new session"
+                "not a session the model was trained on; `neurofm adapt CKPT FILE` adapts it "
+                "to a new session"
             )
             continue
         with cat.open(rid) as rec:

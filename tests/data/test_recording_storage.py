@@ -269,3 +269,13 @@ def test_closers_and_with_signals_hand_over_the_files(saved):
     out.close()
     assert calls == ["second", "first"]
     assert "train_domain" not in lazy and out._file is None
+
+
+def test_a_lazy_interval_table_gives_the_same_dataframe(saved):
+    rec, path = saved
+    import pandas as pd
+
+    with Recording.open(path) as lazy:
+        for name, signal in rec.signals.items():
+            if signal.kind == "intervals":
+                pd.testing.assert_frame_equal(lazy[name].to_dataframe(), signal.to_dataframe())

@@ -673,3 +673,20 @@ def test_standin_rerun_is_up_to_date(server, tmp_path):
     assert result.reports["pull"].skipped and not result.reports["pull"].downloaded
     assert result.reports["ingest"].skipped and not result.reports["ingest"].ingested
     assert len(catalog) == 1
+
+
+def test_a_card_loads_by_name_from_any_folder(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from neurofm.errors import SpecError
+    from neurofm.specs import find_card, load_card
+
+    repo_card = Path(__file__).resolve().parents[2] / "datasets" / "mc_maze.yaml"
+    monkeypatch.chdir(tmp_path)  # no ./datasets here: neurofm's own cards
+    assert find_card("mc_maze") == repo_card
+    assert load_card("mc_maze") == load_card(repo_card)
+    (tmp_path / "datasets").mkdir()  # a lab's own folder of cards comes first
+    (tmp_path / "datasets" / "mc_maze.yaml").write_text(repo_card.read_text())
+    assert find_card("mc_maze") == Path("datasets") / "mc_maze.yaml"
+    with pytest.raises(SpecError, match=r"mc_mazee: no such card file, and no card of that"):
+        load_card("mc_mazee")

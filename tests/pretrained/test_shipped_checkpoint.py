@@ -99,3 +99,13 @@ def test_adapting_to_a_heldout_session_beats_scratch(sessions, tmp_path):
         )
         scores[mode] = result.mean_r2
     assert scores["unit-id"] > scores["scratch"] + MARGIN, scores
+
+
+def test_info_prints_the_shipped_card_by_name(capsys):
+    from neurofm.cli import main
+
+    assert main(["info", NAME]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic data only" in out.lower()
+    assert main(["info", "poyo-tiny-synthetik"]) == 1
+    assert "no such file or folder" in capsys.readouterr().err
