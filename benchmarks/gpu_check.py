@@ -30,18 +30,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from neurofm.models.poyo import INPUT_KEYS
+
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 64
-MODEL_KEYS = (
-    "input_unit_index",
-    "input_timestamps",
-    "input_token_type",
-    "input_mask",
-    "latent_index",
-    "latent_timestamps",
-    "session_index",
-    "output_timestamps",
-)
 
 
 def figure(name: str, value: float, fmt: str = ".1f") -> None:
@@ -95,7 +87,7 @@ def loader_rate(dm: Any, seconds: float) -> float:
 def batches(dm: Any, n: int, device: Any) -> list[dict[str, Any]]:
     out = []
     for batch in dm.train_dataloader():
-        b = {k: batch[k].to(device) for k in MODEL_KEYS}
+        b = {k: batch[k].to(device) for k in INPUT_KEYS}
         b["target"] = batch["output_values"].to(device)
         b["weights"] = (batch["output_weights"] * batch["output_mask"]).to(device)
         out.append(b)
@@ -141,7 +133,7 @@ def throughput(model: Any, pool: list[dict[str, Any]], seconds: float) -> dict[s
     def step(i: int) -> None:
         b = pool[i % len(pool)]
         with autocast:
-            pred = model(**{k: b[k] for k in MODEL_KEYS}).float()
+            pred = model(**{k: b[k] for k in INPUT_KEYS}).float()
         err = ((pred - b["target"]) ** 2).mean(-1)
         loss = (err * b["weights"]).sum() / b["weights"].sum().clamp_min(1e-8)
         opt.zero_grad(set_to_none=True)
@@ -171,7 +163,7 @@ def throughput(model: Any, pool: list[dict[str, Any]], seconds: float) -> dict[s
     def infer(i: int) -> None:
         b = pool[i % len(pool)]
         with torch.no_grad(), autocast:
-            model(**{k: b[k] for k in MODEL_KEYS})
+            model(**{k: b[k] for k in INPUT_KEYS})
 
     return {"train": train, "infer": timed(infer), "peak_mb": peak}
 

@@ -37,6 +37,8 @@ from torch_brain.batching import collate, pad8, track_mask8
 from torch_brain.data import ArrayDict, Data, Interval, IrregularTimeSeries
 from torch_brain.models import POYO
 
+from neurofm.models.poyo import INPUT_KEYS
+
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "tests" / "fixtures" / "torch_brain"
 SEED = 0
@@ -62,16 +64,6 @@ SESSIONS = ("monkey_a/2020-01-01", "monkey_b/2020-02-02")
 UNITS_PER_SESSION = 10
 SESSION_S = 20.0
 RATE_HZ = 15.0
-MODEL_KEYS = (
-    "input_unit_index",
-    "input_timestamps",
-    "input_token_type",
-    "input_mask",
-    "latent_index",
-    "latent_timestamps",
-    "session_index",
-    "output_timestamps",
-)
 
 
 def make_session(sid: str, rng: np.random.Generator) -> Data:
@@ -123,7 +115,7 @@ class TrainWrapper(L.LightningModule):
         self.save_hyperparameters(cfg)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        out = self.model(**{k: batch[k] for k in MODEL_KEYS})
+        out = self.model(**{k: batch[k] for k in INPUT_KEYS})
         mask = batch["output_mask"]
         return ((out[mask][:, 0] - batch["target"][mask].float()) ** 2).mean()
 
@@ -171,8 +163,8 @@ def main() -> None:
     reloaded = POYO.load_pretrained(ckpt_path).eval()  # torch_brain's own loader
     batch = window_batch(reloaded, sessions, [(0, 4.25), (1, 7.5), (0, 12.0), (1, 17.3)], rng)
     with torch.no_grad():
-        expected = reloaded(**{k: batch[k] for k in MODEL_KEYS})
-    arrays = {k: batch[k].numpy() for k in MODEL_KEYS}
+        expected = reloaded(**{k: batch[k] for k in INPUT_KEYS})
+    arrays = {k: batch[k].numpy() for k in INPUT_KEYS}
     arrays["output_mask"] = batch["output_mask"].numpy()
     arrays["expected"] = expected.numpy()
     np.savez_compressed(args.out / "poyo_tiny_io.npz", **arrays)

@@ -36,7 +36,7 @@ from torch_brain.batching import collate, pad8, track_mask8
 from torch_brain.data import ArrayDict, Data, Interval, IrregularTimeSeries
 from torch_brain.models import POYO as TBPOYO
 
-from neurofm.models.poyo import POYO, POYOConfig
+from neurofm.models.poyo import INPUT_KEYS, POYO, POYOConfig
 from neurofm.pretrained.torch_brain import from_torch_brain, to_torch_brain
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,16 +56,6 @@ CONFIGS = {
 DIM_OUT = 2
 N_SESSIONS, N_UNITS, RATE_HZ, SESSION_S = 2, 100, 20.0, 60.0
 SEED = 0
-MODEL_KEYS = (
-    "input_unit_index",
-    "input_timestamps",
-    "input_token_type",
-    "input_mask",
-    "latent_index",
-    "latent_timestamps",
-    "session_index",
-    "output_timestamps",
-)
 
 
 def figure(name: str, value: float, fmt: str = ".3g") -> None:
@@ -134,7 +124,7 @@ def main() -> None:
     perturb(tb)
     tb.eval()
     batch = make_batch(tb, sessions, args.batch, rng)
-    inputs = {k: batch[k] for k in MODEL_KEYS}
+    inputs = {k: batch[k] for k in INPUT_KEYS}
     mask = batch["output_mask"]
     print(
         f"# torch_brain POYO {args.config}: {sum(p.numel() for p in tb.parameters()):,} "

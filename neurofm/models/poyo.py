@@ -181,6 +181,20 @@ class ClassReadout(nn.Linear):
 READOUTS: dict[str, type[nn.Linear]] = {"regression": RegressionReadout, "class": ClassReadout}
 
 
+#: The batch keys :meth:`POYO.forward` reads (what :func:`neurofm.tokenizers.spikes.collate`
+#: makes, and what torch_brain's POYO takes too).
+INPUT_KEYS = (
+    "input_unit_index",
+    "input_timestamps",
+    "input_token_type",
+    "input_mask",
+    "latent_index",
+    "latent_timestamps",
+    "session_index",
+    "output_timestamps",
+)
+
+
 class POYO(nn.Module):
     """The POYO model.
 

@@ -13,23 +13,13 @@ import pytest
 import torch
 
 from neurofm.errors import NeuroFMError
-from neurofm.models.poyo import POYO, POYOConfig
+from neurofm.models.poyo import INPUT_KEYS, POYO, POYOConfig
 from neurofm.pretrained import CheckpointError, from_torch_brain, to_torch_brain
 from neurofm.pretrained.torch_brain import name_table
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "torch_brain"
 CKPT = FIXTURES / "poyo_tiny.ckpt"
 IO = FIXTURES / "poyo_tiny_io.npz"
-MODEL_KEYS = (
-    "input_unit_index",
-    "input_timestamps",
-    "input_token_type",
-    "input_mask",
-    "latent_index",
-    "latent_timestamps",
-    "session_index",
-    "output_timestamps",
-)
 TOL = 1e-5
 
 
@@ -46,7 +36,7 @@ def fixture_ckpt() -> dict:
 
 def outputs(model: POYO, io: dict[str, np.ndarray]) -> np.ndarray:
     with torch.no_grad():
-        out = model.eval()(**{k: torch.from_numpy(io[k]) for k in MODEL_KEYS})
+        out = model.eval()(**{k: torch.from_numpy(io[k]) for k in INPUT_KEYS})
     return out.numpy()[io["output_mask"]]
 
 
