@@ -279,3 +279,17 @@ def test_python_training_quickstart_scores(readme):
         "sub-S1_ses-20240312",
     }
     assert all(math.isfinite(v) for v in result.r2.values())
+
+
+def test_the_one_call_new_session_blocks(readme):
+    shell = _find(readme, "neurofm adapt poyo-tiny-synthetic")
+    assert shell.ok, shell.err
+    # the shipped model was pretrained on another synthetic sub-S1_ses-20240312 (other data):
+    # this session gets rows of its own, under its id and checksum
+    assert "adapted (unit-id) to sub-S1_ses-20240312@" in shell.out
+    assert "0 already known" in shell.out
+    python = _find(readme, "neurofm.load_pretrained(")
+    assert python.ok, python.err
+    velocity, adapted = python.namespace["velocity"], python.namespace["adapted"]
+    assert velocity.data.shape[1] == 2 and len(velocity) > 1000
+    assert adapted.card.scores["adaptation"]["n"] >= 1

@@ -241,6 +241,7 @@ class PretrainedPOYO:
         with ExitStack() as stack:
             rec, where, cat_path = _resolve_recording(recording, catalog, stack)
             self._check_recording(rec, where)
+            rec = self._distinct_session(rec, where, renamable=cat_path is None)
             train, held_out = _split_trials(rec, where, trials)
             if cat_path is None:  # a file or an in-memory recording: a catalog of one
                 folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="neurofm-")))
@@ -423,6 +424,7 @@ class PretrainedPOYO:
         with ExitStack() as stack:
             rec, where, _ = _resolve_recording(recording, catalog, stack)
             _check_units(rec, where, 0.0, rec.duration)
+            rec = self._distinct_session(rec, where, renamable=True)
             self._check_vocabulary(rec, where)
             target, dim = self.target, self.model.config.dim_out
             channels = list(self.card.target.get("channels") or [])
@@ -452,6 +454,48 @@ class PretrainedPOYO:
             if signal is None:
                 return RegularSeries(values, float(rate), 0.0, channels, name=name, unit=unit)
             return IrregularSeries(times, values, channels, name=name, unit=unit)
+
+    def session_id(self, rec: Recording) -> str:
+        """The id this model knows ``rec``'s session by.
+
+        Recording ids (``sub-<subject>_ses-<session>``) are unique within a dataset, not across
+        datasets: a new file may carry the id of a session the model was trained on. When the
+        model card holds that id with other data (another sha256), the new session is
+        ``<id>@<first 8 hex digits of its sha256>``, so its units never take the other
+        session's embeddings; a recording without a checksum keeps its id.
+        """
+        sha = rec.provenance.sha256
+        trained = {
+            str(r.get("id")): str(r.get("sha256") or "")
+            for r in self.card.data.get("recordings", [])
+        }
+        if sha and trained.get(rec.id) and trained[rec.id] != sha:
+            return f"{rec.id}@{sha[:8]}"
+        return rec.id
+
+    def _distinct_session(self, rec: Recording, where: str, renamable: bool) -> Recording:
+        sid = self.session_id(rec)
+        if sid == rec.id:
+            return rec
+        if not renamable:
+            raise NeuroFMError(
+                f"{where}: the model was trained on another session with the id {rec.id!r} "
+                f"(other data: another sha256); adapt from the recording's file instead, which "
+                f"names this session {sid!r}"
+            )
+        log.warning(
+            "%s: the model was trained on another session with the id %r; this one is %r",
+            where, rec.id, sid,
+        )  # fmt: skip
+        full = rec.load() if rec.is_lazy else rec
+        return Recording(
+            sid,
+            full.signals,
+            duration=full.duration,
+            metadata=full.metadata,
+            provenance=full.provenance,
+            absolute_start=full.absolute_start,
+        )
 
     def _check_vocabulary(self, rec: Recording, where: str) -> None:
         if rec.id not in self.model.session_emb:

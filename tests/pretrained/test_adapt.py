@@ -184,3 +184,29 @@ def test_demo_ends_with_the_one_call_path(pretrained_poyo, tmp_path, capsys):
     assert (
         load_pretrained(tmp_path / "adapted" / "adapted.ckpt").card.adaptation["recording"] == rid
     )
+
+
+def test_another_session_with_a_trained_id_gets_its_own_rows(pretrained_poyo, new_session):
+    """Recording ids are unique within a dataset only: a new session that carries the id of a
+    session the model was trained on (other data, another sha256) must not take its rows."""
+    root, ckpt = pretrained_poyo
+    pre = load_pretrained(ckpt)
+    trained_id = pre.card.sessions[0]
+    rec = neurofm.read(new_session[1])
+    clash = Recording(trained_id, rec.signals, duration=rec.duration,
+                      metadata=rec.metadata, provenance=rec.provenance)  # fmt: skip
+    sid = f"{trained_id}@{rec.provenance.sha256[:8]}"
+    assert pre.session_id(clash) == sid
+    adapted = pre.adapt(clash, trials=20, epochs=1)
+    n_units = len(rec["spikes"].units)
+    assert adapted.card.adaptation["recording"] == sid
+    assert adapted.card.adaptation["new_units"] == n_units
+    assert adapted.card.adaptation["kept_units"] == 0
+    assert adapted.card.sessions == [*pre.card.sessions, sid]
+    # predict finds the new session's rows through the same rule, not the trained session's
+    assert adapted.session_id(clash) == sid
+    assert np.isfinite(adapted.predict(clash.window(0.0, 5.0)).data).any()
+    # in a catalog the recording cannot be renamed: a clear error instead
+    Catalog(root / "clash", create=True).add(clash)
+    with pytest.raises(neurofm.NeuroFMError, match=rf"another session with the id '{trained_id}'"):
+        pre.adapt(trained_id, catalog=root / "clash", trials=20, epochs=1)
