@@ -21,6 +21,7 @@ below the number of cores (a lower ceiling is respected).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import statistics
 import time
@@ -123,10 +124,8 @@ def _own_runnable(proc: Path) -> int:
 
 
 def other_runnable(samples: int = 5, interval: float = 0.002, proc: Path = Path("/proc")) -> float:
-    """Threads of other processes running or runnable now (median of a few quick samples).
-
-    Returns None-like ``nan`` where ``/proc`` cannot be read.
-    """
+    """Threads of other processes running or runnable now (median of a few quick samples);
+    ``nan`` where ``/proc`` cannot be read."""
     counts = []
     for i in range(samples):
         try:
@@ -165,9 +164,8 @@ class ThreadPolicy:
 
     def _measure(self) -> ThreadChoice:
         others = other_runnable()
-        return choose_threads(
-            self.cores, None if others != others else others, self.ceiling, self.requested
-        )
+        known = None if math.isnan(others) else others
+        return choose_threads(self.cores, known, self.ceiling, self.requested)
 
     def _set(self, threads: int) -> None:
         import torch

@@ -483,7 +483,10 @@ class PretrainedPOYO:
                 f"(other data: another sha256); adapt from the recording's file instead, which "
                 f"names this session {sid!r}"
             )
-        log.warning(
+        # a warning when the session is new to the model; once adapted, predicting on it
+        # just follows the rule
+        log.log(
+            logging.INFO if sid in self.model.session_emb else logging.WARNING,
             "%s: the model was trained on another session with the id %r; this one is %r",
             where, rec.id, sid,
         )  # fmt: skip
