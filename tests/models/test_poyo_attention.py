@@ -12,6 +12,7 @@ import torch
 import neurofm.models.layers.attention as attention
 import neurofm.models.layers.attention_cpu as attention_cpu
 from neurofm.models.layers import Dropout, RotaryCrossAttention, RotarySelfAttention
+from neurofm.models.layers.attention import geglu
 from neurofm.models.layers.rotary import RotaryTimeEmbedding
 from neurofm.models.poyo import POYO, POYOConfig
 
@@ -105,6 +106,73 @@ def test_self_attention_matches_sdpa(reference, rotate_value):
     _assert_same(windowed, _run(module, (x, angles)))
 
 
+@pytest.mark.parametrize("group_weights", [1 << 18, 1])
+def test_masked_self_attention_matches_sdpa_group_by_group(reference, monkeypatch, group_weights):
+    """Self-attention projects each group of windows inside the windowed path: padded keys,
+    groups of one window (GROUP_WEIGHTS 1) or of all, outputs and every gradient."""
+    monkeypatch.setattr(attention_cpu, "GROUP_WEIGHTS", group_weights)
+    torch.manual_seed(7)
+    module = RotarySelfAttention(DIM, 4, DIM_HEAD, rotate_value=True).double()
+    x = torch.randn(4, 8, DIM, dtype=torch.float64, requires_grad=True)
+    angles = _angles(torch.rand(4, 8))
+    mask = torch.arange(8)[None, :] < torch.tensor([8, 5, 5, 2])[:, None]
+    windowed = _run(module, (x, angles, mask))
+    reference()
+    _assert_same(windowed, _run(module, (x, angles, mask)))
+
+
+def test_inference_matches_sdpa_path(reference, monkeypatch):
+    """Without gradients or dropout the windowed path takes the fused kernel per group: same
+    outputs for masked self-attention and padded distinct-token cross-attention."""
+    monkeypatch.setattr(attention_cpu, "GROUP_WEIGHTS", 1)
+    torch.manual_seed(10)
+    self_attn = RotarySelfAttention(DIM, 4, DIM_HEAD, rotate_value=True).double().eval()
+    cross = RotaryCrossAttention(DIM, HEADS, DIM_HEAD, dropout=0.2, rotate_value=True)
+    cross = cross.double().eval()
+    x = torch.randn(3, 8, DIM, dtype=torch.float64)
+    angles = _angles(torch.rand(3, 8))
+    mask = torch.arange(8)[None, :] < torch.tensor([8, 5, 2])[:, None]
+    table = torch.randn(6, DIM, dtype=torch.float64)
+    index = torch.randint(0, 6, (3, 8))
+    k_angles = _angles(torch.rand(3, 8))
+
+    def both():
+        with torch.no_grad():
+            return (
+                self_attn(x, angles, mask),
+                cross(x, table[index], angles, k_angles, mask),
+                cross(x, table, angles, k_angles, mask, context_index=index),
+            )
+
+    windowed = both()
+    reference()
+    for got, expected in zip(windowed, both(), strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-10, rtol=0)
+
+
+def test_self_attention_dropout_gradient_matches_finite_differences(monkeypatch):
+    monkeypatch.setattr(attention_cpu, "GROUP_WEIGHTS", 1)  # one window a group
+    torch.manual_seed(8)
+    module = RotarySelfAttention(8, 2, 8, dropout=0.3, rotate_value=True).double().train()
+    angles = RotaryTimeEmbedding(8, 4)(torch.rand(3, 4))
+    mask = torch.arange(4)[None, :] < torch.tensor([4, 3, 0])[:, None]
+
+    def f(x):
+        torch.manual_seed(0)
+        return module(x, angles, mask)
+
+    def g(weight):  # the projection's weight gradient, taken group by group
+        torch.manual_seed(0)
+        return torch.func.functional_call(module, {"to_qkv.weight": weight}, (x, angles, mask))
+
+    x = torch.randn(3, 4, 8, dtype=torch.float64, requires_grad=True)
+    assert not torch.equal(f(x), module.eval()(x, angles, mask))
+    module.train()
+    assert torch.autograd.gradcheck(f, (x,))
+    x = x.detach()
+    assert torch.autograd.gradcheck(g, (module.to_qkv.weight.detach().clone().requires_grad_(),))
+
+
 def test_a_window_without_keys_attends_to_nothing():
     torch.manual_seed(3)
     module = RotaryCrossAttention(DIM, HEADS, DIM_HEAD, dropout=0.2, rotate_value=True)
@@ -134,6 +202,14 @@ def test_attention_dropout_gradient_matches_finite_differences():
     assert not torch.equal(f(x, context), module.eval()(x, context, q_angles, k_angles, mask))
     module.train()
     assert torch.autograd.gradcheck(f, (x, context))
+
+
+def test_geglu_is_a_times_gelu_of_gate_with_its_gradient():
+    torch.manual_seed(9)
+    h = torch.randn(3, 5, 8, dtype=torch.float64, requires_grad=True)
+    a, gate = h.detach().chunk(2, dim=-1)
+    torch.testing.assert_close(geglu(h), a * torch.nn.functional.gelu(gate), atol=0, rtol=0)
+    assert torch.autograd.gradcheck(geglu, (h,))
 
 
 def test_dropout_keeps_one_minus_p_and_rescales():

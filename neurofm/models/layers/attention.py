@@ -13,6 +13,8 @@ rounding; ``tests/models/test_poyo_attention.py`` keeps the two paths equal).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -44,10 +46,39 @@ class Dropout(nn.Module):
         if not self.training or self.p == 0.0:
             return x
         kept, scale = keep_mask(x, self.p)
-        return (x * kept).mul_(scale)
+        return x * kept.to(x.dtype).mul_(scale)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+class _GEGLU(torch.autograd.Function):
+    """``a * gelu(gate)`` for ``a, gate = h.chunk(2, -1)``, with both halves' gradients written
+    into one tensor: autograd through ``chunk`` concatenates them (a copy of the whole
+    activation, ~8% of a POYO training step's feed-forward time on CPU)."""
+
+    @staticmethod
+    def forward(ctx: Any, h: torch.Tensor) -> torch.Tensor:
+        a, gate = h.chunk(2, dim=-1)
+        activated = F.gelu(gate)
+        ctx.save_for_backward(h, activated)
+        return a * activated
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        h, activated = ctx.saved_tensors
+        a, gate = h.chunk(2, dim=-1)
+        d_h = torch.empty_like(h)
+        d_a, d_gate = d_h.chunk(2, dim=-1)
+        torch.mul(grad, activated, out=d_a)
+        torch.ops.aten.gelu_backward.grad_input(grad * a, gate, grad_input=d_gate)
+        return d_h
+
+
+def geglu(h: torch.Tensor) -> torch.Tensor:
+    """The gated GELU of POYO's feed-forward blocks: ``a * gelu(gate)``, ``a, gate`` the two
+    halves of ``h``'s last dimension."""
+    return _GEGLU.apply(h)
 
 
 class FeedForward(nn.Module):
@@ -61,8 +92,7 @@ class FeedForward(nn.Module):
         self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, gate = self.up(self.norm(x)).chunk(2, dim=-1)
-        return self.down(self.dropout(a * F.gelu(gate)))
+        return self.down(self.dropout(geglu(self.up(self.norm(x)))))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -190,10 +220,11 @@ class RotarySelfAttention(nn.Module):
             q, k, v = (_heads(t, self.heads) for t in self.to_qkv(x).chunk(3, dim=-1))
             out = attend(q, k, v, angles, angles, mask, self.rotate_value, dropout)
             return self.to_out(_merge(out))
-        qkv = F.linear(x, self.to_qkv.weight[self._order_qkv])  # (B, N, 3 * H * Dh)
         inner = self.heads * self.dim_head
         geo = HeadGeometry(
             self.heads, self.dim_head, 0, inner, angles, angles, self.rotate_value, x.dtype
         )
-        out = windowed_attention(qkv, qkv, None, geo, lengths, dropout)
+        # x is projected to (B, N, 3 * H * Dh) a group of windows at a time, inside
+        weight = self.to_qkv.weight[self._order_qkv]
+        out = windowed_attention(x, x, None, geo, lengths, dropout, weight=weight)
         return F.linear(out, self.to_out.weight[:, self._order], self.to_out.bias)

@@ -48,9 +48,11 @@ def keep_mask(like: torch.Tensor, p: float) -> tuple[torch.Tensor, float]:
     n = like.numel()
     bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=like.device)
     bits.random_(-(2**63), None)  # full 64-bit range: four uniform int16 per element
-    kept = bits.view(torch.int16)[:n].lt(threshold - 32768).view(like.shape)
-    # as 0/1 bytes: multiplying float by uint8 is vectorised, by bool it is ~20x slower
-    return kept.view(torch.uint8), 65536.0 / threshold
+    # written as 0/1 bytes: a bool result is ~5x slower to write; multiply by the mask as a float
+    # (``kept.to(x.dtype)``): a float-by-uint8 product is not vectorised
+    kept = torch.empty(like.shape, dtype=torch.uint8, device=like.device)
+    torch.lt(bits.view(torch.int16)[:n].view(like.shape), threshold - 32768, out=kept)
+    return kept, 65536.0 / threshold
 
 
 def windowed_lengths(
@@ -195,7 +197,12 @@ class _WindowedAttention(torch.autograd.Function):
     ``q_src`` (B, Nq, .) holds the queries from column ``q_col``, ``kv_src`` (B, Nk, .) the
     keys from ``k_col`` and the values right after them (self-attention passes one tensor as
     both) -- or, with ``kv_index`` (B, Nk), ``kv_src`` (U, .) holds the projections of U
-    distinct tokens and ``kv_index`` says which one each key is. Returns (B, Nq, H * Dh),
+    distinct tokens and ``kv_index`` says which one each key is. Self-attention may instead
+    pass the tokens themselves as both sources with the projection's ``weight`` (C, dim): each
+    group is then projected as it is reached (and its gradients taken back through the
+    projection right after its backward): the whole batch's projections (~25 MB for POYO's
+    processor) are never written out and read back from memory, which measured ~40% of the
+    projection's time and made the rotations stall on cache misses. Returns (B, Nq, H * Dh),
     interleaved, for the output projection. Saved for the backward pass, per group: rotated
     queries, keys and values, softmax weights, dropout mask.
     """
@@ -209,11 +216,12 @@ class _WindowedAttention(torch.autograd.Function):
         geo: HeadGeometry,
         lengths: list[int],
         p: float,
+        weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
         batch, n_q = q_src.shape[0], q_src.shape[1]
         scale = 1.0 / math.sqrt(geo.dim_head)
         out = q_src.new_empty(batch, n_q, geo.inner)
-        saving = any(ctx.needs_input_grad[:2])
+        saving = any(ctx.needs_input_grad[:2]) or ctx.needs_input_grad[6]
         saved: list[Any] = []
         for b0, b1, n in _groups(lengths, geo.heads * n_q):
             o = out[b0:b1].unflatten(-1, (geo.heads, geo.dim_head))  # (G, Nq, H, Dh)
@@ -221,12 +229,28 @@ class _WindowedAttention(torch.autograd.Function):
                 o.zero_()
                 saved.append(None)
                 continue
-            q = geo.to_heads(geo.part(q_src[b0:b1], geo.q_col), geo.cis("q", b0, b1, n_q))
-            rows = _key_rows(kv_src, kv_index, b0, b1, n)
+            if weight is None:
+                q_rows, rows = q_src[b0:b1], _key_rows(kv_src, kv_index, b0, b1, n)
+            else:  # self-attention projected a group at a time: queries and keys alike
+                q_rows = torch.nn.functional.linear(q_src[b0:b1], weight)
+                rows = q_rows[:, :n]
+            q = geo.to_heads(geo.part(q_rows, geo.q_col), geo.cis("q", b0, b1, n_q))
             k = geo.to_heads(geo.part(rows, geo.k_col), geo.cis("k", b0, b1, n))
             v_cis = geo.cis("k", b0, b1, n) if geo.rotate_value else None
             v = geo.to_heads(geo.part(rows, geo.v_col), v_cis)
-            del rows
+            del rows, q_rows
+            if not saving and p == 0:
+                # nothing to save (inference): PyTorch's fused CPU kernel, which computes the
+                # softmax block by block without writing the weights out (10% of POYO's
+                # inference time); with dropout or a backward pass to come, the weights are needed
+                g = b1 - b0
+                heads_out = torch.nn.functional.scaled_dot_product_attention(
+                    *(t.view(g, geo.heads, t.shape[1], -1) for t in (q, k, v))
+                ).view(g * geo.heads, n_q, -1)
+                q_inv = geo.cis("q", b0, b1, n_q, inverse=True) if geo.rotate_value else None
+                geo.from_heads(o, heads_out, q_inv)
+                saved.append(None)
+                continue
             scores = q.new_empty(q.shape[0], n_q, n)
             torch.baddbmm(scores, q, k.transpose(1, 2), beta=0.0, alpha=scale, out=scores)
             weights = torch.softmax(scores, dim=-1)  # (G * H, Nq, n)
@@ -234,7 +258,7 @@ class _WindowedAttention(torch.autograd.Function):
             kept = None
             if p > 0:
                 kept, keep_scale = keep_mask(weights, p)  # 1 kept, 0 dropped
-                heads_out = torch.bmm(weights * kept, v).mul_(keep_scale)
+                heads_out = torch.bmm(weights * kept.to(weights.dtype), v).mul_(keep_scale)
             else:
                 heads_out = torch.bmm(weights, v)
             q_inv = geo.cis("q", b0, b1, n_q, inverse=True) if geo.rotate_value else None
@@ -246,6 +270,7 @@ class _WindowedAttention(torch.autograd.Function):
             ctx.shapes = (q_src.shape, kv_src.shape)
             ctx.dtype_device = (q_src.dtype, q_src.device)
             ctx.kv_index = kv_index
+            ctx.weight, ctx.tokens = weight, (q_src if weight is not None else None)
         return out
 
     @staticmethod
@@ -256,8 +281,12 @@ class _WindowedAttention(torch.autograd.Function):
         n_q = q_shape[1]
         scale = 1.0 / math.sqrt(geo.dim_head)
         keep_scale = 65536.0 / round((1.0 - p) * 65536)  # keep_mask's
+        weight, tokens = ctx.weight, ctx.tokens
         # Every column read in the forward pass is written below; any other column is zero.
-        if shared:
+        if weight is not None:  # per group: projections' gradients, then back through them
+            whole = weight.shape[0] == 3 * geo.inner and (geo.q_col, geo.k_col) == (0, geo.inner)
+            d_tokens, d_weight = torch.empty_like(tokens), torch.zeros_like(weight)
+        elif shared:
             whole = kv_shape[-1] == 3 * geo.inner and (geo.q_col, geo.k_col) == (0, geo.inner)
             d_kv = (torch.empty if whole else torch.zeros)(kv_shape, dtype=dtype, device=device)
             d_q = d_kv
@@ -268,12 +297,21 @@ class _WindowedAttention(torch.autograd.Function):
             d_kv = (torch.empty if whole else torch.zeros)(kv_shape, dtype=dtype, device=device)
         kv_cols = slice(geo.k_col, geo.v_col + geo.inner)
         for (b0, b1, n), saved in zip(_groups(lengths, geo.heads * n_q), groups, strict=True):
-            if kv_index is None:
+            if weight is not None:
+                if saved is None:
+                    d_tokens[b0:b1] = 0
+                    continue
+                new = torch.empty if whole else torch.zeros
+                d_block = new(b1 - b0, n_q, weight.shape[0], dtype=dtype, device=device)
+                d_block[:, n:, kv_cols] = 0  # padding keys: no gradient
+                d_rows, dq_dst = d_block[:, :n], geo.part(d_block, geo.q_col)
+            elif kv_index is None:
                 d_kv[b0:b1, n:, kv_cols] = 0  # padding keys: no gradient
                 d_rows = d_kv[b0:b1, :n]
             else:  # gradients of this group's keys, added to their tokens' rows below
                 d_rows = d_kv.new_zeros(b1 - b0, n, kv_shape[-1])
-            dq_dst = geo.part(d_q[b0:b1], geo.q_col)
+            if weight is None:
+                dq_dst = geo.part(d_q[b0:b1], geo.q_col)
             if saved is None:
                 dq_dst.zero_()
                 if kv_index is None:
@@ -285,6 +323,7 @@ class _WindowedAttention(torch.autograd.Function):
             g = geo.to_heads(g, geo.cis("q", b0, b1, n_q) if geo.rotate_value else None)
             if p > 0:
                 g.mul_(keep_scale)
+                kept = kept.to(weights.dtype)
                 dropped = weights * kept
             else:
                 dropped = weights
@@ -305,9 +344,15 @@ class _WindowedAttention(torch.autograd.Function):
             geo.from_heads(geo.part(d_rows, geo.v_col), dv, k_inv if geo.rotate_value else None)
             if kv_index is not None:
                 d_kv.index_add_(0, kv_index[b0:b1, :n].reshape(-1), d_rows.flatten(0, 1))
+            if weight is not None:  # back through this group's projection
+                d_flat, x_flat = d_block.flatten(0, 1), tokens[b0:b1].flatten(0, 1)
+                torch.mm(d_flat, weight, out=d_tokens[b0:b1].view(-1, tokens.shape[-1]))
+                d_weight.addmm_(d_flat.t(), x_flat)
+        if weight is not None:
+            return d_tokens, None, None, None, None, None, d_weight
         if shared:
-            return d_kv, None, None, None, None, None
-        return d_q, d_kv, None, None, None, None
+            return d_kv, None, None, None, None, None, None
+        return d_q, d_kv, None, None, None, None, None
 
 
 def windowed_attention(
@@ -317,6 +362,8 @@ def windowed_attention(
     geo: HeadGeometry,
     lengths: list[int],
     dropout: float,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Attention over each window's first ``lengths[b]`` keys, with interleaved projections."""
-    return _WindowedAttention.apply(q, kv, kv_index, geo, lengths, dropout)
+    """Attention over each window's first ``lengths[b]`` keys, with interleaved projections
+    (or, for self-attention, the tokens and the interleaved projection ``weight``)."""
+    return _WindowedAttention.apply(q, kv, kv_index, geo, lengths, dropout, weight)
