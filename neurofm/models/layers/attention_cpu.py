@@ -124,6 +124,16 @@ def _rotate_pairs(dst: torch.Tensor, x: torch.Tensor, cis: torch.Tensor | None) 
     return dst
 
 
+def _rotate_in_place(x: torch.Tensor, cis: torch.Tensor | None) -> torch.Tensor:
+    """``x``'s leading interleaved pairs multiplied by ``cis`` in place (see
+    :func:`_rotate_pairs`)."""
+    if cis is not None:
+        r = cis.shape[-1]
+        pairs = torch.view_as_complex(x[..., : 2 * r].unflatten(-1, (r, 2)))
+        pairs.mul_(cis)
+    return x
+
+
 class HeadGeometry:
     """Heads, where queries, keys and values sit in the projections' outputs, and the rotations
     (``e^(i omega t)`` per token, ``(B, N, 1, R)``; conjugates for the counter-rotations)."""
@@ -234,23 +244,26 @@ class _WindowedAttention(torch.autograd.Function):
             else:  # self-attention projected a group at a time: queries and keys alike
                 q_rows = torch.nn.functional.linear(q_src[b0:b1], weight)
                 rows = q_rows[:, :n]
-            q = geo.to_heads(geo.part(q_rows, geo.q_col), geo.cis("q", b0, b1, n_q))
-            k = geo.to_heads(geo.part(rows, geo.k_col), geo.cis("k", b0, b1, n))
             v_cis = geo.cis("k", b0, b1, n) if geo.rotate_value else None
-            v = geo.to_heads(geo.part(rows, geo.v_col), v_cis)
-            del rows, q_rows
             if not saving and p == 0:
-                # nothing to save (inference): PyTorch's fused CPU kernel, which computes the
-                # softmax block by block without writing the weights out (10% of POYO's
-                # inference time); with dropout or a backward pass to come, the weights are needed
-                g = b1 - b0
+                # Nothing to save (inference): rotated in place, where the projections lie
+                # (this call's temporaries), and PyTorch's fused CPU kernel reads them there,
+                # computing the softmax block by block without writing the weights out (10% of
+                # POYO's inference time); with dropout or a backward pass the weights are needed.
+                q = _rotate_in_place(geo.part(q_rows, geo.q_col), geo.cis("q", b0, b1, n_q))
+                k = _rotate_in_place(geo.part(rows, geo.k_col), geo.cis("k", b0, b1, n))
+                v = _rotate_in_place(geo.part(rows, geo.v_col), v_cis)
                 heads_out = torch.nn.functional.scaled_dot_product_attention(
-                    *(t.view(g, geo.heads, t.shape[1], -1) for t in (q, k, v))
-                ).view(g * geo.heads, n_q, -1)
+                    *(t.transpose(1, 2) for t in (q, k, v))
+                )  # (G, H, Nq, Dh)
                 q_inv = geo.cis("q", b0, b1, n_q, inverse=True) if geo.rotate_value else None
-                geo.from_heads(o, heads_out, q_inv)
+                _rotate_pairs(o, heads_out.transpose(1, 2), q_inv)
                 saved.append(None)
                 continue
+            q = geo.to_heads(geo.part(q_rows, geo.q_col), geo.cis("q", b0, b1, n_q))
+            k = geo.to_heads(geo.part(rows, geo.k_col), geo.cis("k", b0, b1, n))
+            v = geo.to_heads(geo.part(rows, geo.v_col), v_cis)
+            del rows, q_rows
             scores = q.new_empty(q.shape[0], n_q, n)
             torch.baddbmm(scores, q, k.transpose(1, 2), beta=0.0, alpha=scale, out=scores)
             weights = torch.softmax(scores, dim=-1)  # (G * H, Nq, n)
@@ -365,5 +378,7 @@ def windowed_attention(
     weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Attention over each window's first ``lengths[b]`` keys, with interleaved projections
-    (or, for self-attention, the tokens and the interleaved projection ``weight``)."""
+    (or, for self-attention, the tokens and the interleaved projection ``weight``). Where
+    autograd records nothing (inference), the projections ``q`` and ``kv`` are rotated in place:
+    pass temporaries."""
     return _WindowedAttention.apply(q, kv, kv_index, geo, lengths, dropout, weight)
