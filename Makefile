@@ -49,11 +49,15 @@ FUZZ_SECONDS ?= 600
 fuzz: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(VENV)/bin/python tests/faults/fuzzing.py --seconds $(FUZZ_SECONDS)
 
-# Every benchmark, then the GPU check (which says why and exits 0 where there is no GPU).
+# Every benchmark, POYO again at torch_brain's 11.8M config (batch 8: torch_brain needs ~16 GB
+# at 32), then the GPU check (which says why and exits 0 where there is no GPU).
 bench: $(BENCH_VENV)/.installed
-	@set -e; for script in benchmarks/*_bench.py benchmarks/gpu_check.py; do \
+	@set -e; for script in benchmarks/*_bench.py; do \
 		echo "== $$script"; $(BENCH_VENV)/bin/python $$script; \
-	done
+	done; \
+	echo "== benchmarks/poyo_bench.py --size 11.8m --batch 8"; \
+	$(BENCH_VENV)/bin/python benchmarks/poyo_bench.py --size 11.8m --batch 8; \
+	echo "== benchmarks/gpu_check.py"; $(BENCH_VENV)/bin/python benchmarks/gpu_check.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check neurofm tests benchmarks

@@ -738,8 +738,8 @@ def main() -> None:
         return
 
     t_start = time.perf_counter()
-    train_steps = args.train_steps or (3 if args.quick else 7)
-    infer_steps = args.infer_steps or (4 if args.quick else 10)
+    train_steps = args.train_steps or (3 if args.quick else 10)
+    infer_steps = args.infer_steps or (4 if args.quick else 14)
     pool_size = args.pool or (2 if args.quick else 4)
 
     # Workers first, while this process is small (nothing of it leaks into their peak RSS).
