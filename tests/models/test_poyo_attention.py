@@ -144,7 +144,10 @@ def test_inference_matches_sdpa_path(reference, monkeypatch):
                 cross(x, table, angles, k_angles, mask, context_index=index),
             )
 
+    inputs = (x.clone(), table.clone())
     windowed = both()
+    # the projections are rotated in place, never the inputs
+    assert torch.equal(x, inputs[0]) and torch.equal(table, inputs[1])
     reference()
     for got, expected in zip(windowed, both(), strict=True):
         torch.testing.assert_close(got, expected, atol=1e-10, rtol=0)
