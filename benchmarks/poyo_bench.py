@@ -149,6 +149,8 @@ SEED = 0
 NO_MMAP_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967295"
 
 LIBS = ("neurofm", "torch_brain")
+# neurofm.models.poyo.INPUT_KEYS, written out rather than imported: this module is also the
+# torch_brain worker, whose import-time and peak RSS figures must not include neurofm.
 MODEL_KEYS = (
     "input_unit_index",
     "input_timestamps",
