@@ -609,6 +609,11 @@ class EvaluateStep(_Strict):
         default_factory=BaselineOptions,
         description="budgets and hyperparameter searches of the wiener and gru baselines",
     )
+    baselines_during_training: bool = Field(
+        True,
+        description="fit POYO's spike baselines in a second process while the train step "
+        "runs, on machines with 2 or more cores (the same scores, sooner)",
+    )
     plot: bool = Field(True, description="write predicted-vs-true plots (PNG)")
 
 

@@ -57,12 +57,16 @@ class BaselineScores:
         Table label -> the search and stopping rule, in one line.
     seconds : dict
         Table label -> seconds spent fitting and scoring.
+    background : bool
+        Whether they were fitted in a second process while the model trained
+        (:mod:`neurofm.evaluation.background`).
     """
 
     r2: dict[str, dict[str, float]] = field(default_factory=dict)
     tuning: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     searches: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    background: bool = False
 
     def __repr__(self) -> str:
         means = ", ".join(
@@ -91,11 +95,12 @@ class BaselineScores:
           sub-S0_ses-1: hidden 128, lr 3e-3, best at step 500 of 700, early-stopped (...)
         """
         out = []
+        where = ", while the model trained" if self.background else ""
         for label, per_session in self.tuning.items():
             n = len(per_session)
             out.append(
-                f"{label} ({n} session{'s' if n != 1 else ''}, {self.seconds[label]:.1f} s): "
-                f"{self.searches[label]}"
+                f"{label} ({n} session{'s' if n != 1 else ''}, {self.seconds[label]:.1f} s"
+                f"{where}): {self.searches[label]}"
             )
             for rid, t in per_session.items():
                 valid = t.get("valid_r2")

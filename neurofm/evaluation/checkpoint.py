@@ -14,6 +14,7 @@ from typing import Any
 from neurofm.data.catalog import Catalog
 from neurofm.data.targets import as_target, evaluation_split, target_label
 from neurofm.errors import NeuroFMError
+from neurofm.evaluation.background import BackgroundBaselines, BaselineRequest
 from neurofm.evaluation.baselines import (
     SAMBA_BASELINES,
     SPIKE_BASELINES,
@@ -189,6 +190,7 @@ def evaluate_checkpoint(
     work: Path,
     target: str | None = None,
     recordings: list[str] | None = None,
+    background: BackgroundBaselines | None = None,
 ) -> tuple[EvaluateReport, list[str]]:
     """Score a POYO or SAMBA checkpoint (told apart by its format) and its baselines.
 
@@ -208,6 +210,9 @@ def evaluate_checkpoint(
     recordings : list of str, optional
         Only these recordings (default all; POYO scores only the sessions it knows and says
         which it skipped and why).
+    background : BackgroundBaselines, optional
+        POYO's spike baselines, started in a second process while the model trained; used
+        when they are the ones asked for (else fitted here, and the process stopped).
 
     Returns
     -------
@@ -223,7 +228,9 @@ def evaluate_checkpoint(
         options = options.model_copy(update={"split": _card_split(catalog)})
     if is_samba_checkpoint(checkpoint):
         return evaluate_samba_checkpoint(checkpoint, catalog, options, work, recordings)
-    return evaluate_poyo_checkpoint(checkpoint, catalog, options, work, target, recordings)
+    return evaluate_poyo_checkpoint(
+        checkpoint, catalog, options, work, target, recordings, background
+    )
 
 
 def _card_split(catalog: Path) -> str:
@@ -243,6 +250,7 @@ def evaluate_poyo_checkpoint(
     work: Path,
     target: str | None = None,
     recordings: list[str] | None = None,
+    background: BackgroundBaselines | None = None,
 ) -> tuple[EvaluateReport, list[str]]:
     """Stitched R^2 of POYO and the spike baselines (default Wiener and GRU) on one split.
 
@@ -272,10 +280,16 @@ def evaluate_poyo_checkpoint(
     report.r2["POYO"] = poyo.scores  # R^2, or balanced accuracy for a class target
     report.metrics.update(metric=poyo.metric, target=poyo.target, masked=poyo.n_masked)
     baselines = None
-    if names:  # early-stopped and tuned on valid; how, per session, goes beside the scores
+    if background is not None:  # fitted while the model trained, if they are these ones
+        request = BaselineRequest.of(
+            catalog, str(target), options.split, names, sessions, options.baseline_options
+        )
+        baselines = background.scores(request)
+    if names and baselines is None:  # early-stopped and tuned on valid; how goes beside
         baselines = score_baselines(
             catalog, target, options.split, names, sessions, options.baseline_options
         )
+    if baselines is not None:
         report.r2.update(baselines.r2)
         report.metrics["baselines"] = baselines.to_json()
         write_json(report.metrics["baselines"], work / f"baselines_{options.split}.json")

@@ -100,6 +100,7 @@ def run_pipeline(
     generated: Path | None = None
     catalog = work / "catalog"
     checkpoint: Path | None = None
+    background = None  # the evaluate step's baselines, fitted while the train step runs
     # A header per step on the progress stream (stderr), with the time spent so far.
     n_steps = sum(only is None or s.kind in only for s in spec.steps)
     done, t_start = 0, time.perf_counter()
@@ -203,8 +204,20 @@ def run_pipeline(
             )
             catalog = out
         elif step.kind == "train":
-            from neurofm.pipeline.steps import run_train_step
+            from neurofm.pipeline.steps import run_train_step, start_baselines_during_training
 
+            evaluate = _next_evaluate(spec, step, only)
+            if evaluate is not None:
+                background = start_baselines_during_training(
+                    opts, evaluate, card, catalog, Path(path).parent
+                )
+                if background is not None:  # stopped if the run ends before evaluating
+                    _clients.stack.callback(background.cancel)
+                    progress_note(
+                        f"  fitting the baselines ({', '.join(background.request.names)}) "
+                        "in a second process meanwhile",
+                        disable=not progress,
+                    )
             checkpoint, line = run_train_step(
                 opts, card, catalog, work, Path(path).parent, progress=progress
             )
@@ -220,7 +233,8 @@ def run_pipeline(
 
             if checkpoint is None:
                 checkpoint = _last_checkpoint(spec, work)
-            report, lines = run_evaluate_step(opts, card, catalog, checkpoint, work)
+            report, lines = run_evaluate_step(opts, card, catalog, checkpoint, work, background)
+            background = None
             result.reports["evaluate"] = report
             result.summary.extend(lines)
     return result
@@ -300,6 +314,18 @@ def _synthesize(source: Any, out: Path, progress: bool) -> str:
         raise NeuroFMError(f"synthetic source kind {source.kind!r} is not known")
     stamp.write_text(json.dumps(params, indent=2))
     return f"pull: generated a synthetic {source.kind} dataset ({len(runs)} runs) -> {out}"
+
+
+def _next_evaluate(spec: Any, train: Any, only: tuple[str, ...] | None) -> Any:
+    """The options of the evaluate step that follows ``train`` and will run, else None."""
+    steps = list(spec.steps)
+    after = next(i for i, step in enumerate(steps) if step is train) + 1
+    for step in steps[after:]:
+        if step.kind == "train":
+            return None
+        if step.kind == "evaluate" and (only is None or "evaluate" in only):
+            return step.options
+    return None
 
 
 def _last_checkpoint(spec: Any, work: Path) -> Path:

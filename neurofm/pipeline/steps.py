@@ -8,16 +8,26 @@ training is :mod:`neurofm.training`'s, scoring :mod:`neurofm.evaluation`'s.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from neurofm.errors import NeuroFMError, SpecError
 from neurofm.evaluation.reports import EvaluateReport
 from neurofm.specs import DatasetCard, EvaluateStep, TrainStep, read_yaml
 
+if TYPE_CHECKING:
+    from neurofm.evaluation.background import BackgroundBaselines
+
 log = logging.getLogger(__name__)
 
-__all__ = ["EvaluateReport", "model_kind", "run_evaluate_step", "run_train_step"]
+__all__ = [
+    "EvaluateReport",
+    "model_kind",
+    "run_evaluate_step",
+    "run_train_step",
+    "start_baselines_during_training",
+]
 
 
 def model_kind(path: Path) -> str:
@@ -166,7 +176,12 @@ def _train_samba(
 
 
 def run_evaluate_step(
-    opts: EvaluateStep, card: DatasetCard, catalog: Path, checkpoint: Path, work: Path
+    opts: EvaluateStep,
+    card: DatasetCard,
+    catalog: Path,
+    checkpoint: Path,
+    work: Path,
+    background: BackgroundBaselines | None = None,
 ) -> tuple[EvaluateReport, list[str]]:
     """Score the trained model and the baselines on the same split.
 
@@ -182,6 +197,8 @@ def run_evaluate_step(
         The train step's checkpoint (POYO or SAMBA).
     work : Path
         Where ``results_<split>.json`` and ``plots/`` go.
+    background : BackgroundBaselines, optional
+        The baselines started beside the train step (:func:`start_baselines_during_training`).
 
     Returns
     -------
@@ -192,4 +209,58 @@ def run_evaluate_step(
 
     if opts.split is None:  # the card says which split has data to score (NLB: valid)
         opts = opts.model_copy(update={"split": card.splits.evaluate_on})
-    return evaluate_checkpoint(checkpoint, catalog, opts, work, target=card.fields.target)
+    return evaluate_checkpoint(
+        checkpoint, catalog, opts, work, target=card.fields.target, background=background
+    )
+
+
+def start_baselines_during_training(
+    train: TrainStep,
+    evaluate: EvaluateStep,
+    card: DatasetCard,
+    catalog: Path,
+    spec_dir: Path,
+) -> BackgroundBaselines | None:
+    """Start the evaluate step's spike baselines in a second process, to run beside the train
+    step (:mod:`neurofm.evaluation.background`); None where that cannot help or cannot be
+    known before training.
+
+    It starts when the evaluate step's ``baselines_during_training`` is on, the machine has 2
+    or more cores, the train step trains POYO in one process (no DDP) on a behaviour series,
+    and the evaluate step has spike baselines. The sessions are those the trained model will
+    score: the catalog's recordings with a train domain (the train step's ``recordings`` when
+    given) whose domain of the evaluated split is not empty.
+    """
+    from neurofm.data.catalog import Catalog
+    from neurofm.data.targets import as_target
+    from neurofm.evaluation.background import BackgroundBaselines, BaselineRequest
+    from neurofm.evaluation.baselines import SPIKE_BASELINES
+    from neurofm.threads import cpu_cores
+    from neurofm.training.datasets import split_domains_of
+
+    names = list(SPIKE_BASELINES) if evaluate.baselines is None else list(evaluate.baselines)
+    target = as_target(card.fields.target)
+    if (
+        not evaluate.baselines_during_training
+        or cpu_cores() < 2
+        or train.devices * train.num_nodes > 1
+        or int(os.environ.get("WORLD_SIZE", "1")) > 1  # a rank of torchrun or srun
+        or not isinstance(target, str)
+        or not names
+        or not set(names) <= set(SPIKE_BASELINES)
+    ):
+        return None
+    split = evaluate.split or card.splits.evaluate_on
+    try:
+        if model_kind((spec_dir / train.model).resolve()) != "poyo":
+            return None
+        cat = Catalog(catalog)
+        trained = split_domains_of(cat, "train", list(train.recordings) or None)
+        scored = cat.domains(split, list(trained))
+    except NeuroFMError:  # the train step will say what is wrong
+        return None
+    sessions = [rid for rid in cat.ids if rid in trained and len(scored.get(rid, ()))]
+    if not sessions:
+        return None
+    request = BaselineRequest.of(catalog, target, split, names, sessions, evaluate.baseline_options)
+    return BackgroundBaselines(request)

@@ -56,7 +56,14 @@ from neurofm.training.datasets import (
     split_domains_of,
 )
 from neurofm.training.resume import ResumableSampler
-from neurofm.training.trainer import after_fit, all_gather_objects, make_trainer, rank_seed
+from neurofm.training.trainer import (
+    adamw,
+    after_fit,
+    all_gather_objects,
+    make_trainer,
+    rank_seed,
+    seed_step,
+)
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +340,7 @@ class POYOModule(pl.LightningModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Dropout masks depend only on (seed, step, rank), not on whatever else drew random
         # numbers before (DataLoader iterators do): a resumed run repeats them exactly.
-        torch.manual_seed(rank_seed(self.cfg.seed, self.global_step, self.global_rank))
+        seed_step(rank_seed(self.cfg.seed, self.global_step, self.global_rank), self.device)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss = self._loss(batch, synced=True)
@@ -385,7 +392,7 @@ class POYOModule(pl.LightningModule):
             if not p.requires_grad:  # frozen (fine-tuning): not even handed to the optimizer
                 continue
             (no_decay if p.ndim < 2 or name.endswith("emb.weight") else decay).append(p)
-        opt = torch.optim.AdamW(
+        opt = adamw(
             [
                 {"params": decay, "weight_decay": self.cfg.weight_decay},
                 {"params": no_decay, "weight_decay": 0.0},

@@ -59,7 +59,14 @@ from neurofm.training.checkpoints import (
 )
 from neurofm.training.datasets import ShardedSampler
 from neurofm.training.resume import ResumableSampler
-from neurofm.training.trainer import after_fit, all_gather_objects, make_trainer, rank_seed
+from neurofm.training.trainer import (
+    adamw,
+    after_fit,
+    all_gather_objects,
+    make_trainer,
+    rank_seed,
+    seed_step,
+)
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +319,7 @@ class SambaModule(pl.LightningModule):
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Dropout and teacher-forcing draws depend only on (seed, step): resumes repeat them.
-        torch.manual_seed(rank_seed(self.cfg.seed, self.global_step, self.global_rank))
+        seed_step(rank_seed(self.cfg.seed, self.global_step, self.global_rank), self.device)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out = self.model(
@@ -356,7 +363,7 @@ class SambaModule(pl.LightningModule):
         self._val = []
 
     def configure_optimizers(self) -> Any:
-        opt = torch.optim.AdamW(self.model.parameter_groups(self.cfg.lr, self.cfg.weight_decay))
+        opt = adamw(self.model.parameter_groups(self.cfg.lr, self.cfg.weight_decay), self.cfg.lr)
         # Flat for the first half, then cosine decay (as POYO's recipe).
         flat = self.total_steps // 2
         sched = torch.optim.lr_scheduler.SequentialLR(

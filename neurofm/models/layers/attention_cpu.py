@@ -298,7 +298,9 @@ class _WindowedAttention(torch.autograd.Function):
         # Every column read in the forward pass is written below; any other column is zero.
         if weight is not None:  # per group: projections' gradients, then back through them
             whole = weight.shape[0] == 3 * geo.inner and (geo.q_col, geo.k_col) == (0, geo.inner)
-            d_tokens, d_weight = torch.empty_like(tokens), torch.zeros_like(weight)
+            d_tokens = torch.empty_like(tokens)
+            # a frozen projection (fine-tuning unit embeddings only) gets no gradient
+            d_weight = torch.zeros_like(weight) if ctx.needs_input_grad[6] else None
         elif shared:
             whole = kv_shape[-1] == 3 * geo.inner and (geo.q_col, geo.k_col) == (0, geo.inner)
             d_kv = (torch.empty if whole else torch.zeros)(kv_shape, dtype=dtype, device=device)
@@ -360,7 +362,8 @@ class _WindowedAttention(torch.autograd.Function):
             if weight is not None:  # back through this group's projection
                 d_flat, x_flat = d_block.flatten(0, 1), tokens[b0:b1].flatten(0, 1)
                 torch.mm(d_flat, weight, out=d_tokens[b0:b1].view(-1, tokens.shape[-1]))
-                d_weight.addmm_(d_flat.t(), x_flat)
+                if d_weight is not None:
+                    d_weight.addmm_(d_flat.t(), x_flat)
         if weight is not None:
             return d_tokens, None, None, None, None, None, d_weight
         if shared:

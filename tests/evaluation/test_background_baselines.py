@@ -1,0 +1,159 @@
+"""Spike baselines fitted in a second process while the model trains."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from neurofm.data.catalog import Catalog
+from neurofm.errors import InvalidDataError
+from neurofm.evaluation.background import BackgroundBaselines, BaselineRequest
+from neurofm.evaluation.baselines import score_baselines
+from neurofm.pipeline.steps import start_baselines_during_training
+from neurofm.specs import BaselineOptions, load_pipeline, validate
+
+SMALL = {
+    "wiener": {"alphas": [10.0, 1e4], "history": [0.1, 0.2]},
+    "gru": {
+        "candidates": [{"hidden": 8, "lr": 1e-2}, {"hidden": 16, "lr": 1e-2}],
+        "max_steps": 20,
+        "search_steps": 10,
+        "eval_every": 10,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def reaching_catalog(tmp_path_factory):
+    """Two synthetic reaching sessions with train/valid/test domains (the demo's card)."""
+    from neurofm.pipeline import ingest
+    from neurofm.specs import load_card
+    from neurofm.synthetic.reaching import generate_reaching_dataset
+
+    tmp = tmp_path_factory.mktemp("background_baselines")
+    generate_reaching_dataset(tmp / "raw", n_subjects=1, n_sessions=2, n_trials=24, progress=False)
+    report = ingest(
+        tmp / "raw", tmp / "cat", card=load_card("datasets/synthetic_reaching.yaml"), progress=False
+    )
+    assert report.ok, report.failed
+    return tmp / "cat"
+
+
+def _request(catalog: Path, **changes) -> BaselineRequest:
+    kw = {
+        "target": "hand_vel",
+        "split": "test",
+        "names": ["wiener", "gru"],
+        "sessions": Catalog(catalog).ids,
+        "options": validate(BaselineOptions, SMALL, "pipe.yaml"),
+    }
+    kw.update(changes)
+    return BaselineRequest.of(catalog, **kw)
+
+
+def test_the_second_process_scores_what_fitting_here_scores(reaching_catalog, one_torch_thread):
+    request = _request(reaching_catalog)
+    with BackgroundBaselines(request) as job:
+        here = score_baselines(
+            reaching_catalog,
+            "hand_vel",
+            "test",
+            ["wiener", "gru"],
+            list(request.sessions),
+            request.options,
+            progress=False,
+        )
+        # the same request, spelled with a relative path and lists, is the same request
+        there = job.scores(_request(Path(reaching_catalog)))
+    assert there is not None and there.background and not here.background
+    assert there.r2 == here.r2  # one thread in both processes: the same numbers exactly
+    assert there.tuning == here.tuning
+    assert there.lines()[0].startswith("Wiener (2 sessions, ")
+    assert "s, while the model trained): ridge alpha" in there.lines()[0]
+    assert not job.running
+
+
+def test_another_request_stops_the_process_and_gets_nothing(reaching_catalog):
+    job = BackgroundBaselines(_request(reaching_catalog))
+    other = _request(reaching_catalog, sessions=Catalog(reaching_catalog).ids[:1])
+    assert job.scores(other) is None
+    assert not job.running
+
+
+def test_an_error_in_the_second_process_is_raised_here(reaching_catalog):
+    request = _request(reaching_catalog, target="no_such_signal")
+    with pytest.raises(InvalidDataError) as there:
+        BackgroundBaselines(request).scores(request)
+    with pytest.raises(InvalidDataError) as here:
+        score_baselines(reaching_catalog, "no_such_signal", "test", ["wiener"], progress=False)
+    assert "no_such_signal" in str(there.value)
+    assert str(there.value) == str(here.value)
+
+
+def test_cancel_stops_a_running_fit_at_once(reaching_catalog):
+    big = validate(BaselineOptions, {"gru": {"max_steps": 100000, "patience": 1000}}, "p.yaml")
+    job = BackgroundBaselines(_request(reaching_catalog, names=["gru"], options=big))
+    time.sleep(0.5)
+    t0 = time.perf_counter()
+    job.cancel()
+    assert not job.running
+    assert time.perf_counter() - t0 < 5
+
+
+def _demo_steps(tmp_path: Path, *overrides: str):
+    spec, card, _ = load_pipeline("pipelines/demo.yaml", list(overrides))
+    steps = {s.kind: s.options for s in spec.steps}
+    return steps["train"], steps["evaluate"], card
+
+
+def test_started_beside_training_for_the_sessions_the_model_will_score(
+    reaching_catalog, tmp_path, monkeypatch
+):
+    monkeypatch.setattr("neurofm.threads.cpu_cores", lambda: 2)
+    first = Catalog(reaching_catalog).ids[0]
+    train, evaluate, card = _demo_steps(tmp_path, f"steps.train.recordings=[{first}]")
+    job = start_baselines_during_training(
+        train, evaluate, card, reaching_catalog, Path("pipelines").resolve()
+    )
+    assert job is not None
+    try:
+        assert job.request.sessions == (first,)  # the train step's recordings only
+        assert job.request.names == ("wiener", "gru")
+        assert job.request.split == "test" and job.request.target == "hand_vel"
+        assert job.request.options == evaluate.baseline_options
+    finally:
+        job.cancel()
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "steps.evaluate.baselines_during_training=false",
+        "steps.evaluate.baselines=[]",
+        "steps.train.devices=2",  # DDP: every rank would start one
+        "steps.train.model=../models/samba.yaml",  # SAMBA's baseline is the ridge
+        "card.fields.target={trials: target_id, at: start}",  # a per-trial target
+    ],
+)
+def test_not_started_where_it_cannot_help(reaching_catalog, tmp_path, monkeypatch, override):
+    monkeypatch.setattr("neurofm.threads.cpu_cores", lambda: 2)
+    train, evaluate, card = _demo_steps(tmp_path, override)
+    assert (
+        start_baselines_during_training(
+            train, evaluate, card, reaching_catalog, Path("pipelines").resolve()
+        )
+        is None
+    )
+
+
+def test_not_started_on_one_core(reaching_catalog, tmp_path, monkeypatch):
+    monkeypatch.setattr("neurofm.threads.cpu_cores", lambda: 1)
+    train, evaluate, card = _demo_steps(tmp_path)
+    assert (
+        start_baselines_during_training(
+            train, evaluate, card, reaching_catalog, Path("pipelines").resolve()
+        )
+        is None
+    )
