@@ -225,9 +225,11 @@ def start_baselines_during_training(
     step (:mod:`neurofm.evaluation.background`); None where that cannot help or cannot be
     known before training.
 
-    It starts when the evaluate step's ``baselines_during_training`` is on, the machine has 2
-    or more cores, the train step trains POYO in one process (no DDP) on a behaviour series,
-    and the evaluate step has spike baselines. The sessions are those the trained model will
+    It starts when the evaluate step's ``baselines_during_training`` is on, the machine has a
+    core to spare (2 or more, and more than a thread count the user fixed with
+    ``NEUROFM_NUM_THREADS``: a fixed count does not make room, and two processes competing for
+    the same cores collapse), the train step trains POYO in one process (no DDP) on a behaviour
+    series, and the evaluate step has spike baselines. The sessions are those the trained model will
     score: the catalog's recordings with a train domain (the train step's ``recordings`` when
     given) whose domain of the evaluated split is not empty.
     """
@@ -235,14 +237,16 @@ def start_baselines_during_training(
     from neurofm.data.targets import as_target
     from neurofm.evaluation.background import BackgroundBaselines, BaselineRequest
     from neurofm.evaluation.baselines import SPIKE_BASELINES
-    from neurofm.threads import cpu_cores
+    from neurofm.threads import cpu_cores, requested_threads
     from neurofm.training.datasets import split_domains_of
 
     names = list(SPIKE_BASELINES) if evaluate.baselines is None else list(evaluate.baselines)
     target = as_target(card.fields.target)
+    cores = cpu_cores()
     if (
         not evaluate.baselines_during_training
-        or cpu_cores() < 2
+        or cores < 2
+        or (requested_threads() or 1) >= cores
         or train.devices * train.num_nodes > 1
         or int(os.environ.get("WORLD_SIZE", "1")) > 1  # a rank of torchrun or srun
         or not isinstance(target, str)

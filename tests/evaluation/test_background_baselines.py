@@ -148,8 +148,14 @@ def test_not_started_where_it_cannot_help(reaching_catalog, tmp_path, monkeypatc
     )
 
 
-def test_not_started_on_one_core(reaching_catalog, tmp_path, monkeypatch):
-    monkeypatch.setattr("neurofm.threads.cpu_cores", lambda: 1)
+@pytest.mark.parametrize(("cores", "fixed"), [(1, None), (2, "2"), (4, "4")])
+def test_not_started_without_a_core_to_spare(reaching_catalog, tmp_path, monkeypatch, cores, fixed):
+    monkeypatch.setattr("neurofm.threads.cpu_cores", lambda: cores)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    if fixed is None:
+        monkeypatch.delenv("NEUROFM_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("NEUROFM_NUM_THREADS", fixed)
     train, evaluate, card = _demo_steps(tmp_path)
     assert (
         start_baselines_during_training(
