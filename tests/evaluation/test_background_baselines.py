@@ -163,3 +163,82 @@ def test_not_started_without_a_core_to_spare(reaching_catalog, tmp_path, monkeyp
         )
         is None
     )
+
+
+def test_a_second_process_that_dies_leaves_the_fit_to_this_one(reaching_catalog, caplog):
+    import os
+    import signal
+
+    request = _request(reaching_catalog)
+    job = BackgroundBaselines(request)
+    os.kill(job._process.pid, signal.SIGKILL)  # as the kernel's OOM killer would
+    with caplog.at_level("WARNING", logger="neurofm.evaluation.background"):
+        assert job.scores(request) is None
+    assert "ended without a result (exit code -9); fitting them here" in caplog.text
+    assert not job.running
+
+
+def test_neurofm_run_reports_the_same_baselines_either_way(tmp_path, monkeypatch, capsys):
+    """The pipeline's train + evaluate steps with the baselines fitted beside training, and
+    one after the other: the same table; the lines say which happened."""
+    import textwrap
+
+    from neurofm.pipeline import run_pipeline
+    from neurofm.synthetic.reaching import generate_reaching_dataset
+
+    monkeypatch.setattr("neurofm.threads.cpu_cores", lambda: 2)
+    raw = tmp_path / "raw"
+    generate_reaching_dataset(raw, n_subjects=1, n_sessions=2, n_trials=12, progress=False)
+    card = tmp_path / "card.yaml"
+    card.write_text(
+        textwrap.dedent(
+            f"""\
+            name: local_reaching
+            source: {{local: {raw}}}
+            reader: nwb
+            fields: {{target: hand_vel, trials: trials, split_column: split}}
+            splits: {{by: column}}
+            """
+        )
+    )
+    spec = tmp_path / "pipe.yaml"
+    model = Path("models/poyo_tiny.yaml").resolve()
+    spec.write_text(
+        textwrap.dedent(
+            f"""\
+            name: beside
+            dataset: {card}
+            steps:
+              - pull: {{}}
+              - ingest: {{out: catalog}}
+              - train: {{model: {model}, out: poyo, epochs: 1, batch_size: 8}}
+              - evaluate:
+                  baselines: [wiener, gru]
+                  plot: false
+                  baseline_options:
+                    wiener: {{alphas: [10.0, 10000.0], history: [0.1]}}
+                    gru:
+                      candidates: [{{hidden: 8, lr: 0.01}}]
+                      max_steps: 10
+                      eval_every: 5
+            """
+        )
+    )
+    results = {}
+    for beside in (True, False):
+        capsys.readouterr()
+        result = run_pipeline(
+            spec,
+            workdir=tmp_path / f"work_{beside}",
+            overrides=[f"steps.evaluate.baselines_during_training={str(beside).lower()}"],
+        )
+        err = capsys.readouterr().err
+        note = "fitting the baselines (wiener, gru) in a second process meanwhile"
+        assert (note in err) is beside
+        results[beside] = result
+    r2 = {b: r.reports["evaluate"].r2 for b, r in results.items()}
+    assert r2[True]["Wiener"] == r2[False]["Wiener"]
+    assert r2[True]["GRU"] == r2[False]["GRU"]
+    lines = {b: "\n".join(r.summary) for b, r in results.items()}
+    assert "GRU (2 sessions, " in lines[False] and "while the model trained" not in lines[False]
+    assert lines[True].count(", while the model trained): ") == 2
