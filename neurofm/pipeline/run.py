@@ -233,6 +233,12 @@ def run_pipeline(
 
             if checkpoint is None:
                 checkpoint = _last_checkpoint(spec, work)
+            if background is not None and background.running:
+                progress_note(
+                    "  the baselines' second process is still fitting: their scores come "
+                    "after POYO's",
+                    disable=not progress,
+                )
             report, lines = run_evaluate_step(opts, card, catalog, checkpoint, work, background)
             background = None
             result.reports["evaluate"] = report

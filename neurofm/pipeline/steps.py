@@ -8,6 +8,7 @@ training is :mod:`neurofm.training`'s, scoring :mod:`neurofm.evaluation`'s.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -226,27 +227,29 @@ def start_baselines_during_training(
     known before training.
 
     It starts when the evaluate step's ``baselines_during_training`` is on, the machine has a
-    core to spare (2 or more, and more than a thread count the user fixed with
-    ``NEUROFM_NUM_THREADS``: a fixed count does not make room, and two processes competing for
-    the same cores collapse), the train step trains POYO in one process (no DDP) on a behaviour
-    series, and the evaluate step has spike baselines. The sessions are those the trained model will
-    score: the catalog's recordings with a train domain (the train step's ``recordings`` when
-    given) whose domain of the evaluated split is not empty.
+    core to spare (two or more that no other process is running on now, and more than a thread
+    count the user fixed with ``NEUROFM_NUM_THREADS``: a fixed count does not make room, and
+    processes competing for the same cores collapse), the train step trains POYO in one
+    process (no DDP) on a behaviour series, and the evaluate step has spike baselines. The
+    sessions are those the trained model will score: the catalog's recordings with a train
+    domain (the train step's ``recordings`` when given) whose domain of the evaluated split is
+    not empty.
     """
     from neurofm.data.catalog import Catalog
     from neurofm.data.targets import as_target
     from neurofm.evaluation.background import BackgroundBaselines, BaselineRequest
     from neurofm.evaluation.baselines import SPIKE_BASELINES
-    from neurofm.threads import cpu_cores, requested_threads
+    from neurofm.threads import cpu_cores, other_runnable, requested_threads
     from neurofm.training.datasets import split_domains_of
 
     names = list(SPIKE_BASELINES) if evaluate.baselines is None else list(evaluate.baselines)
     target = as_target(card.fields.target)
-    cores = cpu_cores()
+    others = other_runnable()  # NaN where /proc cannot be read: assume an idle machine
+    idle = cpu_cores() - (0 if math.isnan(others) else int(others + 0.5))
     if (
         not evaluate.baselines_during_training
-        or cores < 2
-        or (requested_threads() or 1) >= cores
+        or idle < 2
+        or (requested_threads() or 1) >= idle
         or train.devices * train.num_nodes > 1
         or int(os.environ.get("WORLD_SIZE", "1")) > 1  # a rank of torchrun or srun
         or not isinstance(target, str)

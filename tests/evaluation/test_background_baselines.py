@@ -102,6 +102,12 @@ def test_cancel_stops_a_running_fit_at_once(reaching_catalog):
     assert time.perf_counter() - t0 < 5
 
 
+def _machine(monkeypatch, cores: int, busy: float = 0.0) -> None:
+    """A machine with ``cores`` cores, ``busy`` of them running other processes' threads."""
+    monkeypatch.setattr("neurofm.threads.cpu_cores", lambda: cores)
+    monkeypatch.setattr("neurofm.threads.other_runnable", lambda *a, **k: busy)
+
+
 def _demo_steps(tmp_path: Path, *overrides: str):
     spec, card, _ = load_pipeline("pipelines/demo.yaml", list(overrides))
     steps = {s.kind: s.options for s in spec.steps}
@@ -111,7 +117,7 @@ def _demo_steps(tmp_path: Path, *overrides: str):
 def test_started_beside_training_for_the_sessions_the_model_will_score(
     reaching_catalog, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr("neurofm.threads.cpu_cores", lambda: 2)
+    _machine(monkeypatch, cores=2)
     first = Catalog(reaching_catalog).ids[0]
     train, evaluate, card = _demo_steps(tmp_path, f"steps.train.recordings=[{first}]")
     job = start_baselines_during_training(
@@ -138,7 +144,7 @@ def test_started_beside_training_for_the_sessions_the_model_will_score(
     ],
 )
 def test_not_started_where_it_cannot_help(reaching_catalog, tmp_path, monkeypatch, override):
-    monkeypatch.setattr("neurofm.threads.cpu_cores", lambda: 2)
+    _machine(monkeypatch, cores=2)
     train, evaluate, card = _demo_steps(tmp_path, override)
     assert (
         start_baselines_during_training(
@@ -148,9 +154,13 @@ def test_not_started_where_it_cannot_help(reaching_catalog, tmp_path, monkeypatc
     )
 
 
-@pytest.mark.parametrize(("cores", "fixed"), [(1, None), (2, "2"), (4, "4")])
-def test_not_started_without_a_core_to_spare(reaching_catalog, tmp_path, monkeypatch, cores, fixed):
-    monkeypatch.setattr("neurofm.threads.cpu_cores", lambda: cores)
+@pytest.mark.parametrize(
+    ("cores", "busy", "fixed"), [(1, 0, None), (2, 1, None), (4, 3, "1"), (2, 0, "2"), (4, 0, "4")]
+)
+def test_not_started_without_a_core_to_spare(
+    reaching_catalog, tmp_path, monkeypatch, cores, busy, fixed
+):
+    _machine(monkeypatch, cores=cores, busy=busy)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     if fixed is None:
         monkeypatch.delenv("NEUROFM_NUM_THREADS", raising=False)
@@ -186,7 +196,7 @@ def test_neurofm_run_reports_the_same_baselines_either_way(tmp_path, monkeypatch
     from neurofm.pipeline import run_pipeline
     from neurofm.synthetic.reaching import generate_reaching_dataset
 
-    monkeypatch.setattr("neurofm.threads.cpu_cores", lambda: 2)
+    _machine(monkeypatch, cores=2)
     raw = tmp_path / "raw"
     generate_reaching_dataset(raw, n_subjects=1, n_sessions=2, n_trials=12, progress=False)
     card = tmp_path / "card.yaml"
