@@ -5,8 +5,8 @@ baselines can be fitted while the train step runs. ``neurofm run`` does so on a 
 two or more cores (the evaluate step's ``baselines_during_training``, on by default): the
 second process computes with one thread, and the training process's thread policy
 (:mod:`neurofm.threads`) sees it and takes the other cores, all of them again once it ends.
-Measured on ``make demo`` (2 cores): train + baselines 109 s instead of 83 + 58 s one after
-the other; the scores are the same (each baseline is seeded per recording).
+Measured on ``make demo`` (2 cores): its train and evaluate steps took 109-114 s instead of 83 +
+58 s one after the other; the scores are the same (each baseline is seeded per recording).
 
 The evaluate step uses the result only when it asks for exactly what was fitted (catalog,
 target, split, baselines, options and sessions); otherwise it fits them itself, as without a

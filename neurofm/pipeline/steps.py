@@ -251,7 +251,7 @@ def start_baselines_during_training(
         or idle < 2
         or (requested_threads() or 1) >= idle
         or train.devices * train.num_nodes > 1
-        or int(os.environ.get("WORLD_SIZE", "1")) > 1  # a rank of torchrun or srun
+        or os.environ.get("WORLD_SIZE", "1") not in ("", "1")  # a rank of torchrun or srun
         or not isinstance(target, str)
         or not names
         or not set(names) <= set(SPIKE_BASELINES)
