@@ -28,17 +28,9 @@ SMALL = {
 @pytest.fixture(scope="module")
 def reaching_catalog(tmp_path_factory):
     """Two synthetic reaching sessions with train/valid/test domains (the demo's card)."""
-    from neurofm.pipeline import ingest
-    from neurofm.specs import load_card
-    from neurofm.synthetic.reaching import generate_reaching_dataset
+    from reaching_factory import reaching_catalog
 
-    tmp = tmp_path_factory.mktemp("background_baselines")
-    generate_reaching_dataset(tmp / "raw", n_subjects=1, n_sessions=2, n_trials=24, progress=False)
-    report = ingest(
-        tmp / "raw", tmp / "cat", card=load_card("datasets/synthetic_reaching.yaml"), progress=False
-    )
-    assert report.ok, report.failed
-    return tmp / "cat"
+    return reaching_catalog(tmp_path_factory.mktemp("background_baselines"), 2, 24)
 
 
 def _request(catalog: Path, **changes) -> BaselineRequest:
@@ -193,24 +185,15 @@ def test_neurofm_run_reports_the_same_baselines_either_way(tmp_path, monkeypatch
     one after the other: the same table; the lines say which happened."""
     import textwrap
 
+    from reaching_factory import local_reaching_card
+
     from neurofm.pipeline import run_pipeline
     from neurofm.synthetic.reaching import generate_reaching_dataset
 
     _machine(monkeypatch, cores=2)
     raw = tmp_path / "raw"
     generate_reaching_dataset(raw, n_subjects=1, n_sessions=2, n_trials=12, progress=False)
-    card = tmp_path / "card.yaml"
-    card.write_text(
-        textwrap.dedent(
-            f"""\
-            name: local_reaching
-            source: {{local: {raw}}}
-            reader: nwb
-            fields: {{target: hand_vel, trials: trials, split_column: split}}
-            splits: {{by: column}}
-            """
-        )
-    )
+    card = local_reaching_card(raw, tmp_path / "card.yaml")
     spec = tmp_path / "pipe.yaml"
     model = Path("models/poyo_tiny.yaml").resolve()
     spec.write_text(

@@ -40,17 +40,9 @@ def test_unknown_spike_baselines_are_refused(tiny_samba_catalog):
 @pytest.fixture(scope="module")
 def reaching_catalog(tmp_path_factory):
     """One synthetic reaching session with train/valid/test domains (the demo's card)."""
-    from neurofm.pipeline import ingest
-    from neurofm.specs import load_card
-    from neurofm.synthetic.reaching import generate_reaching_dataset
+    from reaching_factory import reaching_catalog
 
-    tmp = tmp_path_factory.mktemp("spike_baselines")
-    generate_reaching_dataset(tmp / "raw", n_subjects=1, n_sessions=1, n_trials=30, progress=False)
-    report = ingest(
-        tmp / "raw", tmp / "cat", card=load_card("datasets/synthetic_reaching.yaml"), progress=False
-    )
-    assert report.ok, report.failed
-    return tmp / "cat"
+    return reaching_catalog(tmp_path_factory.mktemp("spike_baselines"), 1, 30)
 
 
 SMALL = {

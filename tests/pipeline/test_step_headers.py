@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import textwrap
 
+from reaching_factory import local_reaching_card
+
 from neurofm.pipeline import run_pipeline
 from neurofm.synthetic.reaching import generate_reaching_dataset
 
@@ -12,18 +14,7 @@ from neurofm.synthetic.reaching import generate_reaching_dataset
 def test_each_step_has_a_header_and_ingest_writes_lines(tmp_path, capsys):
     raw = tmp_path / "raw"
     generate_reaching_dataset(raw, n_subjects=1, n_sessions=2, n_trials=8, progress=False)
-    card = tmp_path / "card.yaml"
-    card.write_text(
-        textwrap.dedent(
-            f"""\
-            name: local_reaching
-            source: {{local: {raw}}}
-            reader: nwb
-            fields: {{target: hand_vel, trials: trials, split_column: split}}
-            splits: {{by: column}}
-            """
-        )
-    )
+    card = local_reaching_card(raw, tmp_path / "card.yaml")
     spec = tmp_path / "pipe.yaml"
     spec.write_text(
         textwrap.dedent(
