@@ -612,7 +612,7 @@ class EvaluateStep(_Strict):
     baselines_during_training: bool = Field(
         True,
         description="fit POYO's spike baselines in a second process while the train step "
-        "runs, on machines with 2 or more cores (the same scores, sooner)",
+        "runs, where two or more cores are idle (the same scores, sooner)",
     )
     plot: bool = Field(True, description="write predicted-vs-true plots (PNG)")
 

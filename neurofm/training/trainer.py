@@ -10,13 +10,13 @@ import lightning.pytorch as pl
 import torch
 
 __all__ = [
+    "adamw",
     "after_fit",
     "all_gather_objects",
     "device_summary",
     "global_rank",
     "make_trainer",
     "quiet_lightning",
-    "adamw",
     "rank_seed",
     "seed_step",
 ]

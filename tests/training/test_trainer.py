@@ -95,3 +95,40 @@ def test_options_reach_the_trainer(tmp_path):
     assert trainer.log_every_n_steps == 50  # capped at 50, at least 1
     assert make_trainer(tmp_path, max_epochs=1, steps_per_epoch=0).log_every_n_steps == 1
     assert trainer.precision == "64-true"
+
+
+def test_seed_step_on_cpu_draws_what_manual_seed_draws():
+    import torch
+
+    from neurofm.training.trainer import seed_step
+
+    torch.manual_seed(12345)
+    want = torch.rand(5)
+    torch.manual_seed(0)
+    seed_step(12345, torch.device("cpu"))
+    assert torch.equal(torch.rand(5), want)
+
+
+def test_adamw_is_fused_on_cpu_and_updates_as_the_plain_one():
+    import torch
+
+    from neurofm.training.trainer import adamw
+
+    torch.manual_seed(0)
+    w = [torch.randn(7, 3, requires_grad=True), torch.randn(3, requires_grad=True)]
+    plain = [p.detach().clone().requires_grad_() for p in w]
+
+    def groups(params):
+        return [{"params": params[:1], "weight_decay": 0.1}, {"params": params[1:]}]
+
+    opt = adamw(groups(w), 1e-2)
+    ref = torch.optim.AdamW(groups(plain), lr=1e-2)
+    assert opt.defaults["fused"] and not ref.defaults["fused"]
+    for _ in range(20):
+        for a, b in zip(w, plain, strict=True):
+            a.grad = torch.randn_like(a)
+            b.grad = a.grad.clone()
+        opt.step()
+        ref.step()
+    for a, b in zip(w, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
