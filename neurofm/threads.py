@@ -34,6 +34,7 @@ __all__ = [
     "ThreadPolicy",
     "choose_threads",
     "cpu_cores",
+    "idle_cores",
     "other_runnable",
     "requested_threads",
 ]
@@ -106,9 +107,20 @@ def choose_threads(
     ceiling = max(1, min(ceiling, cores))
     if others is None:
         return ThreadChoice(ceiling, f"{cores} cores, load unknown")
-    free = cores - int(others + 0.5)
-    threads = max(1, min(ceiling, free))
+    threads = max(1, min(ceiling, _free(cores, others)))
     return ThreadChoice(threads, f"{cores} cores, {others:g} other runnable threads")
+
+
+def _free(cores: int, others: float) -> int:
+    """Cores left by ``others`` runnable threads of other processes (rounded), at least 0."""
+    return max(0, cores - int(others + 0.5))
+
+
+def idle_cores() -> int:
+    """Cores of this process's that no other process is running on now (all of them where
+    ``/proc`` cannot be read)."""
+    cores, others = cpu_cores(), other_runnable()
+    return cores if math.isnan(others) else _free(cores, others)
 
 
 def _own_runnable(proc: Path) -> int:

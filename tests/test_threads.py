@@ -116,3 +116,12 @@ def test_cli_threads_option_sets_the_environment(monkeypatch):
     assert os.environ["NEUROFM_NUM_THREADS"] == "3"
     with pytest.raises(SystemExit):
         main(["--threads", "0"])
+
+
+def test_idle_cores_are_the_cores_others_do_not_run_on(monkeypatch):
+    from neurofm import threads
+
+    monkeypatch.setattr(threads, "cpu_cores", lambda: 4)
+    for others, idle in ((0.0, 4), (1.4, 3), (1.6, 2), (9.0, 0), (float("nan"), 4)):
+        monkeypatch.setattr(threads, "other_runnable", lambda o=others: o)
+        assert threads.idle_cores() == idle

@@ -1,8 +1,8 @@
 """The spike baselines fitted in a second process while the model trains.
 
 The Wiener filter and the GRU decoder need the catalog, not the model: the evaluate step's
-baselines can be fitted while the train step runs. ``neurofm run`` does so on a machine with
-two or more cores (the evaluate step's ``baselines_during_training``, on by default): the
+baselines can be fitted while the train step runs. ``neurofm run`` does so where two or more
+cores are idle (the evaluate step's ``baselines_during_training``, on by default): the
 second process computes with one thread, and the training process's thread policy
 (:mod:`neurofm.threads`) sees it and takes the other cores, all of them again once it ends.
 Measured on ``make demo`` (2 cores): its train and evaluate steps took 109-114 s instead of 83 +

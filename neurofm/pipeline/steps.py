@@ -8,7 +8,6 @@ training is :mod:`neurofm.training`'s, scoring :mod:`neurofm.evaluation`'s.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -239,23 +238,22 @@ def start_baselines_during_training(
     from neurofm.data.targets import as_target
     from neurofm.evaluation.background import BackgroundBaselines, BaselineRequest
     from neurofm.evaluation.baselines import SPIKE_BASELINES
-    from neurofm.threads import cpu_cores, other_runnable, requested_threads
+    from neurofm.threads import idle_cores, requested_threads
     from neurofm.training.datasets import split_domains_of
 
     names = list(SPIKE_BASELINES) if evaluate.baselines is None else list(evaluate.baselines)
     target = as_target(card.fields.target)
-    others = other_runnable()  # NaN where /proc cannot be read: assume an idle machine
-    idle = cpu_cores() - (0 if math.isnan(others) else int(others + 0.5))
     if (
         not evaluate.baselines_during_training
-        or idle < 2
-        or (requested_threads() or 1) >= idle
         or train.devices * train.num_nodes > 1
         or os.environ.get("WORLD_SIZE", "1") not in ("", "1")  # a rank of torchrun or srun
         or not isinstance(target, str)
         or not names
         or not set(names) <= set(SPIKE_BASELINES)
     ):
+        return None
+    idle = idle_cores()  # looked at last: it samples the machine for ~10 ms
+    if idle < 2 or (requested_threads() or 1) >= idle:
         return None
     split = evaluate.split or card.splits.evaluate_on
     try:
