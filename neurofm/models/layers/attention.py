@@ -47,7 +47,7 @@ class Dropout(nn.Module):
         if not self.training or self.p == 0.0:
             return x
         kept, scale = keep_mask(x, self.p)
-        return x * kept.to(x.dtype).mul_(scale)
+        return x * kept.mul_(scale)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

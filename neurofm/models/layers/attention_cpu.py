@@ -34,23 +34,23 @@ GROUP_WEIGHTS = 1 << 18
 
 
 def keep_mask(like: torch.Tensor, p: float) -> tuple[torch.Tensor, float]:
-    """A dropout mask for ``like``: ``(kept, scale)``, ``kept`` 0/1 (uint8), each element kept with
-    probability ``1 - p`` (to 1/65536), and ``scale = 1 / P(kept)`` exactly, so that
-    ``x * kept * scale`` is unbiased.
+    """A dropout mask for ``like``: ``(kept, scale)``, ``kept`` 0/1 in ``like``'s dtype, each
+    element kept with probability ``1 - p`` (to 1/65536), and ``scale = 1 / P(kept)`` exactly, so
+    that ``x * kept * scale`` is unbiased.
 
     Why not ``uniform_() < 1 - p``: a float uniform costs one 32-bit draw of the generator per
     element, and drawing is most of the cost of a dropout mask on CPU (attention dropout draws
     ~40M per POYO training step). Here each element gets 16 random bits: one full-range 64-bit
-    draw covers four elements (~2.5x faster); the mask is one byte per element instead of four.
+    draw covers four elements (~2.5x faster). The comparison writes the mask straight in the
+    activations' dtype: a byte mask must be converted before it multiplies a float tensor (a
+    float-by-uint8 product is not vectorised), one more pass over the mask in each direction.
     Seeded by ``torch.manual_seed`` like any other draw.
     """
     threshold = round((1.0 - p) * 65536)
     n = like.numel()
     bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=like.device)
     bits.random_(-(2**63), None)  # full 64-bit range: four uniform int16 per element
-    # written as 0/1 bytes: a bool result is ~5x slower to write; multiply by the mask as a float
-    # (``kept.to(x.dtype)``): a float-by-uint8 product is not vectorised
-    kept = torch.empty(like.shape, dtype=torch.uint8, device=like.device)
+    kept = torch.empty(like.shape, dtype=like.dtype, device=like.device)
     torch.lt(bits.view(torch.int16)[:n].view(like.shape), threshold - 32768, out=kept)
     return kept, 65536.0 / threshold
 
@@ -214,7 +214,7 @@ class _WindowedAttention(torch.autograd.Function):
     processor) are never written out and read back from memory, which measured ~40% of the
     projection's time and made the rotations stall on cache misses. Returns (B, Nq, H * Dh),
     interleaved, for the output projection. Saved for the backward pass, per group: rotated
-    queries, keys and values, softmax weights, dropout mask.
+    queries, keys and values, softmax weights and (with dropout) the weights after dropout.
     """
 
     @staticmethod
@@ -268,15 +268,16 @@ class _WindowedAttention(torch.autograd.Function):
             torch.baddbmm(scores, q, k.transpose(1, 2), beta=0.0, alpha=scale, out=scores)
             weights = torch.softmax(scores, dim=-1)  # (G * H, Nq, n)
             del scores
-            kept = None
+            dropped = weights
             if p > 0:
                 kept, keep_scale = keep_mask(weights, p)  # 1 kept, 0 dropped
-                heads_out = torch.bmm(weights * kept.to(weights.dtype), v).mul_(keep_scale)
+                dropped = kept.mul_(weights)  # in the mask's memory: the mask is not kept
+                heads_out = torch.bmm(dropped, v).mul_(keep_scale)
             else:
                 heads_out = torch.bmm(weights, v)
             q_inv = geo.cis("q", b0, b1, n_q, inverse=True) if geo.rotate_value else None
             geo.from_heads(o, heads_out, q_inv)
-            saved.append((q, k, v, weights, kept) if saving else None)
+            saved.append((q, k, v, weights, dropped) if saving else None)
         if saving:
             ctx.geo, ctx.lengths, ctx.p, ctx.groups = geo, lengths, p, saved
             ctx.shared = q_src is kv_src
@@ -332,22 +333,23 @@ class _WindowedAttention(torch.autograd.Function):
                 if kv_index is None:
                     d_rows[..., kv_cols] = 0
                 continue
-            q, k, v, weights, kept = saved
+            q, k, v, weights, dropped = saved  # dropped: the weights times the 0/1 mask
             # The output was counter-rotated: its gradient gets the rotation.
             g = grad[b0:b1].unflatten(-1, (geo.heads, geo.dim_head))
             g = geo.to_heads(g, geo.cis("q", b0, b1, n_q) if geo.rotate_value else None)
             if p > 0:
                 g.mul_(keep_scale)
-                kept = kept.to(weights.dtype)
-                dropped = weights * kept
-            else:
-                dropped = weights
             dv = torch.bmm(dropped.transpose(1, 2), g)  # (G * H, n, Dh)
-            del dropped
             d_weights = torch.bmm(g, v.transpose(1, 2))  # (G * H, Nq, n)
             if p > 0:
-                d_weights.mul_(kept)
-            d_scores = torch._softmax_backward_data(d_weights, weights, -1, weights.dtype)
+                # Softmax backward through the mask: with m the mask, w the weights and
+                # d = d_weights, d_scores = w * (m * d - sum(w * m * d)) = P - w * sum(P) for
+                # P = (w * m) * d: two passes over the weights, and no mask saved (a weight
+                # dropped or underflowed to 0 contributes 0 either way).
+                d_scores = d_weights.mul_(dropped)
+                d_scores.addcmul_(weights, d_scores.sum(-1, keepdim=True), value=-1.0)
+            else:
+                d_scores = torch._softmax_backward_data(d_weights, weights, -1, weights.dtype)
             del d_weights
             # baddbmm with beta=0 ignores its first argument: scale folded into the product.
             dq = torch.baddbmm(q, d_scores, k, beta=0.0, alpha=scale)
