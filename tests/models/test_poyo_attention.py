@@ -95,8 +95,12 @@ def test_cross_attention_on_distinct_tokens_matches_dense_context(reference):
     torch.testing.assert_close(table_grad, windowed[1][1], atol=1e-10, rtol=1e-10)
 
 
+@pytest.mark.parametrize("group_weights", [1 << 18, 1])
 @pytest.mark.parametrize("rotate_value", [True, False])
-def test_self_attention_matches_sdpa(reference, rotate_value):
+def test_self_attention_matches_sdpa(reference, monkeypatch, rotate_value, group_weights):
+    """Windows grouped, or (GROUP_WEIGHTS 1, values rotated) one at a time on their
+    projections rotated in place."""
+    monkeypatch.setattr(attention_cpu, "GROUP_WEIGHTS", group_weights)
     torch.manual_seed(2)
     module = RotarySelfAttention(DIM, 4, DIM_HEAD, rotate_value=rotate_value).double()
     x = torch.randn(5, 8, DIM, dtype=torch.float64, requires_grad=True)
@@ -153,12 +157,17 @@ def test_inference_matches_sdpa_path(reference, monkeypatch):
         torch.testing.assert_close(got, expected, atol=1e-10, rtol=0)
 
 
-def test_self_attention_dropout_gradient_matches_finite_differences(monkeypatch):
-    monkeypatch.setattr(attention_cpu, "GROUP_WEIGHTS", 1)  # one window a group
+@pytest.mark.parametrize("padded", [True, False])
+def test_self_attention_dropout_gradient_matches_finite_differences(monkeypatch, padded):
+    """One window a group; unpadded, the projections are rotated in place."""
+    monkeypatch.setattr(attention_cpu, "GROUP_WEIGHTS", 1)
     torch.manual_seed(8)
     module = RotarySelfAttention(8, 2, 8, dropout=0.3, rotate_value=True).double().train()
     angles = RotaryTimeEmbedding(8, 4)(torch.rand(3, 4))
-    mask = torch.arange(4)[None, :] < torch.tensor([4, 3, 0])[:, None]
+    lengths = [4, 3, 0] if padded else [4, 4, 4]
+    mask = torch.arange(4)[None, :] < torch.tensor(lengths)[:, None]
+    geo = attention_cpu.HeadGeometry(2, 8, 0, 16, angles, angles, True, torch.float64)
+    assert geo.in_place_windows(module.to_qkv.weight, 4, lengths) is not padded
 
     def f(x):
         torch.manual_seed(0)
