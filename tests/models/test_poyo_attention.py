@@ -75,9 +75,16 @@ def test_cross_attention_matches_sdpa_with_padded_keys(reference, rotate_value):
     _assert_same(windowed, _run(module, args))
 
 
-def test_cross_attention_on_distinct_tokens_matches_dense_context(reference):
+@pytest.mark.parametrize("group_weights", [1 << 18, 1])
+@pytest.mark.parametrize("rotate_value", [True, False])
+def test_cross_attention_on_distinct_tokens_matches_dense_context(
+    reference, monkeypatch, rotate_value, group_weights
+):
+    """Windows grouped, or (GROUP_WEIGHTS 1) one at a time on their gathered keys and values
+    rotated in place."""
+    monkeypatch.setattr(attention_cpu, "GROUP_WEIGHTS", group_weights)
     torch.manual_seed(1)
-    module = RotaryCrossAttention(DIM, HEADS, DIM_HEAD, rotate_value=True).double()
+    module = RotaryCrossAttention(DIM, HEADS, DIM_HEAD, rotate_value=rotate_value).double()
     x = torch.randn(2, 4, DIM, dtype=torch.float64, requires_grad=True)
     table = torch.randn(6, DIM, dtype=torch.float64, requires_grad=True)
     index = torch.randint(0, 6, (2, 9))
@@ -167,7 +174,8 @@ def test_self_attention_dropout_gradient_matches_finite_differences(monkeypatch,
     lengths = [4, 3, 0] if padded else [4, 4, 4]
     mask = torch.arange(4)[None, :] < torch.tensor(lengths)[:, None]
     geo = attention_cpu.HeadGeometry(2, 8, 0, 16, angles, angles, True, torch.float64)
-    assert geo.in_place_windows(module.to_qkv.weight, 4, lengths) is not padded
+    layout = geo.in_place_layout(module.to_qkv.weight, None, None, 4, lengths)
+    assert layout == (None if padded else "qkv")
 
     def f(x):
         torch.manual_seed(0)
@@ -197,22 +205,28 @@ def test_a_window_without_keys_attends_to_nothing():
     assert torch.isfinite(context.grad).all() and context.grad[1].abs().max() == 0
 
 
-def test_attention_dropout_gradient_matches_finite_differences():
-    """Same random stream on every call (seeded), so the function is deterministic."""
+@pytest.mark.parametrize("distinct_tokens", [False, True])
+def test_attention_dropout_gradient_matches_finite_differences(monkeypatch, distinct_tokens):
+    """Same random stream on every call (seeded), so the function is deterministic. A context
+    of distinct tokens is taken one window at a time, keys and values rotated in place."""
+    monkeypatch.setattr(attention_cpu, "GROUP_WEIGHTS", 1 if distinct_tokens else 1 << 18)
     torch.manual_seed(4)
     module = RotaryCrossAttention(8, 2, 8, dropout=0.3, rotate_value=True).double().train()
     q_angles = RotaryTimeEmbedding(8, 4)(torch.rand(2, 3))
     k_angles = RotaryTimeEmbedding(8, 4)(torch.rand(2, 5))
     mask = torch.arange(5)[None, :] < torch.tensor([5, 4])[:, None]
+    index = torch.randint(0, 4, (2, 5)) if distinct_tokens else None
 
     def f(x, context):
         torch.manual_seed(0)
-        return module(x, context, q_angles, k_angles, mask)
+        return module(x, context, q_angles, k_angles, mask, context_index=index)
 
     x = torch.randn(2, 3, 8, dtype=torch.float64, requires_grad=True)
-    context = torch.randn(2, 5, 8, dtype=torch.float64, requires_grad=True)
-    assert not torch.equal(f(x, context), module.eval()(x, context, q_angles, k_angles, mask))
+    context = torch.randn(4 if distinct_tokens else 2, *(() if distinct_tokens else (5,)), 8)
+    context = context.double().requires_grad_()
+    eval_out = module.eval()(x, context, q_angles, k_angles, mask, context_index=index)
     module.train()
+    assert not torch.equal(f(x, context), eval_out)
     assert torch.autograd.gradcheck(f, (x, context))
 
 

@@ -183,21 +183,44 @@ class HeadGeometry:
         g, n, h, d = dst.shape
         _rotate_pairs(dst, x.view(g, h, n, d).transpose(1, 2), cis)
 
-    def in_place_windows(self, weight: torch.Tensor | None, n_q: int, lengths: list[int]) -> bool:
-        """Whether self-attention is computed one window at a time on its projections in place
-        (see :class:`_WindowedAttention`): a projection ``weight`` making queries, keys and
-        values in that order, all three rotated by the same angles, no padded keys, and windows
-        big enough (a window's weights at least a quarter of ``GROUP_WEIGHTS``) that a window
-        alone keeps the per-call overhead small."""
-        return (
-            weight is not None
-            and self.rotate_value
-            and self.k_cis is self.q_cis
-            and weight.shape[0] == 3 * self.inner
-            and (self.q_col, self.k_col) == (0, self.inner)
-            and all(n == n_q for n in lengths)
-            and 4 * self.heads * n_q * n_q >= GROUP_WEIGHTS
-        )
+    def in_place_layout(
+        self,
+        weight: torch.Tensor | None,
+        kv_src: torch.Tensor,
+        kv_index: torch.Tensor | None,
+        n_q: int,
+        lengths: list[int],
+    ) -> str | None:
+        """How :class:`_WindowedAttention` may work one window at a time on rows it made itself,
+        rotating them in place and reading the heads where they lie: ``"qkv"`` (self-attention
+        projected inside, queries, keys and values rotated by the same angles, no padded
+        keys), ``"kv"`` (keys and values gathered from a table of distinct tokens), or None.
+        Only for windows big enough (a window's weights at least a quarter of
+        ``GROUP_WEIGHTS``) that a window alone keeps the per-call overhead small."""
+        if 4 * self.heads * n_q * max(lengths, default=0) < GROUP_WEIGHTS:
+            return None
+        if weight is not None:
+            alike = self.rotate_value and self.k_cis is self.q_cis
+            if (
+                alike
+                and weight.shape[0] == 3 * self.inner
+                and (self.q_col, self.k_col) == (0, self.inner)
+                and all(n == n_q for n in lengths)
+            ):
+                return "qkv"
+            return None
+        if kv_index is not None and kv_src.shape[-1] == 2 * self.inner and self.k_col == 0:
+            return "kv"
+        return None
+
+    def rotate_rows(self, rows: torch.Tensor, blocks: int, cis: torch.Tensor) -> torch.Tensor:
+        """One window's (n, blocks * H * Dh) rows of keys (queries, keys, values; or keys,
+        values) as (n, blocks, H, Dh), rotated in place by ``cis`` (n, 1, R): all blocks, or
+        the first alone if values are not rotated (queries are rotated in "qkv" rows only when
+        values are)."""
+        x = rows.unflatten(-1, (blocks, self.heads, self.dim_head))
+        _rotate_in_place(x if self.rotate_value else x[:, :1], cis.unsqueeze(1))
+        return x
 
     def cis(self, which: str, b0: int, b1: int, n: int, inverse: bool = False) -> torch.Tensor:
         if which == "q":
@@ -250,8 +273,8 @@ class _WindowedAttention(torch.autograd.Function):
         out = q_src.new_empty(batch, n_q, geo.inner)
         saving = any(ctx.needs_input_grad[:2]) or ctx.needs_input_grad[6]
         saved: list[Any] = []
-        in_place = geo.in_place_windows(weight, n_q, lengths)
-        for b0, b1, n in _groups(lengths, geo.heads * n_q, single=in_place):
+        in_place = geo.in_place_layout(weight, kv_src, kv_index, n_q, lengths)
+        for b0, b1, n in _groups(lengths, geo.heads * n_q, single=in_place is not None):
             o = out[b0:b1].unflatten(-1, (geo.heads, geo.dim_head))  # (G, Nq, H, Dh)
             if n == 0:  # no key at all: nothing to attend to
                 o.zero_()
@@ -278,16 +301,17 @@ class _WindowedAttention(torch.autograd.Function):
                 _rotate_pairs(o, heads_out.transpose(1, 2), q_inv)
                 saved.append(None)
                 continue
-            if in_place:
+            if in_place == "qkv":
                 # One window: its projections (this call's temporary, (n, 3, H, Dh)) rotated in
                 # place, all three at once, and the heads read where they lie (bmm takes the
                 # strided (H, n, Dh) views at full speed): no copy into a heads-first layout,
-                # ~10% of a POYO 1.3M training step.
-                qkv = _rotate_in_place(
-                    q_rows[0].unflatten(-1, (3, geo.heads, geo.dim_head)),
-                    geo.cis("q", b0, b1, n)[0].unsqueeze(1),
-                )
+                # ~5% of a POYO 1.3M training step.
+                qkv = geo.rotate_rows(rows[0], 3, geo.cis("q", b0, b1, n)[0])
                 q, k, v = (qkv[:, i].transpose(0, 1) for i in range(3))  # (H, n, Dh) each
+            elif in_place == "kv":  # the same for one window's gathered keys and values
+                q = geo.to_heads(geo.part(q_rows, geo.q_col), geo.cis("q", b0, b1, n_q))
+                kv = geo.rotate_rows(rows[0], 2, geo.cis("k", b0, b1, n)[0])
+                k, v = (kv[:, i].transpose(0, 1) for i in range(2))
             else:
                 q = geo.to_heads(geo.part(q_rows, geo.q_col), geo.cis("q", b0, b1, n_q))
                 k = geo.to_heads(geo.part(rows, geo.k_col), geo.cis("k", b0, b1, n))
@@ -302,7 +326,7 @@ class _WindowedAttention(torch.autograd.Function):
                 kept, keep_scale = keep_mask(weights, p)  # 1 kept, 0 dropped
                 dropped = kept.mul_(weights)  # in the mask's memory: the mask is not kept
             q_inv = geo.cis("q", b0, b1, n_q, inverse=True) if geo.rotate_value else None
-            if in_place:  # written where it belongs, then counter-rotated there
+            if in_place == "qkv":  # written where it belongs, then counter-rotated there
                 torch.bmm(dropped, v, out=o[0].transpose(0, 1))
                 if p > 0:
                     o.mul_(keep_scale)
@@ -350,7 +374,7 @@ class _WindowedAttention(torch.autograd.Function):
         kv_cols = slice(geo.k_col, geo.v_col + geo.inner)
         in_place = ctx.in_place
         for (b0, b1, n), saved in zip(
-            _groups(lengths, geo.heads * n_q, single=in_place), groups, strict=True
+            _groups(lengths, geo.heads * n_q, single=in_place is not None), groups, strict=True
         ):
             if weight is not None:
                 if saved is None:
@@ -364,7 +388,8 @@ class _WindowedAttention(torch.autograd.Function):
                 d_kv[b0:b1, n:, kv_cols] = 0  # padding keys: no gradient
                 d_rows = d_kv[b0:b1, :n]
             else:  # gradients of this group's keys, added to their tokens' rows below
-                d_rows = d_kv.new_zeros(b1 - b0, n, kv_shape[-1])
+                new = torch.empty if in_place == "kv" else torch.zeros  # "kv": every column
+                d_rows = new(b1 - b0, n, kv_shape[-1], dtype=dtype, device=device)
             if weight is None:
                 dq_dst = geo.part(d_q[b0:b1], geo.q_col)
             if saved is None:
@@ -376,18 +401,19 @@ class _WindowedAttention(torch.autograd.Function):
             # The output was counter-rotated: its gradient gets the rotation.
             g = grad[b0:b1].unflatten(-1, (geo.heads, geo.dim_head))
             q_cis = geo.cis("q", b0, b1, n_q) if geo.rotate_value else None
-            if in_place:  # rotated rows, read as strided heads; d_block's heads written to
+            dq = dk = dv = None  # where in_place: views of the rows' gradients, written below
+            if in_place == "qkv":  # rotated rows, read as strided heads
                 g = _rotate_pairs(torch.empty_like(g[0]), g[0], q_cis[0]).transpose(0, 1)
                 d_qkv = d_block[0].unflatten(-1, (3, geo.heads, geo.dim_head))
                 dq, dk, dv = (d_qkv[:, i].transpose(0, 1) for i in range(3))  # (H, n, Dh)
             else:
                 g = geo.to_heads(g, q_cis)
+            if in_place == "kv":
+                d_kv_rows = d_rows[0].unflatten(-1, (2, geo.heads, geo.dim_head))
+                dk, dv = (d_kv_rows[:, i].transpose(0, 1) for i in range(2))
             if p > 0:
                 g.mul_(keep_scale)
-            if in_place:
-                torch.bmm(dropped.transpose(1, 2), g, out=dv)
-            else:
-                dv = torch.bmm(dropped.transpose(1, 2), g)  # (G * H, n, Dh)
+            dv = torch.bmm(dropped.transpose(1, 2), g, out=dv)  # (G * H, n, Dh)
             d_weights = torch.bmm(g, v.transpose(1, 2))  # (G * H, Nq, n)
             if p > 0:
                 # Softmax backward through the mask: with m the mask, w the weights and
@@ -400,20 +426,24 @@ class _WindowedAttention(torch.autograd.Function):
                 d_scores = torch._softmax_backward_data(d_weights, weights, -1, weights.dtype)
             del d_weights
             # baddbmm with beta=0 ignores its first argument: scale folded into the product.
-            if in_place:
-                torch.baddbmm(dq, d_scores, k, beta=0.0, alpha=scale, out=dq)
-                torch.baddbmm(dk, d_scores.transpose(1, 2), q, beta=0.0, alpha=scale, out=dk)
-                # back through the rotations: all three counter-rotated alike, in place
-                _rotate_in_place(d_qkv, geo.cis("q", b0, b1, n, inverse=True)[0].unsqueeze(1))
+            dq = torch.baddbmm(q if dq is None else dq, d_scores, k, beta=0.0, alpha=scale, out=dq)
+            d_scores_t = d_scores.transpose(1, 2)
+            dk = torch.baddbmm(
+                k if dk is None else dk, d_scores_t, q, beta=0.0, alpha=scale, out=dk
+            )
+            # Back through the rotations: the counter-rotation of the gradients.
+            if in_place == "qkv":  # all three alike, in place
+                geo.rotate_rows(d_block[0], 3, geo.cis("q", b0, b1, n, inverse=True)[0])
                 _project_back(d_block, tokens[b0:b1], weight, d_tokens[b0:b1], d_weight)
                 continue
-            dq = torch.baddbmm(q, d_scores, k, beta=0.0, alpha=scale)
-            dk = torch.baddbmm(k, d_scores.transpose(1, 2), q, beta=0.0, alpha=scale)
-            # Back through the rotations: the counter-rotation of the gradients.
             geo.from_heads(dq_dst, dq, geo.cis("q", b0, b1, n_q, inverse=True))
             k_inv = geo.cis("k", b0, b1, n, inverse=True)
-            geo.from_heads(geo.part(d_rows, geo.k_col), dk, k_inv)
-            geo.from_heads(geo.part(d_rows, geo.v_col), dv, k_inv if geo.rotate_value else None)
+            if in_place == "kv":
+                geo.rotate_rows(d_rows[0], 2, k_inv[0])
+            else:
+                geo.from_heads(geo.part(d_rows, geo.k_col), dk, k_inv)
+                v_inv = k_inv if geo.rotate_value else None
+                geo.from_heads(geo.part(d_rows, geo.v_col), dv, v_inv)
             if kv_index is not None:
                 d_kv.index_add_(0, kv_index[b0:b1, :n].reshape(-1), d_rows.flatten(0, 1))
             if weight is not None:
