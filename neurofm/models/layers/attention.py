@@ -27,6 +27,7 @@ from neurofm.models.layers.attention_cpu import (
     windowed_attention,
     windowed_lengths,
 )
+from neurofm.models.layers.feedforward_cpu import geglu_feedforward
 from neurofm.models.layers.rotary import rotate
 
 Angles = tuple[torch.Tensor, torch.Tensor]
@@ -83,7 +84,11 @@ def geglu(h: torch.Tensor) -> torch.Tensor:
 
 
 class FeedForward(nn.Module):
-    """Pre-norm GEGLU feed-forward block: ``dim -> 2 * mult * dim -> mult * dim -> dim``."""
+    """Pre-norm GEGLU feed-forward block: ``dim -> 2 * mult * dim -> mult * dim -> dim``.
+
+    On CPU (float32/64, no autocast) computed a block of tokens at a time by
+    :func:`neurofm.models.layers.feedforward_cpu.geglu_feedforward`: same function, same
+    dropout mask, faster (the elementwise steps work on data in cache)."""
 
     def __init__(self, dim: int, mult: int = 4, dropout: float = 0.0) -> None:
         super().__init__()
@@ -93,7 +98,16 @@ class FeedForward(nn.Module):
         self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(self.dropout(geglu(self.up(self.norm(x)))))
+        x = self.norm(x)
+        if (
+            x.device.type == "cpu"
+            and x.dtype in (torch.float32, torch.float64)
+            and not torch.is_autocast_enabled("cpu")
+        ):
+            p = self.dropout.p if self.training else 0.0
+            up, down = self.up, self.down
+            return geglu_feedforward(x, up.weight, up.bias, down.weight, down.bias, p)
+        return self.down(self.dropout(geglu(self.up(x))))
 
 
 # ------------------------------------------------------------------------------------------------
