@@ -103,6 +103,32 @@ def test_cross_attention_on_distinct_tokens_matches_dense_context(
 
 
 @pytest.mark.parametrize("group_weights", [1 << 18, 1])
+def test_cross_attention_with_constant_queries_gives_the_same_key_gradients(
+    monkeypatch, group_weights
+):
+    """Queries of frozen inputs (POYO's latents when only unit embeddings are adapted) get no
+    gradient, and the keys' gradients are those of the full backward pass."""
+    monkeypatch.setattr(attention_cpu, "GROUP_WEIGHTS", group_weights)
+    torch.manual_seed(11)
+    module = RotaryCrossAttention(DIM, HEADS, DIM_HEAD, dropout=0.2, rotate_value=True).double()
+    x = torch.randn(2, 4, DIM, dtype=torch.float64)
+    table = torch.randn(6, DIM, dtype=torch.float64, requires_grad=True)
+    index = torch.randint(0, 6, (2, 9))
+    mask = torch.arange(9)[None, :] < torch.tensor([9, 5])[:, None]
+    args = (x, table, _angles(torch.rand(2, 4)), _angles(torch.rand(2, 9)), mask)
+
+    def table_grad():
+        torch.manual_seed(0)
+        out = module(*args, context_index=index)
+        return torch.autograd.grad((out**2).sum(), table)[0]
+
+    full = table_grad()
+    for p in [module.norm.weight, module.norm.bias, module.to_q.weight]:
+        p.requires_grad_(False)
+    torch.testing.assert_close(table_grad(), full, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("group_weights", [1 << 18, 1])
 @pytest.mark.parametrize("rotate_value", [True, False])
 def test_self_attention_matches_sdpa(reference, monkeypatch, rotate_value, group_weights):
     """Windows grouped, or (GROUP_WEIGHTS 1, values rotated) one at a time on their

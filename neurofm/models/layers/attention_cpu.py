@@ -357,6 +357,7 @@ class _WindowedAttention(torch.autograd.Function):
         keep_scale = 65536.0 / round((1.0 - p) * 65536)  # keep_mask's
         weight, tokens = ctx.weight, ctx.tokens
         # Every column read in the forward pass is written below; any other column is zero.
+        skip_q = False
         if weight is not None:  # per group: projections' gradients, then back through them
             whole = weight.shape[0] == 3 * geo.inner and (geo.q_col, geo.k_col) == (0, geo.inner)
             d_tokens = torch.empty_like(tokens)
@@ -367,8 +368,12 @@ class _WindowedAttention(torch.autograd.Function):
             d_kv = (torch.empty if whole else torch.zeros)(kv_shape, dtype=dtype, device=device)
             d_q = d_kv
         else:
+            # queries of frozen, constant inputs (POYO's latents when adapting unit embeddings)
+            # need no gradient: a third of the attention's backward products saved
+            skip_q = not ctx.needs_input_grad[0]
             whole_q = q_shape[-1] == geo.inner and geo.q_col == 0
-            d_q = (torch.empty if whole_q else torch.zeros)(q_shape, dtype=dtype, device=device)
+            new_q = torch.empty if whole_q else torch.zeros
+            d_q = None if skip_q else new_q(q_shape, dtype=dtype, device=device)
             whole = kv_shape[-1] == 2 * geo.inner and geo.k_col == 0 and kv_index is None
             d_kv = (torch.empty if whole else torch.zeros)(kv_shape, dtype=dtype, device=device)
         kv_cols = slice(geo.k_col, geo.v_col + geo.inner)
@@ -390,10 +395,11 @@ class _WindowedAttention(torch.autograd.Function):
             else:  # gradients of this group's keys, added to their tokens' rows below
                 new = torch.empty if in_place == "kv" else torch.zeros  # "kv": every column
                 d_rows = new(b1 - b0, n, kv_shape[-1], dtype=dtype, device=device)
-            if weight is None:
+            if weight is None and not skip_q:
                 dq_dst = geo.part(d_q[b0:b1], geo.q_col)
             if saved is None:
-                dq_dst.zero_()
+                if not skip_q:
+                    dq_dst.zero_()
                 if kv_index is None:
                     d_rows[..., kv_cols] = 0
                 continue
@@ -426,7 +432,10 @@ class _WindowedAttention(torch.autograd.Function):
                 d_scores = torch._softmax_backward_data(d_weights, weights, -1, weights.dtype)
             del d_weights
             # baddbmm with beta=0 ignores its first argument: scale folded into the product.
-            dq = torch.baddbmm(q if dq is None else dq, d_scores, k, beta=0.0, alpha=scale, out=dq)
+            if not skip_q:
+                dq = torch.baddbmm(
+                    q if dq is None else dq, d_scores, k, beta=0.0, alpha=scale, out=dq
+                )
             d_scores_t = d_scores.transpose(1, 2)
             dk = torch.baddbmm(
                 k if dk is None else dk, d_scores_t, q, beta=0.0, alpha=scale, out=dk
@@ -436,7 +445,8 @@ class _WindowedAttention(torch.autograd.Function):
                 geo.rotate_rows(d_block[0], 3, geo.cis("q", b0, b1, n, inverse=True)[0])
                 _project_back(d_block, tokens[b0:b1], weight, d_tokens[b0:b1], d_weight)
                 continue
-            geo.from_heads(dq_dst, dq, geo.cis("q", b0, b1, n_q, inverse=True))
+            if not skip_q:
+                geo.from_heads(dq_dst, dq, geo.cis("q", b0, b1, n_q, inverse=True))
             k_inv = geo.cis("k", b0, b1, n, inverse=True)
             if in_place == "kv":
                 geo.rotate_rows(d_rows[0], 2, k_inv[0])
