@@ -61,7 +61,6 @@ from neurofm.data.recording import Recording
 from neurofm.data.targets import EvalTargets, evaluation_targets
 from neurofm.errors import InvalidDataError
 from neurofm.metrics import r2_score
-from neurofm.models.layers import Dropout
 from neurofm.progress import progress_bar
 from neurofm.threads import ThreadPolicy
 
@@ -484,9 +483,7 @@ class _GRUNet(nn.Module):
         self, n_units: int, n_outputs: int, hidden: int, num_layers: int, dropout: float
     ) -> None:
         super().__init__()
-        # neurofm's Dropout: nn.Dropout's distribution from 16 random bits an element instead of
-        # a Bernoulli draw (~6% of a GRU training step on CPU)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
         self.gru = nn.GRU(n_units, hidden, num_layers, batch_first=True)
         self.readout = nn.Linear(hidden, n_outputs)
 
