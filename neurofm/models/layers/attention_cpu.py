@@ -273,7 +273,10 @@ class _WindowedAttention(torch.autograd.Function):
         out = q_src.new_empty(batch, n_q, geo.inner)
         saving = any(ctx.needs_input_grad[:2]) or ctx.needs_input_grad[6]
         saved: list[Any] = []
+        # (inference takes PyTorch's fused kernel on groups of windows instead)
         in_place = geo.in_place_layout(weight, kv_src, kv_index, n_q, lengths)
+        if not saving and p == 0:
+            in_place = None
         for b0, b1, n in _groups(lengths, geo.heads * n_q, single=in_place is not None):
             o = out[b0:b1].unflatten(-1, (geo.heads, geo.dim_head))  # (G, Nq, H, Dh)
             if n == 0:  # no key at all: nothing to attend to
