@@ -65,3 +65,13 @@ def test_frozen_weights_get_no_gradient_and_the_input_gradient_is_unchanged():
     _, (frozen_dx,) = _outputs_and_grads(ff, ff, x)
     torch.testing.assert_close(frozen_dx, full_dx, atol=1e-12, rtol=0)
     assert all(p.grad is None for p in ff.parameters())
+
+
+def test_inference_reuses_one_block_and_equals_the_op_by_op_block(monkeypatch):
+    """Without gradients each block works in the same scratch rows: same outputs."""
+    monkeypatch.setattr(feedforward_cpu, "BLOCK_FLOATS", 64 * 5)  # blocks of 5 tokens, 23 left
+    torch.manual_seed(5)
+    ff = FeedForward(8, mult=4, dropout=0.3).double().eval()
+    x = torch.randn(2, 14, 8, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(ff(x), _op_by_op(ff, x), atol=1e-12, rtol=0)

@@ -50,21 +50,28 @@ class _GEGLUFeedForward(torch.autograd.Function):
         p: float,
     ) -> torch.Tensor:
         n, hidden = x.shape[0], w_down.shape[1]
-        h = x.new_empty(n, 2 * hidden)
-        act = x.new_empty(n, hidden)
+        blocks = _blocks(n, 2 * hidden)
+        # Kept for the backward pass, or (inference) one block's scratch, reused: fresh memory
+        # for the whole activation would only be written once and page-faulted in.
+        saving = any(ctx.needs_input_grad[:5])
+        rows = n if saving else blocks[0][1] if blocks else 0
+        h, act = x.new_empty(rows, 2 * hidden), x.new_empty(rows, hidden)
         out = x.new_empty(n, w_down.shape[0])
-        mask, scale = keep_mask(act, p) if p > 0 else (None, 1.0)
-        if mask is not None:
+        mask = None
+        if p > 0:
+            mask, scale = keep_mask(x.new_empty(n, hidden), p)
             mask.mul_(scale)  # 0 or the unbiasing scale
-        for r0, r1 in _blocks(n, 2 * hidden):
-            hb = torch.addmm(b_up, x[r0:r1], w_up.t(), out=h[r0:r1])
+        for r0, r1 in blocks:
+            at = slice(r0, r1) if saving else slice(0, r1 - r0)
+            hb = torch.addmm(b_up, x[r0:r1], w_up.t(), out=h[at])
             a, gate = hb.chunk(2, dim=-1)
-            torch.ops.aten.gelu.out(gate, out=act[r0:r1])
-            gated = a * act[r0:r1]
+            torch.ops.aten.gelu.out(gate, out=act[at])
+            gated = a * act[at]
             if mask is not None:
                 gated.mul_(mask[r0:r1])
             torch.addmm(b_down, gated, w_down.t(), out=out[r0:r1])
-        ctx.save_for_backward(x, w_up, w_down, h, act, mask)
+        if saving:
+            ctx.save_for_backward(x, w_up, w_down, h, act, mask)
         return out
 
     @staticmethod
