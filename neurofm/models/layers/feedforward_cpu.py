@@ -33,11 +33,47 @@ def _blocks(n: int, width: int) -> list[tuple[int, int]]:
     return [(r, min(r + rows, n)) for r in range(0, n, rows)]
 
 
+def _gated(a: torch.Tensor, act: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The gated product ``a * gelu(gate)``, times the (scaled) dropout mask if any."""
+    gated = a * act
+    return gated if mask is None else gated.mul_(mask)
+
+
+def _forward(
+    x: torch.Tensor,
+    w_up: torch.Tensor,
+    b_up: torch.Tensor,
+    w_down: torch.Tensor,
+    b_down: torch.Tensor,
+    p: float,
+    keep: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(out, h, act, mask)``; with ``keep`` ``h`` and ``act`` hold every token (for the
+    backward pass), otherwise one block's scratch rows, reused: fresh memory for the whole
+    activation would only be written once and page-faulted in."""
+    n, hidden = x.shape[0], w_down.shape[1]
+    blocks = _blocks(n, 2 * hidden)
+    rows = n if keep else blocks[0][1] if blocks else 0
+    h, act = x.new_empty(rows, 2 * hidden), x.new_empty(rows, hidden)
+    out = x.new_empty(n, w_down.shape[0])
+    mask = None
+    if p > 0:
+        mask, scale = keep_mask(x.new_empty(n, hidden), p)
+        mask.mul_(scale)  # 0 or the unbiasing scale
+    for r0, r1 in blocks:
+        at = slice(r0, r1) if keep else slice(0, r1 - r0)
+        a, gate = torch.addmm(b_up, x[r0:r1], w_up.t(), out=h[at]).chunk(2, dim=-1)
+        torch.ops.aten.gelu.out(gate, out=act[at])
+        gated = _gated(a, act[at], None if mask is None else mask[r0:r1])
+        torch.addmm(b_down, gated, w_down.t(), out=out[r0:r1])
+    return out, h, act, mask
+
+
 class _GEGLUFeedForward(torch.autograd.Function):
     """``down(dropout(a * gelu(gate)))`` for ``a, gate = up(x).chunk(2, -1)``, over (N, dim)
     tokens ``x``. Saved for the backward pass: the up-projection ``h`` (N, 2 * hidden), the GELU
-    of its gate half (computing it is dearer than reading it back) and the dropout mask; the
-    gated product is recomputed block by block (a product of two blocks in cache)."""
+    of its gate half (computing it is dearer than reading it back) and the scaled dropout mask;
+    the gated product is recomputed block by block (a product of two blocks in cache)."""
 
     @staticmethod
     def forward(
@@ -49,29 +85,8 @@ class _GEGLUFeedForward(torch.autograd.Function):
         b_down: torch.Tensor,
         p: float,
     ) -> torch.Tensor:
-        n, hidden = x.shape[0], w_down.shape[1]
-        blocks = _blocks(n, 2 * hidden)
-        # Kept for the backward pass, or (inference) one block's scratch, reused: fresh memory
-        # for the whole activation would only be written once and page-faulted in.
-        saving = any(ctx.needs_input_grad[:5])
-        rows = n if saving else blocks[0][1] if blocks else 0
-        h, act = x.new_empty(rows, 2 * hidden), x.new_empty(rows, hidden)
-        out = x.new_empty(n, w_down.shape[0])
-        mask = None
-        if p > 0:
-            mask, scale = keep_mask(x.new_empty(n, hidden), p)
-            mask.mul_(scale)  # 0 or the unbiasing scale
-        for r0, r1 in blocks:
-            at = slice(r0, r1) if saving else slice(0, r1 - r0)
-            hb = torch.addmm(b_up, x[r0:r1], w_up.t(), out=h[at])
-            a, gate = hb.chunk(2, dim=-1)
-            torch.ops.aten.gelu.out(gate, out=act[at])
-            gated = a * act[at]
-            if mask is not None:
-                gated.mul_(mask[r0:r1])
-            torch.addmm(b_down, gated, w_down.t(), out=out[r0:r1])
-        if saving:
-            ctx.save_for_backward(x, w_up, w_down, h, act, mask)
+        out, h, act, mask = _forward(x, w_up, b_up, w_down, b_down, p, keep=True)
+        ctx.save_for_backward(x, w_up, w_down, h, act, mask)
         return out
 
     @staticmethod
@@ -87,14 +102,12 @@ class _GEGLUFeedForward(torch.autograd.Function):
         for r0, r1 in _blocks(n, 2 * hidden):
             a, gate = h[r0:r1].chunk(2, dim=-1)
             g_out = grad[r0:r1]
+            block_mask = None if mask is None else mask[r0:r1]
             if need_wd:  # d_down = grad^T (a * act * mask), the product recomputed
-                gated = a * act[r0:r1]
-                if mask is not None:
-                    gated.mul_(mask[r0:r1])
-                d_wd.addmm_(g_out.t(), gated)
+                d_wd.addmm_(g_out.t(), _gated(a, act[r0:r1], block_mask))
             d_gated = g_out @ w_down  # (rows, hidden)
-            if mask is not None:
-                d_gated.mul_(mask[r0:r1])
+            if block_mask is not None:
+                d_gated.mul_(block_mask)
             d_h = torch.empty_like(h[r0:r1])
             d_a, d_gate = d_h.chunk(2, dim=-1)
             torch.mul(d_gated, act[r0:r1], out=d_a)
@@ -121,5 +134,9 @@ def geglu_feedforward(
     ``F.linear(x, w_up, b_up)``, computed a block of tokens at a time; ``x`` is (..., dim) and
     ``dropout`` the probability (0 when not training)."""
     shape = x.shape
-    out = _GEGLUFeedForward.apply(x.reshape(-1, shape[-1]), w_up, b_up, w_down, b_down, dropout)
+    tokens, weights = x.reshape(-1, shape[-1]), (w_up, b_up, w_down, b_down)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (tokens, *weights)):
+        out = _GEGLUFeedForward.apply(tokens, *weights, dropout)
+    else:  # nothing to differentiate (inference): nothing kept, one block's scratch reused
+        out = _forward(tokens, *weights, dropout, keep=False)[0]
     return out.view(*shape[:-1], w_down.shape[0])
