@@ -263,9 +263,7 @@ class POYO(nn.Module):
         # A spike token is its unit's embedding plus its type's: embed, normalise and project
         # each distinct (unit, type) pair once; the encoder gathers them per token.
         n_types = self.token_type_emb.num_embeddings
-        pairs, which = torch.unique(
-            input_unit_index * n_types + input_token_type, return_inverse=True
-        )
+        pairs, which = _distinct(input_unit_index * n_types + input_token_type)
         tokens = self.unit_emb(pairs // n_types) + self.token_type_emb(pairs % n_types)  # (U, D)
         latents = self.latent_emb(latent_index)  # (B, L, D)
         in_angles = self.rotary(input_timestamps)
@@ -294,6 +292,18 @@ class POYO(nn.Module):
             for n, p in self.named_parameters()
             if not n.startswith(("unit_emb.", "session_emb."))
         ]
+
+
+def _distinct(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.unique(keys, return_inverse=True)`` for non-negative integer keys (a unit's index
+    times the token types plus the type: bounded by the vocabulary). On CPU a count per key
+    and a running sum say the same ~4x faster than unique's sort (1 ms for POYO 1.3M's batch
+    of ~75k spike tokens); elsewhere unique itself (bincount is not deterministic on CUDA)."""
+    if keys.device.type != "cpu" or keys.numel() == 0 or int(keys.min()) < 0:
+        return torch.unique(keys, return_inverse=True)
+    present = torch.bincount(keys.flatten()) > 0
+    rank = torch.cumsum(present, 0) - 1  # a present key's place among the distinct ones
+    return present.nonzero().squeeze(1), torch.take(rank, keys)
 
 
 def count_parameters(model: nn.Module) -> int:

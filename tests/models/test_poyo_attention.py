@@ -158,13 +158,15 @@ def test_masked_self_attention_matches_sdpa_group_by_group(reference, monkeypatc
     _assert_same(windowed, _run(module, (x, angles, mask)))
 
 
-def test_inference_matches_sdpa_path(reference, monkeypatch):
+@pytest.mark.parametrize("rotate_value", [True, False])
+def test_inference_matches_sdpa_path(reference, monkeypatch, rotate_value):
     """Without gradients or dropout the windowed path takes the fused kernel per group: same
-    outputs for masked self-attention and padded distinct-token cross-attention."""
+    outputs for masked self-attention and padded distinct-token cross-attention, with and
+    without the outputs' counter-rotation."""
     monkeypatch.setattr(attention_cpu, "GROUP_WEIGHTS", 1)
     torch.manual_seed(10)
-    self_attn = RotarySelfAttention(DIM, 4, DIM_HEAD, rotate_value=True).double().eval()
-    cross = RotaryCrossAttention(DIM, HEADS, DIM_HEAD, dropout=0.2, rotate_value=True)
+    self_attn = RotarySelfAttention(DIM, 4, DIM_HEAD, rotate_value=rotate_value).double().eval()
+    cross = RotaryCrossAttention(DIM, HEADS, DIM_HEAD, dropout=0.2, rotate_value=rotate_value)
     cross = cross.double().eval()
     x = torch.randn(3, 8, DIM, dtype=torch.float64)
     angles = _angles(torch.rand(3, 8))
