@@ -9,7 +9,7 @@ The reference path is :func:`attend`: ``scaled_dot_product_attention`` on the wh
 keys are real" mask, the same function is computed window by window by
 :mod:`neurofm.models.layers.attention_cpu` (with the feed-forward of
 :mod:`neurofm.models.layers.feedforward_cpu`, on one CPU thread a POYO 1.3M training step is
-~2.1x and inference ~1.9x faster than torch_brain's, ``benchmarks/poyo_bench.py``; same
+~2.1x and inference ~2.0x faster than torch_brain's, ``benchmarks/poyo_bench.py``; same
 parameters, equal to float32 rounding; ``tests/models/test_poyo_attention.py`` keeps the two
 paths equal).
 """
