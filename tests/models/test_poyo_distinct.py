@@ -19,7 +19,7 @@ def test_distinct_equals_unique(shape: tuple[int, int], high: int) -> None:
     assert torch.equal(values[inverse], keys)
 
 
-def test_distinct_of_nothing_and_of_negative_keys() -> None:
+def test_distinct_of_nothing_of_negative_keys_and_of_a_vast_range() -> None:
     empty = torch.zeros(2, 0, dtype=torch.int64)
     values, inverse = _distinct(empty)
     assert values.numel() == 0 and inverse.shape == (2, 0)
@@ -27,3 +27,7 @@ def test_distinct_of_nothing_and_of_negative_keys() -> None:
     values, inverse = _distinct(keys)
     assert values.tolist() == [-1, 0, 3, 7]
     assert torch.equal(values[inverse], keys)
+    sparse = torch.tensor([[10**9, 5, 10**9], [7, 5, 3]])  # counts would span 10^9 keys
+    values, inverse = _distinct(sparse)
+    assert values.tolist() == [3, 5, 7, 10**9]
+    assert torch.equal(values[inverse], sparse)
