@@ -8,8 +8,9 @@ produces batches of 32 random 1 s training windows through its own training inpu
 the training process (no DataLoader workers), one torch thread:
 
 - neurofm: ``RandomWindowSampler`` over the train domains -> ``WindowDataset`` (recordings
-  opened once, a lazy ``Recording.window`` per item) -> ``SpikeTokenizer`` (spikes, start/end
-  tokens, latents, hand-velocity outputs, z-scored) -> ``collate``, via a ``DataLoader``; what
+  opened once, a ``Recording.window`` per item of the signals the tokenizer reads) ->
+  ``SpikeTokenizer`` (spikes, start/end tokens, latents, hand-velocity outputs, z-scored; unit
+  rows looked up once per recording) -> ``collate``, via a ``DataLoader``; what
   :class:`neurofm.training.poyo.POYODataModule` builds.
 - torch_brain 0.2.1: ``RandomFixedWindowSampler`` over the same train domains ->
   ``torch_brain.datasets.Dataset`` (files kept open; per item: a deep copy of the lazy

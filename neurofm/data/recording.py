@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,9 +167,11 @@ class Recording:
         try:
             return self.signals[name]
         except KeyError:
-            raise KeyError(
-                f"recording {self.id!r} has no signal {name!r} (has {sorted(self.signals)})"
-            ) from None
+            raise self._no_signal(name) from None
+
+    def _no_signal(self, name: str) -> KeyError:
+        has = sorted(self.signals)
+        return KeyError(f"recording {self.id!r} has no signal {name!r} (has {has})")
 
     def __getattr__(self, name: str) -> Signal:
         # Only called when normal lookup fails: lets users write rec.spikes, rec.hand_vel.
@@ -237,15 +239,20 @@ class Recording:
 
     # ---- windows --------------------------------------------------------------------------
 
-    def window(self, start: float, end: float) -> Recording:
+    def window(self, start: float, end: float, signals: Iterable[str] | None = None) -> Recording:
         """The half-open window ``[start, end)`` in memory, times relative to ``start``.
 
         On a lazily opened recording only the window's bytes are read. The result's
-        ``absolute_start`` is ``self.absolute_start + start``.
+        ``absolute_start`` is ``self.absolute_start + start``. ``signals`` picks the signals
+        to window (default: all); naming one the recording lacks raises ``KeyError``.
         """
+        names = list(self.signals) if signals is None else list(dict.fromkeys(signals))
+        for name in names:
+            if name not in self.signals:
+                raise self._no_signal(name)
         return Recording(
             self.id,
-            {name: sig.window(start, end) for name, sig in self.signals.items()},
+            {name: self.signals[name].window(start, end) for name in names},
             duration=end - start,
             metadata=self.metadata,
             provenance=self.provenance,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -133,6 +133,10 @@ class SpikeTokenizer:
     scaler: TargetScaler | ClassEncoder | None = None
     unit_dropout: tuple[int, int, int] | None = None
     seed: int = 0
+    # recording id -> (its units' ids, vocabulary generation, their rows): see _unit_rows
+    _rows: dict[str, tuple[Any, int, np.ndarray]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self.target = as_target(self.target)
@@ -146,6 +150,29 @@ class SpikeTokenizer:
         self._latent_times = np.repeat(
             (np.arange(n_steps) + 0.5) * self.latent_step, self.num_latents_per_step
         )
+
+    @property
+    def signals(self) -> tuple[str, ...]:
+        """The signals a window needs for tokenizing: the spikes and the target's series or
+        interval table (:class:`~neurofm.training.datasets.WindowDataset` windows only these)."""
+        target = self.target
+        return ("spikes", target if isinstance(target, str) else target.table)
+
+    def _unit_rows(self, window: Recording, ids: np.ndarray) -> np.ndarray:
+        """Vocabulary rows of the window's units. Windows of an open recording share its
+        units table, so the rows are looked up once per recording (a fifth of the input path's
+        time went to building and looking up the same keys window after window), and again
+        when the table or the vocabulary (its ``generation``) is another; a ``unit_index``
+        that is not a vocabulary's is asked every time."""
+        generation = getattr(getattr(self.unit_index, "__self__", None), "generation", None)
+        if generation is None:
+            return self.unit_index(unit_keys(window.id, ids))
+        cached = self._rows.get(window.id)
+        if cached is not None and cached[0] is ids and cached[1] == generation:
+            return cached[2]
+        rows = self.unit_index(unit_keys(window.id, ids))
+        self._rows[window.id] = (ids, generation, rows)
+        return rows
 
     def _kept_units(self, n_units: int, window: Recording) -> np.ndarray | None:
         if self.unit_dropout is None:
@@ -163,7 +190,7 @@ class SpikeTokenizer:
     def __call__(self, window: Recording) -> dict[str, Any]:
         spikes = window["spikes"]
         n_units = len(spikes.units)
-        rows = self.unit_index(unit_keys(window.id, spikes.units.ids))
+        rows = self._unit_rows(window, spikes.units.ids)
         times, units = spikes.timestamps, spikes.unit_index
         kept = self._kept_units(n_units, window)
         if kept is not None:

@@ -39,6 +39,9 @@ class VocabEmbedding(nn.Module):
     ) -> None:
         super().__init__()
         self.dim, self.init_scale, self.name = dim, init_scale, name
+        #: Changes whenever words may have been given other rows (or new ones): whoever keeps
+        #: looked-up rows (the tokenizer, per recording) looks again when it differs.
+        self.generation = 0
         self.words: list[str] = [PAD]
         self.lookup: dict[str, int] = {PAD: 0}
         self.weight = nn.Parameter(torch.zeros(1, dim))
@@ -66,6 +69,7 @@ class VocabEmbedding(nn.Module):
         for w in new:
             self.lookup[w] = len(self.words)
             self.words.append(w)
+        self.generation += 1
         return new
 
     def subset(self, words: Sequence[str]) -> None:
@@ -74,6 +78,7 @@ class VocabEmbedding(nn.Module):
         self.weight = nn.Parameter(torch.cat([self.weight.data[:1], self.weight.data[idx]]))
         self.words = [PAD, *map(str, words)]
         self.lookup = {w: i for i, w in enumerate(self.words)}
+        self.generation += 1
 
     def index(self, words: Sequence[str]) -> np.ndarray:
         """Row numbers of ``words``; unknown words raise an error naming a few of them."""
@@ -98,6 +103,7 @@ class VocabEmbedding(nn.Module):
     def set_extra_state(self, state: Any) -> None:
         self.words = list(state["words"])
         self.lookup = {w: i for i, w in enumerate(self.words)}
+        self.generation += 1
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
         # Adopt the checkpoint's vocabulary size before the weight is copied in.
