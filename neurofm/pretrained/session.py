@@ -543,7 +543,7 @@ class PretrainedPOYO:
                 items = []
                 for w in chunk:
                     tokenizer.offset = w.start
-                    items.append(tokenizer(rec.window(w.start, w.end)))
+                    items.append(tokenizer(rec.window(w.start, w.end, tokenizer.signals)))
                 batch = collate(items)
                 tensors = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
                 pred = self.model(**tensors).float().cpu().numpy()
@@ -613,6 +613,10 @@ class _QueryTokenizer(SpikeTokenizer):
     query: np.ndarray = field(default_factory=lambda: np.zeros(0))
     dim: int = 1
     offset: float = 0.0  # the window's start in the recording (set before each call)
+
+    @property
+    def signals(self) -> tuple[str, ...]:
+        return ("spikes",)  # outputs come from the query times, not the target
 
     def outputs(self, window: Recording) -> dict[str, Any]:
         lo, hi = self.offset, self.offset + window.duration
