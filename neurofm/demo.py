@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import gc
-import logging
 import importlib
+import logging
 import shutil
 import subprocess
 import sys

@@ -61,6 +61,20 @@ def test_rotary_attention_scores_depend_only_on_time_differences():
     torch.testing.assert_close(rotate(rotate(x, angles), angles, inverse=True), x)
 
 
+def test_rotary_angles_match_float64_over_hours_of_recording():
+    # POYO's shortest period (1e-4 s) turns a float32 time into a useless phase after a
+    # second; the angles are float64, reduced to [0, 2 pi) before float32 cos/sin: within 4e-7
+    # of float64's (half a float32 ulp at 2 pi, plus cos's own rounding), at a window's small
+    # times and at any time of a four-hour recording.
+    rot = RotaryTimeEmbedding(head_dim=64, rotate_dim=32)
+    t = torch.cat([torch.rand(500) * 1.0, torch.rand(500) * 3600 * 4]).to(torch.float64)[None]
+    cos, sin = rot(t)
+    assert cos.dtype == sin.dtype == torch.float32 and cos.shape == (1, 1, 1000, 16)
+    angles = t[..., None] * rot.omega.to(torch.float64)
+    torch.testing.assert_close(cos[:, 0].double(), torch.cos(angles), rtol=0, atol=4e-7)
+    torch.testing.assert_close(sin[:, 0].double(), torch.sin(angles), rtol=0, atol=4e-7)
+
+
 def test_vocab_extend_subset_and_checkpoint_round_trip():
     emb = VocabEmbedding(4, ["a", "b"], name="unit")
     before = emb.weight.detach().clone()
