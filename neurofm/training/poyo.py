@@ -760,6 +760,7 @@ def fit_poyo(
     strategy: str = "auto",
     precision: str | int = "32-true",
     checkpoint_every_n_steps: int = 0,
+    checkpoint_every_epoch: bool = True,
     progress: bool = True,
     max_steps: int = -1,
     stop_after_epochs: int | None = None,
@@ -770,8 +771,9 @@ def fit_poyo(
     ``catalog`` may be an :class:`OpenRecordings` already holding the recordings open (as in
     :func:`train_poyo`); otherwise the data module opens them, once, and closes them after.
     ``card`` adds or replaces fields of the model card every checkpoint carries (e.g.
-    ``{"adapted_from": ..., "training": ...}``, plain values). Other options as
-    :func:`train_poyo`'s.
+    ``{"adapted_from": ..., "training": ...}``, plain values). ``checkpoint_every_epoch=False``
+    writes ``last.ckpt`` only when training ends (and every ``checkpoint_every_n_steps`` steps
+    if given). Other options as :func:`train_poyo`'s.
     """
     if max_steps == 0:
         raise InvalidDataError("max_steps is 0: nothing would be trained (use -1 for no limit)")
@@ -799,6 +801,7 @@ def fit_poyo(
         strategy=strategy,
         precision=precision,
         checkpoint_every_n_steps=checkpoint_every_n_steps,
+        checkpoint_every_epoch=checkpoint_every_epoch,
         progress=progress,
         callbacks=callbacks,
     )

@@ -44,13 +44,19 @@ class LastCheckpoint(pl.Callback):
         The checkpoint file.
     every_n_steps : int
         Also write it every this many global steps inside an epoch (for long epochs).
+    every_epoch : bool
+        Write it at each epoch's end (False: only every ``every_n_steps`` steps, if given, and
+        when training ends; for runs nothing resumes, such as an adaptation of many short
+        epochs).
     """
 
-    def __init__(self, path: str | Path, every_n_steps: int = 0) -> None:
+    def __init__(self, path: str | Path, every_n_steps: int = 0, every_epoch: bool = True) -> None:
         self.path = Path(path)
         self.every_n_steps = int(every_n_steps)
+        self.every_epoch = every_epoch
         self._point: ResumePoint | None = None
         self._saved_step = -1
+        self._epoch_end: tuple[int, ResumePoint] | None = None  # (global step, next epoch)
 
     def _save(self, trainer: pl.Trainer, point: ResumePoint) -> None:
         self._point = point
@@ -92,10 +98,18 @@ class LastCheckpoint(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Runs after the epoch's validation, so the checkpoint holds its metrics too.
-        self._save(trainer, self._point_now(trainer))
+        point = self._point_now(trainer)
+        self._epoch_end = (trainer.global_step, point)
+        if self.every_epoch:
+            self._save(trainer, point)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.global_step != self._saved_step and trainer.global_step > 0:
+        if trainer.global_step == self._saved_step or trainer.global_step == 0:
+            return
+        if self._epoch_end is not None and self._epoch_end[0] == trainer.global_step:
+            # ended with an epoch (Lightning has counted it by now): the point it recorded
+            self._save(trainer, self._epoch_end[1])
+        else:
             self._save(trainer, self._point_now(trainer))  # e.g. stopped by max_steps
 
     def on_save_checkpoint(

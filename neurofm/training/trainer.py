@@ -47,6 +47,7 @@ def make_trainer(
     strategy: str = "auto",
     precision: str | int = "32-true",
     checkpoint_every_n_steps: int = 0,
+    checkpoint_every_epoch: bool = True,
     progress: bool = True,
     callbacks: list[Any] | None = None,
     **options: Any,
@@ -54,8 +55,9 @@ def make_trainer(
     """A Trainer writing CSV and TensorBoard logs, ``losses.csv`` and ``last.ckpt`` to
     ``out_dir``.
 
-    ``last.ckpt`` is written atomically at the end of every epoch, every
-    ``checkpoint_every_n_steps`` steps if given, and when training ends, with what a resumed
+    ``last.ckpt`` is written atomically at the end of every epoch (unless
+    ``checkpoint_every_epoch`` is False), every ``checkpoint_every_n_steps`` steps if given, and
+    when training ends, with what a resumed
     run needs to continue exactly (:mod:`neurofm.training.resume`); a re-run without resuming
     overwrites it. ``accelerator`` (``auto``: a GPU when there is one), ``devices`` (per node),
     ``num_nodes``, ``strategy`` and ``precision`` are Lightning's; the device that trains is
@@ -89,7 +91,7 @@ def make_trainer(
         enable_checkpointing=False,
         plugins=[CheckpointFile()],
         callbacks=[
-            LastCheckpoint(out_dir / "last.ckpt", checkpoint_every_n_steps),
+            LastCheckpoint(out_dir / "last.ckpt", checkpoint_every_n_steps, checkpoint_every_epoch),
             LossLog(out_dir),
             AdaptiveThreads(),  # a fair share of the cores on a shared machine (neurofm.threads)
             *(callbacks or []),

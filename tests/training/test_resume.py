@@ -101,7 +101,7 @@ class Snapshots(pl.Callback):
         self.before_step[trainer.global_step] = self._read()
 
 
-def _tiny_fit(out: Path, epochs: int, every: int = 0) -> Snapshots:
+def _tiny_fit(out: Path, epochs: int, every: int = 0, every_epoch: bool = True) -> Snapshots:
     x = torch.randn(40, 2, generator=torch.Generator().manual_seed(0))
     loader = DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=4)  # 10 steps
     snaps = Snapshots(out / "last.ckpt")
@@ -111,6 +111,7 @@ def _tiny_fit(out: Path, epochs: int, every: int = 0) -> Snapshots:
         steps_per_epoch=10,
         progress=False,
         checkpoint_every_n_steps=every,
+        checkpoint_every_epoch=every_epoch,
         callbacks=[snaps],
     )
     trainer.fit(Tiny(), loader)
@@ -129,6 +130,19 @@ def test_last_ckpt_is_written_at_the_end_of_every_epoch(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".ckpt", ".tmp")) == [
         "last.ckpt"
     ]
+
+
+def test_last_ckpt_only_when_training_ends_if_not_every_epoch(tmp_path):
+    """What an adaptation asks for (nothing resumes it): no write after each epoch, one at the
+    end, complete; steps still checkpoint every N if asked."""
+    snaps = _tiny_fit(tmp_path, epochs=3, every_epoch=False)
+    assert snaps.at_epoch_start == {0: None, 1: None, 2: None}
+    assert resume_point(load_checkpoint(tmp_path / "last.ckpt")) == ResumePoint(3, 0)
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"] == 30
+    snaps = _tiny_fit(tmp_path / "steps", epochs=2, every=4, every_epoch=False)
+    assert snaps.before_step[9] == (8, ResumePoint(0, 8))
+    assert snaps.before_step[11] == (8, ResumePoint(0, 8))  # no write at the epoch's end
+    assert snaps.before_step[13] == (12, ResumePoint(1, 2))
 
 
 def test_a_temporary_file_left_by_a_killed_write_is_removed(tmp_path):
