@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     clock = StageClock()
-    clock.start("synthesise the dandiset")
+    clock.start("synthesise the dandiset (and import the trainer)")
     raw, work = args.out / "dandiset", args.out / "pipeline"
     shutil.rmtree(raw, ignore_errors=True)
     print(f"[1/6] synthesising {args.subjects}x{args.sessions} reaching sessions -> {raw}")
@@ -124,8 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         str(args.seed),
     ]
     # The synthesis runs in a second process while this one imports what the pipeline's train
-    # step needs (torch, Lightning: ~5 s, mostly single-threaded either way): the second core
-    # would otherwise idle through both. Same work, ~2 s sooner to the first training step.
+    # step needs (torch, Lightning: ~5 s; both are single-threaded, so one after the other left
+    # a core idle). Same work; the first training step comes ~2.5-3 s sooner. This stage's CPU
+    # time is this process's (the imports), not the synthesis's.
     child = subprocess.Popen([sys.executable, "-m", "neurofm.cli", *synth])
     try:
         _warm_imports()

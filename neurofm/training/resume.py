@@ -3,10 +3,10 @@
 A run killed at any moment (``kill -9``, a lost node) loses at most the steps since its last
 checkpoint, and ``resume`` continues it as if it had never stopped:
 
-* :class:`LastCheckpoint` writes ``last.ckpt`` at the end of every epoch, optionally every N
-  training steps, and when training ends; each write is atomic
-  (:class:`~neurofm.training.checkpoints.CheckpointFile`) and records the
-  :class:`~neurofm.training.checkpoints.ResumePoint`, the next batch to train;
+* :class:`LastCheckpoint` writes ``last.ckpt`` at the end of every epoch (unless told not to:
+  an adaptation, which nothing resumes), optionally every N training steps, and when training
+  ends; each write is atomic (:class:`~neurofm.training.checkpoints.CheckpointFile`) and
+  records the :class:`~neurofm.training.checkpoints.ResumePoint`, the next batch to train;
 * :class:`ResumableSampler` wraps a training sampler: on the first epoch of a resumed run it
   draws that epoch's windows (samplers draw from ``(seed, epoch)``) and skips the batches
   already trained, so the resumed steps see exactly the batches they would have seen;
