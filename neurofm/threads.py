@@ -13,6 +13,10 @@ does not make the pool flap). What others run is read from the kernel's instanta
 runnable threads (``/proc/loadavg``, fourth field), minus this process's own runnable threads
 (``/proc/self/task/*/stat``). Where ``/proc`` is missing the policy keeps the ceiling.
 
+A change neurofm itself makes (its second process for the baselines ending) is announced with
+:func:`look_again`: the next look comes at once and is followed without a second one, so the
+training takes the freed core without waiting ~2 looks (3-6 s at one thread instead of two).
+
 ``NEUROFM_NUM_THREADS`` (or ``neurofm --threads N``) fixes the count and turns the policy off;
 so does ``OMP_NUM_THREADS``, and so does a count the caller set with ``torch.set_num_threads``
 below the number of cores (a lower ceiling is respected).
@@ -24,6 +28,7 @@ import logging
 import math
 import os
 import statistics
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +40,7 @@ __all__ = [
     "choose_threads",
     "cpu_cores",
     "idle_cores",
+    "look_again",
     "other_runnable",
     "requested_threads",
 ]
@@ -42,6 +48,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ENV_THREADS = "NEUROFM_NUM_THREADS"
+
+# Set by look_again, cleared by the policy that acts on it.
+_LOOK_NOW = threading.Event()
+
+
+def look_again() -> None:
+    """Tell the running policies that the machine has just changed for a known reason (a
+    process of this one's ended): their next :meth:`ThreadPolicy.recheck` looks at once and
+    follows what it sees without waiting for a second look. Safe from any thread."""
+    _LOOK_NOW.set()
 
 
 @dataclass(frozen=True)
@@ -196,6 +212,7 @@ class ThreadPolicy:
 
     def start(self) -> ThreadChoice:
         """Choose the count for what follows and log it (once per training run)."""
+        _LOOK_NOW.clear()  # this look is the one asked for
         choice = self._measure()
         self._set(choice.threads)
         self._last = time.monotonic()
@@ -203,14 +220,19 @@ class ThreadPolicy:
         return choice
 
     def recheck(self) -> int:
-        """Follow the machine: a new count is applied once two looks in a row agree."""
-        if self.requested is not None or time.monotonic() - self._last < self.every:
+        """Follow the machine: a new count is applied once two looks in a row agree, or at
+        the first look after :func:`look_again`."""
+        if self.requested is not None:
             return self.threads
+        told = _LOOK_NOW.is_set()
+        if not told and time.monotonic() - self._last < self.every:
+            return self.threads
+        _LOOK_NOW.clear()
         self._last = time.monotonic()
         choice = self._measure()
         if choice.threads == self.threads:
             self._pending = None
-        elif choice.threads == self._pending:
+        elif told or choice.threads == self._pending:
             log.debug("threads %d -> %s", self.threads, choice)
             self._set(choice.threads)
             self._pending = None

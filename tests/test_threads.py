@@ -91,6 +91,23 @@ def test_policy_follows_the_machine_after_two_looks(monkeypatch, restore_threads
     assert torch.get_num_threads() == 2
 
 
+def test_look_again_is_followed_at_the_next_recheck(monkeypatch, restore_threads):
+    """Our own second process ending frees a core: taken at the next step, not 2 looks later."""
+    torch.set_num_threads(2)
+    monkeypatch.setattr(threads, "cpu_cores", lambda: 2)
+    load = iter([1.0, 0.0, 1.0, 1.0])
+    monkeypatch.setattr(threads, "other_runnable", lambda: next(load))
+    policy = ThreadPolicy(every=3600.0, environ={})  # no look of its own in this test
+    assert policy.start().threads == 1
+    assert policy.recheck() == 1  # not yet time to look
+    threads.look_again()
+    assert policy.recheck() == 2 and torch.get_num_threads() == 2  # one look, followed
+    assert policy.recheck() == 2  # the request was used up: back to the clock
+    threads.look_again()
+    assert policy.recheck() == 1  # also down, when told
+    policy.stop()
+
+
 def test_policy_respects_a_fixed_count_and_a_lower_ceiling(monkeypatch, restore_threads):
     monkeypatch.setattr(threads, "cpu_cores", lambda: 2)
     monkeypatch.setattr(threads, "other_runnable", lambda: 0.0)

@@ -18,14 +18,16 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
 import traceback
 from dataclasses import dataclass
+from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
 from neurofm.evaluation.baselines import BaselineScores, score_baselines
 from neurofm.specs import BaselineOptions
-from neurofm.threads import ENV_THREADS
+from neurofm.threads import ENV_THREADS, look_again
 
 __all__ = ["BackgroundBaselines", "BaselineRequest"]
 
@@ -86,6 +88,13 @@ def _fit(conn: Any, request: BaselineRequest) -> None:
         conn.close()
 
 
+def _announce_end(sentinel: int) -> None:
+    """Wait for a process to end (without reaping it: its owner joins it), then tell the
+    thread policy (:func:`neurofm.threads.look_again`)."""
+    wait([sentinel])
+    look_again()
+
+
 class BackgroundBaselines:
     """Fit and score spike baselines in a second (spawned) process.
 
@@ -110,6 +119,8 @@ class BackgroundBaselines:
         )
         self._process.start()
         child.close()  # the child's end lives in the child: EOF here when it dies
+        # When it ends, the training beside it should take the freed core at once.
+        threading.Thread(target=_announce_end, args=(self._process.sentinel,), daemon=True).start()
         log.info(
             "fitting baselines %s on %d sessions in a second process (pid %d)",
             ", ".join(request.names),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -92,6 +93,18 @@ def test_cancel_stops_a_running_fit_at_once(reaching_catalog):
     job.cancel()
     assert not job.running
     assert time.perf_counter() - t0 < 5
+
+
+def test_the_end_of_the_second_process_is_announced_to_the_thread_policy(
+    reaching_catalog, monkeypatch
+):
+    told = threading.Event()
+    monkeypatch.setattr("neurofm.evaluation.background.look_again", told.set)
+    request = _request(reaching_catalog, names=["wiener"])
+    job = BackgroundBaselines(request)
+    assert job.scores(request) is not None
+    assert told.wait(10)
+    assert job._process.exitcode == 0  # the announcer did not reap it: its owner did
 
 
 def _machine(monkeypatch, cores: int, busy: float = 0.0) -> None:
