@@ -57,14 +57,14 @@ def make_trainer(
 
     ``last.ckpt`` is written atomically at the end of every epoch (unless
     ``checkpoint_every_epoch`` is False), every ``checkpoint_every_n_steps`` steps if given, and
-    when training ends, with what a resumed
-    run needs to continue exactly (:mod:`neurofm.training.resume`); a re-run without resuming
-    overwrites it. ``accelerator`` (``auto``: a GPU when there is one), ``devices`` (per node),
-    ``num_nodes``, ``strategy`` and ``precision`` are Lightning's; the device that trains is
-    logged. Lightning finds its cluster environment itself: SLURM (``srun``), ``torchrun``
-    (TorchElastic) or its own launcher. Samplers are neurofm's own (they deal windows to DDP
-    ranks themselves, :class:`~neurofm.training.datasets.ShardedSampler`); files and progress
-    lines are written by global rank 0 only, and no sanity validation runs. ``options`` go to
+    when training ends, with what a resumed run needs to continue exactly
+    (:mod:`neurofm.training.resume`); a re-run without resuming overwrites it. ``accelerator``
+    (``auto``: a GPU when there is one), ``devices`` (per node), ``num_nodes``, ``strategy`` and
+    ``precision`` are Lightning's; the device that trains is logged. Lightning finds its cluster
+    environment itself: SLURM (``srun``), ``torchrun`` (TorchElastic) or its own launcher.
+    Samplers are neurofm's own (they deal windows to DDP ranks themselves,
+    :class:`~neurofm.training.datasets.ShardedSampler`); files and progress lines are written by
+    global rank 0 only, and no sanity validation runs. ``options`` go to
     :class:`lightning.pytorch.Trainer` as they are.
     """
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger

@@ -63,8 +63,8 @@ class RotaryTimeEmbedding(nn.Module):
         """
         # float64 angles: the shortest period is 1e-4 s, so a float32 time of ~1 s would put
         # the phase off by ~4e-3 rad. Reduced to [0, 2 pi) in float64, an angle is exact in
-        # float32 to 2.4e-7 rad, and cos/sin run in float32 (~3x faster than in float64, ~1 ms
-        # of a POYO step); they agree with float64's to 2.4e-7.
+        # float32 to 2.4e-7 rad, and cos/sin run in float32: 1.4-3x faster than all-float64
+        # (a 1.3M batch's tokens / a tiny step's), within 4e-7 of float64's values.
         angles = t.to(torch.float64).unsqueeze(-1) * self.omega.to(torch.float64)  # (B, N, R/2)
         angles = angles.remainder_(2 * math.pi).to(torch.float32)
         return torch.cos(angles).unsqueeze(1), torch.sin(angles).unsqueeze(1)
