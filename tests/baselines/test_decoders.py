@@ -321,6 +321,8 @@ def test_gru_without_valid_samples_trains_the_first_candidate_to_max_steps(caplo
         ({"candidates": [(16, 0.0)]}, r"GRUDecoder.candidates"),
         ({"max_steps": 0}, r"GRUDecoder.max_steps: need an integer >= 1, got 0"),
         ({"patience": 1.5}, r"GRUDecoder.patience: need an integer >= 1"),
+        ({"dropout": 1.0}, r"GRUDecoder.dropout: need 0 <= dropout < 1, got 1.0"),
+        ({"dropout": -0.1}, r"GRUDecoder.dropout: need 0 <= dropout < 1, got -0.1"),
     ],
 )
 def test_gru_bad_options(kwargs, match):
