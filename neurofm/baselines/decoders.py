@@ -563,7 +563,7 @@ class GRUDecoder(_PerSessionDecoder):
     num_layers : int
         GRU depth.
     dropout : float
-        Dropout on the input counts (units), during training.
+        Dropout probability on the input counts (units), during training; in [0, 1).
     seq_len, warmup : float
         Training window and burn-in, in seconds.
     batch_size : int
