@@ -54,9 +54,11 @@ _LOOK_NOW = threading.Event()
 
 
 def look_again() -> None:
-    """Tell the running policies that the machine has just changed for a known reason (a
-    process of this one's ended): their next :meth:`ThreadPolicy.recheck` looks at once and
-    follows what it sees without waiting for a second look. Safe from any thread."""
+    """Tell this process's thread policy that the machine has just changed for a known reason
+    (a process of this one's ended): the next :meth:`ThreadPolicy.recheck` looks at once and
+    follows what it sees without waiting for a second look. One announcement serves one look
+    (the first policy to recheck, or a :meth:`ThreadPolicy.start`, consumes it). Safe from any
+    thread."""
     _LOOK_NOW.set()
 
 
