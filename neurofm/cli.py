@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
-from neurofm import __version__
+from neurofm import __version__, display
 from neurofm.errors import NeuroFMError
 
 log = logging.getLogger("neurofm")
@@ -230,13 +230,19 @@ def _parser() -> argparse.ArgumentParser:
         "--subject", action="append", metavar="LABEL", help="only this subject's (repeatable)"
     )
 
-    ft = sub.add_parser("finetune", help="adapt a POYO checkpoint to a new session")
+    ft = sub.add_parser(
+        "finetune",
+        help="adapt a POYO checkpoint to a new session of a catalog; the checkpoint written "
+        "holds that session only (adapt keeps the pretrained sessions too)",
+    )
     ft.add_argument("checkpoint", type=Path, help="pretrained POYO checkpoint")
     ft.add_argument("catalog", type=Path, help="catalog with the new session (and its splits)")
     ft.add_argument("--mode", choices=["unit-id", "full", "gradual"], default="unit-id")
-    ft.add_argument("--trials", type=int, help="labelled trials to train on (default all)")
+    ft.add_argument(
+        "--trials", type=_positive_int, help="labelled trials to train on (default all)"
+    )
     ft.add_argument("--recording", help="recording id (default: the catalog's only one)")
-    ft.add_argument("--epochs", type=int, default=30)
+    ft.add_argument("--epochs", type=_positive_int, default=30, help="default 30")
     ft.add_argument(
         "--lr", type=float, default=None, help="default per mode: unit-id 0.03, full 0.001"
     )
@@ -251,9 +257,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     adapt.add_argument("checkpoint", help="POYO checkpoint, or a pretrained model's name")
     adapt.add_argument("recording", help="the new session: an NWB file or a recording (.h5)")
-    adapt.add_argument("--trials", type=int, default=20, help="labelled trials (default 20)")
+    adapt.add_argument(
+        "--trials", type=_positive_int, default=20, help="labelled trials (default 20)"
+    )
     adapt.add_argument("--mode", choices=["unit-id", "full", "gradual"], default="unit-id")
-    adapt.add_argument("--epochs", type=int, default=100, help="default 100")
+    adapt.add_argument("--epochs", type=_positive_int, default=100, help="default 100")
     adapt.add_argument(
         "--lr", type=float, default=None, help="default per mode: unit-id 0.03, full 0.001"
     )
@@ -1323,7 +1331,9 @@ def _print_recording(s: dict[str, Any]) -> None:
         elif e["kind"] == "irregular":
             detail = f"{e['length']} samples x {len(e['channels'])} ch (irregular)"
         else:
-            detail = f"{e['n_intervals']} intervals; columns {', '.join(e['columns'])}"
+            detail = display.count(e["n_intervals"], "interval")
+            if e["columns"]:
+                detail += f"; columns {', '.join(e['columns'])}"
         print(f"    {name:<16} {e['kind']:<10} {detail}")
     print("  provenance:")
     for key in ("source_path", "sha256", "dandiset_id", "reader", "neurofm_version"):

@@ -6,6 +6,8 @@ names the file or signal, the field and what was expected, so the CLI can print 
 
 from __future__ import annotations
 
+from numbers import Integral
+
 
 class NeuroFMError(Exception):
     """Base class of every error neurofm raises on purpose."""
@@ -42,3 +44,14 @@ class SpecError(NeuroFMError):
 class MissingExtraError(NeuroFMError, ImportError):
     """An optional dependency is not installed; the message says which extra to install,
     e.g. ``pip install neurofm[pynapple]``."""
+
+
+def check_counts(where: str, **counts: object) -> None:
+    """Raise :class:`InvalidDataError` unless every ``name=value`` is a whole number >= 1
+    (``None``: not given, allowed); the message names ``where`` and the argument, e.g.
+    ``adapt: epochs must be a whole number >= 1, got 0``."""
+    for name, value in counts.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+            raise InvalidDataError(f"{where}: {name} must be a whole number >= 1, got {value!r}")

@@ -120,14 +120,16 @@ class LineProgress:
             for item in self.iterable:
                 yield item
                 self.update(1)
-        finally:
-            self.close()
+        except BaseException as exc:
+            self._close(type(exc))
+            raise
+        self.close()
 
     def __enter__(self) -> LineProgress:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self._close(exc_type)
 
     def __len__(self) -> int:
         return int(self.total or 0)
@@ -172,18 +174,28 @@ class LineProgress:
 
     def close(self) -> None:
         """Write the final line (count, elapsed time, postfix) once."""
+        self._close(None)
+
+    def _close(self, exc_type: type[BaseException] | None) -> None:
+        # A run cut short says so: its last count must not read like a finished one. A
+        # consumer leaving a loop early (GeneratorExit) is not an error.
         if self._closed:
             return
         self._closed = True
-        if not self.disable:
+        if self.disable:
+            return
+        if exc_type is None or issubclass(exc_type, GeneratorExit):
             self._write(time.monotonic())
+        else:
+            interrupted = issubclass(exc_type, KeyboardInterrupt)
+            self._write(time.monotonic(), "interrupted" if interrupted else "stopped by an error")
 
     # ---- lines -----------------------------------------------------------------------------
 
     def _step_size(self) -> float:
         return max(float(self.total or 0) * self.every, 1.0)
 
-    def _write(self, now: float) -> None:
+    def _write(self, now: float, note: str = "") -> None:
         count = f"{_fmt(self.n)}"
         if self.total:
             count += f"/{_fmt(self.total)} {self.unit} ({100 * self.n / self.total:.0f}%)"
@@ -193,6 +205,8 @@ class LineProgress:
         parts.append(format_duration(now - self.start_t))
         if self.postfix:
             parts.append(self.postfix)
+        if note:
+            parts.append(note)
         line = ", ".join(parts)
         self._last_t = now
         stream = self.file if self.file is not None else sys.stderr

@@ -53,6 +53,43 @@ def test_without_a_total_one_line_on_close():
     assert re.fullmatch(r"  a.nwb: 1234 spikes, \d+\.\d s", line)
 
 
+def test_a_run_cut_short_says_so():
+    out = io.StringIO()
+    with pytest.raises(OSError), progress_bar(desc="  bad.nwb", unit=" spikes", file=out):
+        raise OSError("not an HDF5 file")
+    (line,) = out.getvalue().splitlines()
+    assert re.fullmatch(r"  bad.nwb: 0 spikes, \d+\.\d s, stopped by an error", line)
+    out = io.StringIO()
+    with pytest.raises(KeyboardInterrupt), progress_bar(total=4, unit="file", file=out) as bar:
+        bar.update(1)
+        raise KeyboardInterrupt
+    assert out.getvalue().splitlines()[-1].endswith(", interrupted")
+
+    def files():  # an iterable that fails while producing its second item
+        yield "a.nwb"
+        raise OSError("b.nwb: truncated")
+
+    out = io.StringIO()
+    with pytest.raises(OSError):
+        list(progress_bar(files(), total=3, desc="ingest", unit="file", file=out))
+    last = out.getvalue().splitlines()[-1]
+    assert last.startswith("ingest: 1/3 file (33%)") and last.endswith(", stopped by an error")
+
+
+def test_leaving_a_loop_early_is_not_an_error():
+    out = io.StringIO()
+    bar = progress_bar(range(10), desc="windows", unit="window", file=out)
+    for i in bar:
+        if i == 2:
+            break
+    del bar  # the generator is closed (GeneratorExit): a plain closing line
+    import gc
+
+    gc.collect()
+    last = out.getvalue().splitlines()[-1]
+    assert last.startswith("windows: 2/10 window (20%)") and "error" not in last
+
+
 def test_disabled_writes_nothing():
     out = io.StringIO()
     with progress_bar(total=5, file=out, disable=True) as bar:

@@ -1118,7 +1118,7 @@ class Catalog:
         try:
             return dict(self._by_id[recording_id])
         except (KeyError, TypeError):
-            shown = self.ids if len(self) <= 20 else [*self._ids[:20], "..."]
+            shown = ", ".join(self.ids if len(self) <= 20 else [*self._ids[:20], "..."])
             raise CatalogError(
                 f"{self.path}: no recording {recording_id!r} (has {shown})"
             ) from None
@@ -1160,7 +1160,8 @@ class Catalog:
         if key not in entry and key + "s" in entry:  # area -> areas
             key += "s"
         if key not in entry:
-            raise CatalogError(f"select: unknown field {key!r} (fields: {sorted(entry)})")
+            fields = ", ".join(sorted(entry))
+            raise CatalogError(f"select: unknown field {key!r} (fields: {fields})")
         have = entry[key]
         wants = list(want) if isinstance(want, list | tuple | set) else [want]
         if isinstance(have, list):

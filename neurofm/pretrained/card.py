@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from neurofm import display
 from neurofm.pretrained.errors import CheckpointError
-from neurofm.training.card import CARD_KEY, CARD_VERSION, plain
+from neurofm.training.card import CARD_KEY, CARD_VERSION, card_summary, plain
 
 __all__ = [
     "CARDS_SINCE",
@@ -26,6 +27,7 @@ __all__ = [
     "card_lines",
     "checkpoint_summary",
     "read_card",
+    "scores_text",
     "update_card",
 ]
 
@@ -151,25 +153,7 @@ class ModelCard:
 
     def summary(self) -> dict[str, Any]:
         """A short version (kept as ``adapted_from`` by an adapted model's card)."""
-        return plain(
-            {
-                "created": self.created,
-                "description": self.description,
-                "versions": self.versions,
-                "sessions": self.sessions,
-                "units": self.n_units,
-                "recordings": self.recordings,
-                "dandisets": self.data.get("dandisets", []),
-                "cards": self.data.get("cards", []),
-                "training": {
-                    k: v
-                    for k, v in self.training.items()
-                    if k in ("mode", "epoch", "global_step", "total_steps", "settings")
-                },
-                "scores": self.scores,
-                "adapted_from": self.adapted_from,
-            }
-        )
+        return card_summary(self.to_dict())
 
 
 def read_card(meta: Mapping[str, Any], path: str | os.PathLike[str]) -> ModelCard | None:
@@ -185,7 +169,8 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _scores(scores: Mapping[str, Any]) -> str:
+def scores_text(scores: Mapping[str, Any]) -> str:
+    """A card's scores in a line: ``valid: R^2 0.917; adaptation: R^2 0.936, n 20``."""
     names = {"r2": "R^2", "balanced_accuracy": "balanced accuracy"}
     parts = []
     for split, metrics in scores.items():
@@ -233,11 +218,16 @@ def card_lines(card: ModelCard) -> list[str]:
     if voc:
         per = voc.get("units_per_session", {})
         sessions = voc.get("sessions", [])
-        lines.append(f"  vocabulary   {voc.get('units')} units, {len(sessions)} sessions:")
+        lines.append(
+            f"  vocabulary   {voc.get('units')} units, {display.count(len(sessions), 'session')}:"
+        )
         lines += [f"                 {s} ({per.get(s, 0)} units)" for s in sessions]
     recs = d.get("recordings", [])
     if recs or d.get("catalog"):
-        lines.append(f"  trained on   {len(recs)} recordings of catalog {d.get('catalog') or '?'}:")
+        lines.append(
+            f"  trained on   {display.count(len(recs), 'recording')} of catalog "
+            f"{d.get('catalog') or '?'}:"
+        )
         for r in recs:
             source = (
                 f"dandi:{r.get('dandiset_id')}/{r.get('dandiset_version') or '?'} "
@@ -258,12 +248,17 @@ def card_lines(card: ModelCard) -> list[str]:
     if tr:
         s = tr.get("settings", {})
         target = s.get("target")
+        epochs = (
+            f"{tr['epochs_done']} of {s.get('epochs')} epochs"
+            if "epochs_done" in tr
+            else f"epoch index {tr.get('epoch', '?')} of {s.get('epochs')} epochs"  # older cards
+        )
         lines.append(
             f"  training     {tr.get('mode', '?')}: step {tr.get('global_step', '?')} of "
-            f"{tr.get('total_steps', '?')} (epoch index {tr.get('epoch', '?')}); epochs "
-            f"{s.get('epochs')}, batch {s.get('batch_size')}, lr {_fmt(s.get('lr'))}, weight "
-            f"decay {_fmt(s.get('weight_decay'))}, unit dropout {s.get('unit_dropout')}, seed "
-            f"{s.get('seed')}" + (f", target {target}" if target else "")
+            f"{tr.get('total_steps', '?')}, {epochs}; batch {s.get('batch_size')}, lr "
+            f"{_fmt(s.get('lr'))}, weight decay {_fmt(s.get('weight_decay'))}, unit dropout "
+            f"{s.get('unit_dropout')}, seed {s.get('seed')}"
+            + (f", target {target}" if target else "")
         )
     if card.adaptation:
         a = card.adaptation
@@ -275,11 +270,11 @@ def card_lines(card: ModelCard) -> list[str]:
     if card.adapted_from:
         p = card.adapted_from
         lines.append(
-            f"  adapted from a model of {len(p.get('sessions', []))} sessions, "
+            f"  adapted from a model of {display.count(len(p.get('sessions', [])), 'session')}, "
             f"{p.get('units')} units, written {p.get('created') or '?'}"
             + (f" ({p['description']})" if p.get("description") else "")
         )
-    lines.append(f"  scores       {_scores(card.scores)}")
+    lines.append(f"  scores       {scores_text(card.scores)}")
     return lines
 
 
@@ -365,7 +360,7 @@ def update_card(path: str | os.PathLike[str], **fields: Any) -> ModelCard:
         Not a POYO checkpoint with a card, or an unknown field.
     """
     from neurofm.errors import NeuroFMError
-    from neurofm.training.checkpoints import load_checkpoint, seal
+    from neurofm.training.checkpoints import load_checkpoint, write_checkpoint
 
     path = Path(path)
     try:
@@ -385,11 +380,5 @@ def update_card(path: str | os.PathLike[str], **fields: Any) -> ModelCard:
             value = {**card.scores, **dict(value)}
         setattr(card, name, value)
     meta[CARD_KEY] = card.to_dict()
-    seal(ckpt)
-    import torch
-
-    from neurofm.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+    write_checkpoint(ckpt, path)
     return ModelCard.from_dict(meta[CARD_KEY], str(path))

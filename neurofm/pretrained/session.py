@@ -33,16 +33,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from neurofm import display
 from neurofm.atomic import atomic_path
 from neurofm.data.catalog import Catalog
 from neurofm.data.recording import Recording
 from neurofm.data.sampling import SequentialWindowSampler
 from neurofm.data.signals import Intervals, IrregularSeries, RegularSeries
-from neurofm.errors import NeuroFMError
+from neurofm.errors import NeuroFMError, check_counts
 from neurofm.evaluation.poyo import EvalResult, evaluate_poyo
 from neurofm.evaluation.stitching import stitch
 from neurofm.models.poyo import POYO
-from neurofm.pretrained.card import ModelCard, read_card
+from neurofm.pretrained.card import ModelCard, read_card, scores_text
 from neurofm.pretrained.errors import CheckpointError, NoUnitsError, TargetMismatchError
 from neurofm.pretrained.registry import resolve
 from neurofm.tokenizers.spikes import (
@@ -164,6 +165,16 @@ class PretrainedPOYO:
         """What the model decodes (a signal name such as ``"hand_vel"``)."""
         return self.config.target
 
+    def __repr__(self) -> str:  # one line: the network and the card are a print away
+        c = self.model.config
+        where = self.path.name if self.path is not None else "in memory"
+        return (
+            f"<PretrainedPOYO {where}: dim {c.dim}, depth {c.depth}; "
+            f"{display.count(len(self.model.unit_emb.vocab), 'unit')}, "
+            f"{display.count(len(self.model.session_emb.vocab), 'session')}; decodes "
+            f"{self.target}; scores: {scores_text(self.card.scores)}>"
+        )
+
     # ---- adapt --------------------------------------------------------------------------
 
     def adapt(
@@ -234,6 +245,8 @@ class PretrainedPOYO:
         """
         if mode not in ADAPT_MODES:
             raise NeuroFMError(f"mode must be one of {', '.join(ADAPT_MODES)}; got {mode!r}")
+        # before the recording is read: a bad count is the caller's, whatever the file holds
+        check_counts("adapt", trials=trials, epochs=epochs, batch_size=batch_size)
         if isinstance(self.encoding, ClassEncoder) or not isinstance(self.target, str):
             raise NeuroFMError(
                 f"adapt decodes a behaviour series; this model's target is {self.target!r}"
@@ -366,6 +379,7 @@ class PretrainedPOYO:
             "settings": mc.plain(module.cfg),
             "total_steps": int(module.total_steps),
             "epoch": int(module.current_epoch),
+            "epochs_done": int(module.current_epoch),  # fitting has ended: all of them counted
             "global_step": int(module.global_step),
             "mode": mode,
         }
@@ -688,8 +702,7 @@ def _split_trials(rec: Recording, where: str, k: int) -> tuple[Intervals, Interv
         )
     table = rec["trials"].load()
     n = len(table)
-    if not isinstance(k, int) or k < 1:
-        raise InvalidDataError(f"trials must be a whole number >= 1, got {k!r}")
+    check_counts("adapt", trials=k)
     if k >= n:
         raise InvalidDataError(
             f"{where}: trials: asked to adapt on {k} trials but the recording has {n}; "

@@ -34,6 +34,7 @@ import numpy as np
 __all__ = [
     "CARD_KEY",
     "CARD_VERSION",
+    "card_summary",
     "data_section",
     "plain",
     "recording_entry",
@@ -159,3 +160,39 @@ def data_section(catalog: str, entries: Iterable[Mapping[str, Any]]) -> dict[str
         "dandisets": [{"id": i, "version": v} for i, v in dandisets],
         "cards": cards,
     }
+
+
+def card_summary(card: Mapping[str, Any]) -> dict[str, Any]:
+    """A short version of a stored card (what an adapted or fine-tuned model's card keeps as
+    ``adapted_from``): when and how it was trained, on what, and its scores.
+
+    Parameters
+    ----------
+    card : mapping
+        A card section as stored (see the module docstring).
+
+    Returns
+    -------
+    dict
+        ``created``, ``description``, ``versions``, ``sessions``, ``units``, ``recordings``,
+        ``dandisets``, ``cards``, ``training`` (mode, steps, epochs), ``scores`` and the
+        card's own ``adapted_from``, as plain values.
+    """
+    vocabulary = card.get("vocabulary") or {}
+    data = card.get("data") or {}
+    kept = ("mode", "epoch", "epochs_done", "global_step", "total_steps", "settings")
+    return plain(
+        {
+            "created": card.get("created", ""),
+            "description": card.get("description", ""),
+            "versions": card.get("versions") or {},
+            "sessions": list(vocabulary.get("sessions", [])),
+            "units": int(vocabulary.get("units", 0)),
+            "recordings": [str(r.get("id", "")) for r in data.get("recordings", [])],
+            "dandisets": data.get("dandisets", []),
+            "cards": data.get("cards", []),
+            "training": {k: v for k, v in (card.get("training") or {}).items() if k in kept},
+            "scores": card.get("scores") or {},
+            "adapted_from": card.get("adapted_from"),
+        }
+    )

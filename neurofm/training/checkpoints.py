@@ -46,6 +46,7 @@ __all__ = [
     "resume_point",
     "seal",
     "weights_digest",
+    "write_checkpoint",
 ]
 
 #: Key of the weights' digest in a checkpoint's ``neurofm`` section.
@@ -108,6 +109,24 @@ def seal(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return checkpoint
 
 
+def write_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Seal ``checkpoint`` (:func:`seal`) and write it to ``path`` atomically: to a temporary
+    file beside it, on disk, then renamed over it (a crash leaves the old file or the new one).
+
+    Parameters
+    ----------
+    checkpoint : dict
+        A Lightning checkpoint, e.g. one read back with :func:`load_checkpoint` and changed.
+    path : path-like
+        Where it goes.
+    """
+    seal(checkpoint)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(checkpoint, f)
+        f.flush()
+        os.fsync(f.fileno())  # the bytes are on disk before the rename makes them current
+
+
 class CheckpointFile(TorchCheckpointIO):
     """The Trainer's checkpoint plugin: atomic, sealed writes; checked, weights-only reads.
 
@@ -118,11 +137,7 @@ class CheckpointFile(TorchCheckpointIO):
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | os.PathLike[str], storage_options: Any = None
     ) -> None:
-        seal(checkpoint)
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on disk before the rename makes them current
+        write_checkpoint(checkpoint, path)
 
     def load_checkpoint(
         self,

@@ -38,10 +38,13 @@ from neurofm import display
 from neurofm.data.catalog import Catalog
 from neurofm.data.sampling import RandomWindowSampler
 from neurofm.data.signals import Intervals
-from neurofm.errors import InvalidDataError
+from neurofm.errors import InvalidDataError, check_counts
 from neurofm.models.poyo import POYO
 from neurofm.tokenizers.spikes import TargetScaler, unit_keys
+from neurofm.training.card import CARD_KEY, card_summary, plain
+from neurofm.training.checkpoints import load_checkpoint, write_checkpoint
 from neurofm.training.datasets import split_domains_of
+from neurofm.training.trainer import global_rank
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +223,7 @@ def finetune(
 
     if mode not in ("unit-id", "full", "gradual", "scratch"):
         raise InvalidDataError(f"mode must be unit-id, full, gradual or scratch, got {mode!r}")
+    check_counts("finetune", trials=trials, epochs=epochs, batch_size=batch_size)
     if lr is None:
         lr = DEFAULT_LR[mode]
     model, scaler, pre_cfg = load_poyo(checkpoint)
@@ -233,7 +237,7 @@ def finetune(
         if len(cat) != 1:
             raise InvalidDataError(
                 f"{cat.path}: holds {len(cat)} recordings; say which one to fine-tune on "
-                f"(recording_id=..., one of {cat.ids})"
+                f"(recording_id=..., one of {', '.join(cat.ids)})"
             )
         recording_id = cat.ids[0]
     with cat.open(recording_id) as rec:
@@ -277,6 +281,14 @@ def finetune(
         if mode == "gradual"
         else []
     )
+    # The card says where the model came from and that only the new session is in it.
+    card = {
+        "description": (
+            f"fine-tuned ({mode}) on {recording_id} from {Path(checkpoint).name}; the vocabulary "
+            "holds this session and its units only"
+        ),
+        "adapted_from": card_summary(_stored_card(checkpoint)),
+    }
     with warnings.catch_warnings():
         # no validation pass each epoch: nothing uses it (no early stopping) and it cost as much
         # as the training steps of a few-shot run; callers score with ``score``. Lightning
@@ -296,6 +308,7 @@ def finetune(
             accelerator=accelerator,
             devices=devices,
             precision=precision,
+            card=card,
         )
     result = FinetuneResult(
         ckpt,
@@ -307,7 +320,26 @@ def finetune(
     if score is not None:
         result.r2 = dict(score(model, scaler, cat.path, target, recording_id))
         result.mean_r2 = float(np.mean(list(result.r2.values()))) if result.r2 else float("nan")
+        if result.r2 and global_rank() == 0:  # the score goes into the checkpoint's card too
+            _record_score(ckpt, "test", {"r2": result.mean_r2})
     return result
+
+
+def _stored_card(checkpoint: str | Path) -> dict[str, Any]:
+    """The model card stored in a checkpoint (empty for a checkpoint written before cards)."""
+    card = load_checkpoint(checkpoint).get("neurofm", {}).get(CARD_KEY)
+    return dict(card) if isinstance(card, dict) else {}
+
+
+def _record_score(checkpoint: Path, split: str, score: dict[str, Any]) -> None:
+    """Add ``{split: score}`` to the scores of the card in ``checkpoint`` (rewritten
+    atomically and resealed)."""
+    stored = load_checkpoint(checkpoint)
+    card = stored.get("neurofm", {}).get(CARD_KEY)
+    if not isinstance(card, dict):
+        return
+    card["scores"] = {**(card.get("scores") or {}), split: plain(score)}
+    write_checkpoint(stored, checkpoint)
 
 
 class GradualUnfreezing(pl.Callback):

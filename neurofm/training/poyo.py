@@ -464,8 +464,15 @@ class POYOModule(pl.LightningModule):
                 "settings": mc.plain(self.cfg),
                 "total_steps": self.total_steps,
                 # 0-based, as Lightning's own "epoch" key: an epoch-end checkpoint says the
-                # epoch that just ended
+                # epoch that just ended (and one written when fitting ends, the next one)
                 "epoch": int(self.current_epoch) if trainer is not None else 0,
+                # whole epochs trained, wherever the checkpoint is written: Lightning counts an
+                # epoch as processed before its end-of-epoch hooks run
+                "epochs_done": (
+                    int(trainer.fit_loop.epoch_progress.current.processed)
+                    if trainer is not None
+                    else 0
+                ),
                 "global_step": int(self.global_step) if trainer is not None else 0,
                 "mode": _training_mode(self.model),
             },

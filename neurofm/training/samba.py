@@ -158,7 +158,9 @@ def load_runs(
     catalog_ = Catalog(catalog)
     missing = sorted(set(ids or []) - set(catalog_.ids))
     if missing:
-        raise InvalidDataError(f"{catalog}: no recordings {missing} (has {catalog_.ids})")
+        raise InvalidDataError(
+            f"{catalog}: no recordings {', '.join(missing)} (has {', '.join(catalog_.ids)})"
+        )
     runs = []
     for rid in ids or catalog_.ids:
         with catalog_.open(rid) as rec:

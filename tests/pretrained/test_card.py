@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import torch
 
@@ -36,6 +37,9 @@ def test_every_poyo_checkpoint_carries_a_card(pretrained_poyo):
     assert card.training["settings"]["batch_size"] == 8
     assert card.training["global_step"] == raw["global_step"] > 0
     assert card.training["mode"] == "train" and card.training["epoch"] == raw["epoch"]
+    # an epoch-end checkpoint: the 0-based index of the epoch that ended, and epochs trained
+    settings = card.training["settings"]
+    assert card.training["epochs_done"] == raw["epoch"] + 1 == settings["epochs"]
     assert card.versions["neurofm"] == neurofm.__version__
     assert card.versions["torch"] == torch.__version__
     assert card.created.endswith("+00:00")
@@ -52,6 +56,16 @@ def test_info_prints_the_card(pretrained_poyo, capsys):
     for rid in Catalog(root / "cat_pre").ids:
         assert rid in text
     assert "decodes      hand_vel (regression, 2 dims" in text
+    model = load_pretrained(ckpt)
+    epochs = model.card.training["settings"]["epochs"]
+    # the model's repr is one line (not the network and the whole card)
+    n_units, n_sessions = len(model.model.unit_emb.vocab), len(model.model.session_emb.vocab)
+    assert repr(model) == (
+        f"<PretrainedPOYO {ckpt.name}: dim {model.model.config.dim}, depth "
+        f"{model.model.config.depth}; {n_units} units, {n_sessions} sessions; decodes hand_vel; "
+        f"scores: valid: R^2 {model.card.scores['valid']['r2']:.4g}>"
+    )
+    assert re.search(rf"training     train: step \d+ of \d+, {epochs} of {epochs} epochs; ", text)
     assert f"by neurofm {neurofm.__version__} (torch {torch.__version__}" in text
     assert cli(["info", str(ckpt), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -68,6 +82,13 @@ def test_old_checkpoint_without_card_loads_and_info_says_so(pretrained_poyo, tmp
     assert cli(["info", str(path)]) == 0
     text = capsys.readouterr().out
     assert NO_CARD in text and "no model card (written by neurofm < " in text
+    # a card written before epochs_done: its 0-based epoch index is shown as such
+    older = load_checkpoint(ckpt)
+    del older["neurofm"]["card"]["training"]["epochs_done"]
+    torch.save(seal(older), path)
+    assert cli(["info", str(path)]) == 0
+    assert re.search(r", epoch index \d+ of \d+ epochs; ", capsys.readouterr().out)
+    torch.save(seal(old), path)
     assert "vocabulary   " in text
     model = load_pretrained(path)
     assert model.card.card_version == 0

@@ -132,6 +132,30 @@ def test_unknown_session_and_too_many_trials(pretrained, new_recording):
         pretrained.adapt(new_recording, trials=n, epochs=1)
 
 
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"trials": 0}, "adapt: trials must be a whole number >= 1, got 0"),
+        ({"epochs": 0}, "adapt: epochs must be a whole number >= 1, got 0"),
+        ({"epochs": 2.5}, "adapt: epochs must be a whole number >= 1, got 2.5"),
+        ({"batch_size": True}, "adapt: batch_size must be a whole number >= 1, got True"),
+    ],
+)
+def test_counts_are_checked_before_the_recording_is_read(pretrained, tmp_path, bad, message):
+    # a file that does not exist: the count is what is wrong, whatever the file would hold
+    with pytest.raises(NeuroFMError, match="^" + message + "$"):
+        pretrained.adapt(tmp_path / "missing.nwb", **bad)
+
+
+def test_cli_adapt_counts_name_the_option(pretrained_poyo, tmp_path, capsys):
+    for option in ("--trials", "--epochs"):
+        with pytest.raises(SystemExit) as exit_info:
+            cli(["adapt", "x.ckpt", "x.nwb", option, "0", "--out", str(tmp_path / "o")])
+        assert exit_info.value.code == 2
+        assert f"argument {option}: expected a positive integer, got '0'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_registry(pretrained_poyo, tmp_path):
     _, ckpt = pretrained_poyo
     register("test-tiny", ckpt, "the test fixture")

@@ -10,6 +10,8 @@ from neurofm.cli import main
 from neurofm.data import Catalog, Intervals, Recording, RegularSeries, Spikes
 from neurofm.errors import InvalidDataError, NeuroFMError
 from neurofm.evaluation.fewshot import session_r2
+from neurofm.pretrained import load_pretrained
+from neurofm.pretrained.card import checkpoint_summary
 from neurofm.training.finetune import finetune
 from neurofm.training.poyo import load_poyo
 
@@ -48,6 +50,17 @@ def test_unit_id_trains_only_the_new_embeddings(setup, tmp_path):
         assert torch.equal(p, before[name]), f"{name} changed"  # bit-identical backbone
     assert not torch.equal(tuned.unit_emb.weight[1:], torch.zeros_like(tuned.unit_emb.weight[1:]))
     assert np.isfinite(result.mean_r2) and set(result.r2) == {new_id}
+    # the card says where the model came from, that it holds the new session only, how far it
+    # trained, and the score just printed
+    card = load_pretrained(result.checkpoint).card
+    assert card.scores["test"] == {"r2": pytest.approx(result.mean_r2)}
+    assert f"fine-tuned (unit-id) on {new_id} from {ckpt.name}" in card.description
+    assert set(card.adapted_from["sessions"]) == set(pre.session_emb.vocab)
+    assert card.training["epochs_done"] == 2 and card.training["global_step"] > 0
+    _, lines = checkpoint_summary(result.checkpoint)
+    text = "\n".join(lines)
+    assert "vocabulary   " in text and ", 1 session:" in text
+    assert ", 2 of 2 epochs;" in text and "scores       test: R^2 " in text
 
 
 def test_full_mode_trains_everything(setup, tmp_path):
@@ -97,6 +110,13 @@ def test_bad_inputs(setup, tmp_path):
         )
     with pytest.raises(InvalidDataError, match="only 20 labelled|has only"):
         finetune(ckpt, root / "cat_new", tmp_path / "x", trials=10_000, progress=False)
+    for bad, message in (
+        ({"epochs": 0}, "finetune: epochs must be a whole number >= 1, got 0"),
+        ({"trials": 0}, "finetune: trials must be a whole number >= 1, got 0"),
+        ({"batch_size": 2.5}, "finetune: batch_size must be a whole number >= 1, got 2.5"),
+    ):
+        with pytest.raises(InvalidDataError, match=message):
+            finetune(ckpt, root / "cat_new", tmp_path / "x", progress=False, **bad)
     # a session whose target is 1-D while the readout predicts 2 dimensions
     rng = np.random.default_rng(0)
     t = np.sort(rng.uniform(0, 20, 2000))
@@ -143,3 +163,10 @@ def test_cli_finetune(setup, tmp_path, capsys):
     assert code == 0
     assert "trains: unit_emb.weight, session_emb.weight" in out and "test R^2" in out
     assert (tmp_path / "cli" / "last.ckpt").is_file()
+    # counts are checked before anything is read, naming the option
+    for option in ("--trials", "--epochs"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["finetune", str(ckpt), str(root / "cat_new"), option, "0", "--out", "o"])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert f"argument {option}: expected a positive integer, got '0'" in err
