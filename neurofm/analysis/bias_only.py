@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
+from pydantic import Field, PositiveInt, model_validator
 from tqdm.auto import tqdm
 
 from neurofm.analysis.results import StrictModel
@@ -723,7 +723,7 @@ def recording_decoding(
 class WidthSweepSpec(StrictModel):
     """Feed-forward width sweep on digits (config section ``width_sweep``)."""
 
-    widths: list[int] = Field(default_factory=lambda: [64, 256, 1024, 4096], min_length=1)
+    widths: list[PositiveInt] = Field(default_factory=lambda: [64, 256, 1024, 4096], min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     epochs: int = Field(30, ge=1)
     lr: float = Field(0.03, gt=0, description="Adam step of the biases")

@@ -25,7 +25,9 @@ parameters is recorded in ``recording.provenance.extra["preprocessing"]``.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import math
 import os
 import re
 import unicodedata
@@ -165,8 +167,9 @@ def read_eeg(
     provenance : mapping, optional
         Extra provenance fields.
     allow_truncated : bool
-        Read an EDF/BDF file that holds fewer data records than its header declares (MNE
-        reads the complete ones); the shortfall is recorded in
+        Read an EDF/BDF file that holds fewer data records than its header declares, or a
+        BrainVision data file cut short (part of a sample, markers past its end): MNE reads
+        the complete samples, and the shortfall is recorded in
         ``provenance.extra["reader_warnings"]``. By default such a file is an error.
 
     Returns
@@ -197,7 +200,9 @@ def read_eeg(
         raise ReaderError(f"{path}: no such file")
     config = _preprocessing(preprocessing, str(path))
     bids_root = bids_root_of(path)
-    shortfall = _check_edf_size(path, allow_truncated)
+    shortfall = _check_edf_size(path, allow_truncated) + _check_brainvision_size(
+        path, allow_truncated
+    )
     _check_fif_chain(path)
     raw, how, mne_warnings = _read_raw(path, bids_root)
     notes: dict[str, Any] = {"read_with": how}
@@ -414,6 +419,84 @@ def _check_edf_size(path: Path, allow_truncated: bool) -> list[str]:
     return []
 
 
+#: Bytes per value of BrainVision's binary formats.
+_BV_BYTES = {"IEEE_FLOAT_32": 4, "INT_16": 2, "UINT_16": 2, "INT_32": 4}
+
+
+def _vhdr_fields(path: Path) -> dict[str, str]:
+    """``Key=Value`` lines of a BrainVision header or marker file, sections and comments
+    dropped (the first of a repeated key wins). Not configparser: a BrainVision file's first
+    line is not a section header."""
+    fields: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith((";", "[")):
+            fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def _whole(text: str) -> int | None:
+    """``text`` as a non-negative integer written in ASCII digits, else None."""
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+def _check_brainvision_size(path: Path, allow_truncated: bool) -> list[str]:
+    """Compare a BrainVision recording's data file with its header and markers, before MNE
+    reads it: MNE counts samples from the data file's size, so a file cut short would be read
+    as a shorter recording and the markers past its end dropped with a warning only.
+
+    Returns
+    -------
+    list of str
+        Warnings for provenance (a file cut short when ``allow_truncated``); other formats and
+        text (ASCII) data give [].
+
+    Raises
+    ------
+    ReaderError
+        A data file that is not a whole number of samples, or markers past its end.
+    """
+    if path.suffix.lower() != ".vhdr":
+        return []
+    header = _vhdr_fields(path)
+    width = _BV_BYTES.get(header.get("BinaryFormat", "").upper())
+    n_channels = header.get("NumberOfChannels", "")
+    if header.get("DataFormat", "BINARY").upper() != "BINARY" or not width:
+        return []  # ASCII data, or a header MNE itself will reject with its own message
+    data = path.parent / header.get("DataFile", "")
+    channels = _whole(n_channels)
+    if channels is None or channels < 1 or not data.is_file():
+        return []  # MNE names what is missing
+    sample = channels * width
+    size = data.stat().st_size
+    n_samples = size // sample
+    problems = []
+    if size % sample:
+        problems.append(
+            f"{path}: DataFile {data.name}: {size} bytes is not a whole number of samples "
+            f"({n_channels} channels x {width} bytes); the file looks truncated"
+        )
+    markers = path.parent / header.get("MarkerFile", "")
+    if header.get("MarkerFile") and markers.is_file():
+        positions = []
+        for key, value in _vhdr_fields(markers).items():
+            fields = value.split(",")
+            position = _whole(fields[2]) if key.startswith("Mk") and len(fields) > 2 else None
+            if position is not None:
+                positions.append(position)  # 1-based data point
+        if positions and max(positions) > n_samples:
+            past = sum(p > n_samples for p in positions)
+            problems.append(
+                f"{path}: DataFile {data.name} holds {n_samples} samples but {markers.name} "
+                f"has {past} marker(s) after them (up to sample {max(positions)}); the data "
+                "file looks truncated"
+            )
+    if problems and not allow_truncated:
+        raise ReaderError(problems[0])
+    return problems
+
+
 #: Tags a FIF file may hold, at most (a raw file has a few per second of data).
 _MAX_FIF_TAGS = 10_000_000
 
@@ -544,8 +627,28 @@ def _read_raw(path: Path, bids_root: Path | None) -> tuple[Any, str, list[str]]:
         log.info("%s: mne: %s", path, w.message)
     if raw.n_times == 0:
         raise ReaderError(f"{path}: data: the recording holds no samples")
+    if bids_root is not None:
+        _check_sidecar_rate(path, float(raw.info["sfreq"]))
     texts = list(dict.fromkeys(" ".join(str(w.message).split())[:300] for w in caught))
     return raw, how, [f"{path}: mne: {t}" for t in texts]
+
+
+def _check_sidecar_rate(path: Path, sfreq: float) -> None:
+    """A BIDS EEG file's ``SamplingFrequency`` (its ``_eeg.json`` beside it) must be the rate
+    of its data: mne-bids reads the data's own rate and does not compare them, and a sidecar
+    that disagrees means one of the two describes another recording."""
+    sidecar = path.with_suffix(".json")
+    if not sidecar.is_file():
+        return
+    try:
+        declared = json.loads(sidecar.read_text(encoding="utf-8")).get("SamplingFrequency")
+    except (OSError, ValueError, AttributeError):
+        return  # mne-bids has read (or rejected) the sidecar itself
+    if isinstance(declared, int | float) and not math.isclose(declared, sfreq, rel_tol=1e-6):
+        raise ReaderError(
+            f"{sidecar}: SamplingFrequency: {declared:g} Hz, but {path.name} holds data at "
+            f"{sfreq:g} Hz"
+        )
 
 
 def _types_from_names(names: Sequence[str], types: Sequence[str]) -> dict[str, str]:

@@ -236,12 +236,13 @@ def _check_space(img: Any, atlas_img: Any, path: Path, atlas_name: str) -> bool:
             f"(atlas shape {ashape}, image shape {shape}; affines differ): a different space?"
         )
     log.warning(
-        "%s: atlas grid (shape %s) differs from %s (shape %s); resampling the atlas to the "
+        "%s: atlas grid (shape %s) differs from %s (shape %s%s); resampling the atlas to the "
         "image (%.0f%% of its voxels fall inside the image's field of view)",
         atlas_name,
         ashape,
         path,
         shape,
+        "" if tuple(ashape) != tuple(shape) else ", same shape, another affine",
         100 * inside.mean(),
     )
     return True

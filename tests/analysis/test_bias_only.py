@@ -268,6 +268,11 @@ def test_config_errors_name_file_and_key(tmp_path):
     path.write_text("width_sweep: {width: [64]}\n")
     with pytest.raises(SpecError, match=r"width_sweep\.width: unknown key \(expected one of: "):
         load_config(BiasOnlyConfig, path)
+    path.write_text("width_sweep: {widths: [64, 0]}\n")  # a net of no units trains nothing
+    with pytest.raises(
+        SpecError, match=r"width_sweep\.widths\[1\]: Input should be greater than 0"
+    ):
+        load_config(BiasOnlyConfig, path)
     path.write_text("multitask: {tasks: [identity, colour]}\n")
     with pytest.raises(SpecError, match=r"unknown tasks \['colour'\]"):
         load_config(BiasOnlyConfig, path)

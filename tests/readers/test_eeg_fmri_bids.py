@@ -18,6 +18,7 @@ import pytest
 from neurofm.cli import main
 from neurofm.data import Catalog, Recording
 from neurofm.errors import InvalidDataError, ReaderError
+from neurofm.readers.eeg import read_eeg
 from neurofm.readers.fmri import read_bids_run, read_eeg_fmri
 from neurofm.sources.bids import find_atlas, find_runs
 from neurofm.synthetic.eeg_fmri import generate_eeg_fmri_dataset, load_ground_truth
@@ -183,6 +184,26 @@ def test_marker_count_must_match_volumes(copy, tmp_path):
     assert code == 1
     assert error_lines(stderr) == [f"neurofm: error: {message}"]
     assert not out.exists()  # nothing written: the only run failed
+
+
+def test_sidecar_rate_must_be_the_data_rate(copy, tmp_path):
+    import json
+
+    eeg = copy / "sub-01" / "ses-01" / "eeg" / f"{RUN_ID}_eeg.vhdr"
+    sidecar = eeg.with_suffix(".json")
+    meta = json.loads(sidecar.read_text())
+    rate = meta["SamplingFrequency"]
+    meta["SamplingFrequency"] = 2 * rate
+    sidecar.write_text(json.dumps(meta))
+    message = (
+        f"{sidecar}: SamplingFrequency: {2 * rate:g} Hz, but {eeg.name} holds data at {rate:g} Hz"
+    )
+    with pytest.raises(ReaderError) as err:
+        read_eeg(eeg)
+    assert str(err.value) == message
+    out = tmp_path / "catalog"
+    code, _, stderr = run_main("ingest", str(copy), "--out", str(out), "--subject", "01")
+    assert code == 1 and message in stderr and not out.exists()
 
 
 def test_bold_without_atlas_is_reported(copy, tmp_path):

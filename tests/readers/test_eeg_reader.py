@@ -318,6 +318,42 @@ def test_unreadable_and_missing_files(tmp_path):
         read_eeg(unknown)
 
 
+def test_a_brainvision_data_file_cut_short_is_an_error(exported, tmp_path):
+    import shutil
+
+    src = exported["brainvision"]
+    for ext in (".vhdr", ".vmrk", ".eeg"):
+        shutil.copy(src.with_suffix(ext), tmp_path / f"run{ext}")
+    vhdr, data = tmp_path / "run.vhdr", tmp_path / "run.eeg"
+    full = read_eeg(vhdr)
+    whole = data.read_bytes()
+    sample = len(full.signals["eeg"].channels) * 4  # float32, multiplexed
+    n = len(whole) // sample
+    last = max(e for e in full.signals["events"].start)  # seconds
+    # cut on a sample boundary before the last marker: MNE alone would read it, shorter
+    keep = int(last * full.signals["eeg"].rate) - 10
+    data.write_bytes(whole[: keep * sample])
+    with pytest.raises(
+        ReaderError,
+        match=rf"^{vhdr}: DataFile run.eeg holds {keep} samples but "
+        r"run.vmrk has \d+ marker\(s\) after them .*looks truncated$",
+    ):
+        read_eeg(vhdr)
+    cut = read_eeg(vhdr, allow_truncated=True)  # on request: what is there, and a note
+    assert cut.duration == pytest.approx(keep / full.signals["eeg"].rate)
+    assert "looks truncated" in " ".join(cut.provenance.extra["reader_warnings"])
+    # part of a sample
+    data.write_bytes(whole[: n // 2 * sample + 3])
+    with pytest.raises(
+        ReaderError,
+        match=rf"^{vhdr}: DataFile run.eeg: {n // 2 * sample + 3} "
+        r"bytes is not a whole number of samples \(\d+ channels x 4 bytes\)",
+    ):
+        read_eeg(vhdr)
+    data.write_bytes(whole)
+    assert read_eeg(vhdr).duration == full.duration  # the intact file reads as before
+
+
 def test_unknown_channel_type_mapping(exported):
     path = exported["fif"]
     with pytest.raises(InvalidDataError) as err:
