@@ -246,7 +246,11 @@ def _local_sources(
             and not any(part.startswith(".") for part in p.relative_to(src).parts)
         )
         if not files:
-            find_files(src, ".nwb")  # raises the usual "folder contains no .nwb files"
+            raise ReaderError(
+                f"{src}: folder contains no recordings to ingest (.nwb, EEG "
+                f"{'/'.join(bids.EEG_EXTENSIONS)}, or NIfTI; a BIDS dataset needs its "
+                "dataset_description.json)"
+            )
     out = []
     for path in files:
         # Any other file given explicitly goes to the NWB reader, which says what is wrong.

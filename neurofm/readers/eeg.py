@@ -615,6 +615,10 @@ def _read_raw(path: Path, bids_root: Path | None) -> tuple[Any, str, list[str]]:
                 )
                 raw = read_raw_bids(bp, verbose=False)
                 how = "mne_bids.read_raw_bids"
+                # the sidecar BIDS inheritance gives this file (beside it or further up)
+                sidecar = bp.find_matching_sidecar(extension=".json", on_error="ignore")
+                if sidecar is not None:
+                    _check_sidecar_rate(Path(sidecar), path, float(raw.info["sfreq"]))
             else:
                 raw = mne.io.read_raw(path, preload=False, verbose=False)
                 how = "mne.io.read_raw"
@@ -627,19 +631,14 @@ def _read_raw(path: Path, bids_root: Path | None) -> tuple[Any, str, list[str]]:
         log.info("%s: mne: %s", path, w.message)
     if raw.n_times == 0:
         raise ReaderError(f"{path}: data: the recording holds no samples")
-    if bids_root is not None:
-        _check_sidecar_rate(path, float(raw.info["sfreq"]))
     texts = list(dict.fromkeys(" ".join(str(w.message).split())[:300] for w in caught))
     return raw, how, [f"{path}: mne: {t}" for t in texts]
 
 
-def _check_sidecar_rate(path: Path, sfreq: float) -> None:
-    """A BIDS EEG file's ``SamplingFrequency`` (its ``_eeg.json`` beside it) must be the rate
+def _check_sidecar_rate(sidecar: Path, path: Path, sfreq: float) -> None:
+    """A BIDS EEG file's ``SamplingFrequency`` (in its ``_eeg.json`` sidecar) must be the rate
     of its data: mne-bids reads the data's own rate and does not compare them, and a sidecar
     that disagrees means one of the two describes another recording."""
-    sidecar = path.with_suffix(".json")
-    if not sidecar.is_file():
-        return
     try:
         declared = json.loads(sidecar.read_text(encoding="utf-8")).get("SamplingFrequency")
     except (OSError, ValueError, AttributeError):

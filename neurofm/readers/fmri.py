@@ -707,7 +707,8 @@ def read_eeg_fmri(
     Raises
     ------
     InvalidDataError
-        The number of volume markers differs from the number of volumes.
+        The number of volume markers differs from the number of volumes, or their spacing
+        from the TR (by more than 1%).
     """
     from neurofm.readers.eeg import read_eeg
 
@@ -726,13 +727,13 @@ def read_eeg_fmri(
                 f"has {n_vols} volumes; they must match one to one"
             )
         steps = np.diff(markers)
+        # The markers time the same volumes the TR spaces: beyond 1% (amplifier clocks drift
+        # by parts per million) one of the two is wrong, and the BOLD would be placed on a
+        # time axis its markers contradict.
         if len(steps) and abs(float(np.median(steps)) - tr) > 0.01 * tr:
-            log.warning(
-                "%s: volume markers are %.4g s apart but the TR of %s is %.4g s",
-                eeg,
-                float(np.median(steps)),
-                bold,
-                tr,
+            raise InvalidDataError(
+                f"{eeg}: volumes: scanner volume markers are {float(np.median(steps)):.4g} s "
+                f"apart but the TR of {bold} is {tr:.4g} s; they must agree (within 1%)"
             )
         offset = float(markers[0])
         how = {"method": "volume_markers", "n_markers": int(len(markers))}

@@ -281,6 +281,21 @@ def find_runs(
     out = [
         BIDSRun(root, slot["entities"], slot.get("eeg"), slot.get("bold")) for slot in runs.values()
     ]
+    if any(r.eeg is not None and r.bold is not None for r in out):
+        # A dataset of EEG-fMRI pairs: a run missing one of them is more likely a file lost
+        # than a run recorded alone. It is read as what it has; the user hears why.
+        for r in out:
+            if r.eeg is None or r.bold is None:
+                has, lacks = ("EEG", "BOLD") if r.bold is None else ("BOLD", "EEG")
+                log.warning(
+                    "%s: %s has %s but no %s file, unlike the other runs; it is read as a run "
+                    "of %s only",
+                    root,
+                    r.recording_id,
+                    has,
+                    lacks,
+                    has,
+                )
     return sorted(out, key=lambda r: r.recording_id)
 
 

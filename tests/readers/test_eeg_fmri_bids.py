@@ -81,11 +81,20 @@ def test_runs_are_paired_by_entities(dataset):
     )
 
 
-def test_unpaired_files_are_runs_of_one_modality(copy):
+def test_unpaired_files_are_runs_of_one_modality(copy, caplog):
     (copy / "sub-02" / "ses-01" / "func" / "sub-02_ses-01_task-stim_run-1_bold.nii.gz").unlink()
+    with caplog.at_level("WARNING", logger="neurofm"):
+        find_runs(copy)  # sub-01 still has its pair: sub-02's lost BOLD file is pointed out
+    assert (
+        "sub-02_ses-01_task-stim_run-1 has EEG but no BOLD file, unlike the other runs; it is "
+        "read as a run of EEG only" in caplog.text
+    )
     for f in (copy / "sub-01" / "ses-01" / "eeg").glob(f"{RUN_ID}_eeg.*"):
         f.unlink()
-    runs = {r.recording_id: r for r in find_runs(copy)}
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="neurofm"):
+        runs = {r.recording_id: r for r in find_runs(copy)}
+    assert "unlike the other runs" not in caplog.text  # no pair left: nothing to compare with
     assert runs[RUN_ID].kind == "fmri" and runs["sub-02_ses-01_task-stim_run-1"].kind == "eeg"
     rec = read_bids_run(runs[RUN_ID], find_atlas(copy))
     assert set(rec.signals) == {"bold", "events"} and rec.metadata.modality == "fmri"
@@ -184,6 +193,28 @@ def test_marker_count_must_match_volumes(copy, tmp_path):
     assert code == 1
     assert error_lines(stderr) == [f"neurofm: error: {message}"]
     assert not out.exists()  # nothing written: the only run failed
+
+
+def test_marker_spacing_must_match_the_tr(copy, tmp_path):
+    import json
+
+    bold = copy / "sub-01" / "ses-01" / "func" / f"{RUN_ID}_bold.nii.gz"
+    sidecar = copy / "sub-01" / "ses-01" / "func" / f"{RUN_ID}_bold.json"
+    meta = json.loads(sidecar.read_text())
+    tr = meta["RepetitionTime"]
+    meta["RepetitionTime"] = 1.5 * tr  # the sidecar wins over the header: markers disagree
+    sidecar.write_text(json.dumps(meta))
+    eeg = copy / "sub-01" / "ses-01" / "eeg" / f"{RUN_ID}_eeg.vhdr"
+    message = (
+        f"{eeg}: volumes: scanner volume markers are {tr:.4g} s apart but the TR of {bold} is "
+        f"{1.5 * tr:.4g} s; they must agree (within 1%)"
+    )
+    with pytest.raises(InvalidDataError) as err:
+        read_eeg_fmri(eeg, bold, find_atlas(copy))
+    assert str(err.value) == message
+    out = tmp_path / "catalog"
+    code, _, stderr = run_main("ingest", str(copy), "--out", str(out), "--subject", "01")
+    assert code == 1 and message in stderr and not out.exists()
 
 
 def test_sidecar_rate_must_be_the_data_rate(copy, tmp_path):
