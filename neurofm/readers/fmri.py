@@ -202,9 +202,21 @@ def _atlas_lut(atlas_path: Path | None, values: np.ndarray, labels: Any) -> dict
                     f"{table_path}: look-up table needs columns 'index' and 'name' "
                     f"(has {', '.join(map(str, table.columns))})"
                 )
+            named = 0
             for index, name in zip(table["index"], table["name"], strict=True):
                 if int(index) in names:
                     names[int(index)] = str(name)
+                    named += 1
+            if named < len(names):
+                unnamed = [v for v in names if names[v] == f"parcel-{v:03d}"]
+                log.warning(
+                    "%s: names %d of the atlas's %d parcels; the others keep numbered names (%s)",
+                    table_path,
+                    named,
+                    len(names),
+                    ", ".join(names[v] for v in unnamed[:5])
+                    + (", ..." if len(unnamed) > 5 else ""),
+                )
             break
     return names
 
@@ -440,6 +452,18 @@ def read_fmri(
             len(lost),
             atlas_name,
             ", ".join(names[v] for v in lost[:10]),
+        )
+    flat = np.flatnonzero(np.ptp(series, axis=0) == 0) if len(series) > 1 else []
+    if len(flat):
+        # e.g. an atlas shifted off the brain: its parcels sit on the zeros around it
+        log.warning(
+            "%s: %d of %d parcel(s) of %s are constant over the run (%s): voxels outside the "
+            "brain, or an atlas in another space?",
+            path,
+            len(flat),
+            series.shape[1],
+            atlas_name,
+            ", ".join(names[int(kept[i])] for i in flat[:10]) + (", ..." if len(flat) > 10 else ""),
         )
     centroids = _centroids(atlas_img, kept, maps)
     n_voxels = _voxel_counts(masker, kept, maps)

@@ -88,6 +88,23 @@ def test_recovers_known_parcel_series(clean):
     assert list(rec["events"].labels) == list(truth["event_type"])
 
 
+def test_a_lookup_table_naming_some_parcels_is_pointed_out(clean, tmp_path, caplog):
+    import shutil
+
+    atlas = tmp_path / clean["atlas"].name
+    shutil.copy(clean["atlas"], atlas)
+    table = pd.read_csv(str(clean["atlas"]).replace(".nii.gz", ".tsv"), sep="\t")
+    lut = Path(str(atlas).replace(".nii.gz", ".tsv"))
+    table.head(3).to_csv(lut, sep="\t", index=False)
+    with caplog.at_level("WARNING", logger="neurofm"):
+        bold = read_fmri(clean["bold"], atlas)["bold"]
+    assert list(bold.channels[:3]) == list(table["name"][:3])
+    assert list(bold.channels[3:5]) == ["parcel-004", "parcel-005"]
+    assert f"{lut}: names 3 of the atlas's {N_PARCELS} parcels; the others keep numbered" in (
+        caplog.text
+    )
+
+
 def test_standardize_as_nilearn_names_it(clean):
     truth = clean["truth"]["bold_percent"]
     z = read_fmri(clean["bold"], clean["atlas"], standardize="zscore_sample")["bold"]
@@ -271,6 +288,28 @@ def test_atlas_on_another_grid_is_resampled_with_a_warning(clean, tmp_path, capl
     assert "resampling the atlas to the image" in caplog.text
     assert rec.provenance.extra["atlas_resampled"] is True
     assert _corr(rec["bold"].data.astype(float), clean["truth"]["bold_percent"]).min() > 0.95
+
+
+def test_constant_parcels_are_pointed_out(clean, tmp_path, caplog):
+    # two parcels on voxels that never change (as an atlas off the brain puts them on the
+    # zeros around it)
+    img = nib.load(clean["bold"])
+    data = np.asarray(img.dataobj).copy()
+    labels = np.asarray(nib.load(clean["atlas"]).dataobj)
+    data[np.isin(labels, [1, 2])] = 0.0
+    flat_bold = tmp_path / "flat_bold.nii.gz"
+    nib.save(nib.Nifti1Image(data, img.affine, img.header), flat_bold)
+    with caplog.at_level("WARNING", logger="neurofm"):
+        bold = read_fmri(flat_bold, clean["atlas"], t_r=2.0)["bold"]
+    assert (np.ptp(bold.data, axis=0) == 0).sum() == 2
+    assert (
+        f"2 of {N_PARCELS} parcel(s) of {clean['atlas']} are constant over the run "
+        f"({bold.channels[0]}, {bold.channels[1]}): voxels outside the brain" in caplog.text
+    )
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="neurofm"):
+        read_fmri(clean["bold"], clean["atlas"])
+    assert "constant over the run" not in caplog.text  # every parcel of the run varies
 
 
 def test_atlas_in_another_space_is_an_error(clean, tmp_path):
