@@ -158,7 +158,8 @@ def repetition_time(path: Path, img: Any, t_r: float | None = None) -> tuple[flo
     if header_tr is None:
         raise ReaderError(
             f"{path}: RepetitionTime: no BIDS sidecar with RepetitionTime and the header's "
-            "pixdim[4] is 0; pass t_r="
+            f"pixdim[4] is 0; write the TR into {json_path.name} as "
+            '{"RepetitionTime": <seconds>}, or pass read_fmri(t_r=...)'
         )
     return header_tr, "header pixdim[4]"
 

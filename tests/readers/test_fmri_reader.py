@@ -150,10 +150,13 @@ def test_repetition_time_from_header_and_argument(clean, tmp_path, caplog):
     nib.save(zero, tmp_path / "zero.nii.gz")
     with pytest.raises(ReaderError) as err:
         read_fmri(tmp_path / "zero.nii.gz", clean["atlas"])
-    assert str(err.value) == (
+    assert str(err.value) == (  # what to do, from the command line as from Python
         f"{tmp_path / 'zero.nii.gz'}: RepetitionTime: no BIDS sidecar with RepetitionTime and "
-        "the header's pixdim[4] is 0; pass t_r="
+        "the header's pixdim[4] is 0; write the TR into zero.json as "
+        '{"RepetitionTime": <seconds>}, or pass read_fmri(t_r=...)'
     )
+    (tmp_path / "zero.json").write_text('{"RepetitionTime": 2.0}')  # the advice works
+    assert read_fmri(tmp_path / "zero.nii.gz", clean["atlas"])["bold"].rate == 0.5
 
 
 def test_probabilistic_maps(clean, tmp_path):
