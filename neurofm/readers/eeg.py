@@ -618,7 +618,7 @@ def _read_raw(path: Path, bids_root: Path | None) -> tuple[Any, str, list[str]]:
                 # the sidecar BIDS inheritance gives this file (beside it or further up)
                 sidecar = bp.find_matching_sidecar(extension=".json", on_error="ignore")
                 if sidecar is not None:
-                    _check_sidecar_rate(Path(sidecar), path, float(raw.info["sfreq"]))
+                    _check_sidecar(Path(sidecar), path, raw)
             else:
                 raw = mne.io.read_raw(path, preload=False, verbose=False)
                 how = "mne.io.read_raw"
@@ -635,18 +635,31 @@ def _read_raw(path: Path, bids_root: Path | None) -> tuple[Any, str, list[str]]:
     return raw, how, [f"{path}: mne: {t}" for t in texts]
 
 
-def _check_sidecar_rate(sidecar: Path, path: Path, sfreq: float) -> None:
-    """A BIDS EEG file's ``SamplingFrequency`` (in its ``_eeg.json`` sidecar) must be the rate
-    of its data: mne-bids reads the data's own rate and does not compare them, and a sidecar
-    that disagrees means one of the two describes another recording."""
+def _check_sidecar(sidecar: Path, path: Path, raw: Any) -> None:
+    """A BIDS EEG file's ``_eeg.json`` sidecar against its data (mne-bids reads the data's own
+    rate and channels and compares neither): another ``SamplingFrequency`` means one of the
+    two describes another recording (an error); another ``EEGChannelCount`` is a common
+    slip of hand-written sidecars (a warning; the channels read are the data's)."""
     try:
-        declared = json.loads(sidecar.read_text(encoding="utf-8")).get("SamplingFrequency")
-    except (OSError, ValueError, AttributeError):
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return  # mne-bids has read (or rejected) the sidecar itself
+    if not isinstance(meta, dict):
+        return
+    declared, sfreq = meta.get("SamplingFrequency"), float(raw.info["sfreq"])
     if isinstance(declared, int | float) and not math.isclose(declared, sfreq, rel_tol=1e-6):
         raise ReaderError(
             f"{sidecar}: SamplingFrequency: {declared:g} Hz, but {path.name} holds data at "
             f"{sfreq:g} Hz"
+        )
+    count, n_eeg = meta.get("EEGChannelCount"), raw.get_channel_types().count("eeg")
+    if isinstance(count, int) and not isinstance(count, bool) and count != n_eeg:
+        log.warning(
+            "%s: EEGChannelCount is %d but %s holds %d EEG channels; reading those",
+            sidecar,
+            count,
+            path.name,
+            n_eeg,
         )
 
 

@@ -237,6 +237,23 @@ def test_sidecar_rate_must_be_the_data_rate(copy, tmp_path):
     assert code == 1 and message in stderr and not out.exists()
 
 
+def test_sidecar_channel_count_that_disagrees_is_pointed_out(copy, caplog):
+    import json
+
+    eeg = copy / "sub-01" / "ses-01" / "eeg" / f"{RUN_ID}_eeg.vhdr"
+    sidecar = eeg.with_suffix(".json")
+    meta = json.loads(sidecar.read_text())
+    n_eeg = meta["EEGChannelCount"]
+    meta["EEGChannelCount"] = 64
+    sidecar.write_text(json.dumps(meta))
+    with caplog.at_level("WARNING", logger="neurofm"):
+        rec = read_eeg(eeg)  # read all the same: the channels are the data's
+    assert len(rec["eeg"].channels) >= n_eeg
+    assert f"{sidecar}: EEGChannelCount is 64 but {eeg.name} holds {n_eeg} EEG channels" in (
+        caplog.text
+    )
+
+
 def test_bold_without_atlas_is_reported(copy, tmp_path):
     shutil.rmtree(copy / "derivatives")
     out = tmp_path / "catalog"
