@@ -59,6 +59,22 @@ def _events_tsv(root: Path) -> Path:
     return root / "sub-01" / "ses-01" / "eeg" / f"{RUN_ID}_events.tsv"
 
 
+def _edit_sidecar(path: Path, field: str, change) -> object:
+    """Set ``field`` of a JSON sidecar to ``change(old)``; returns the old value."""
+    meta = json.loads(path.read_text())
+    old = meta[field]
+    meta[field] = change(old)
+    path.write_text(json.dumps(meta))
+    return old
+
+
+def _ingest_fails_with(root: Path, tmp_path: Path, message: str) -> None:
+    """``neurofm ingest`` of sub-01 fails with ``message`` and writes nothing."""
+    out = tmp_path / "catalog"
+    code, _, stderr = run_main("ingest", str(root), "--out", str(out), "--subject", "01")
+    assert code == 1 and message in stderr and not out.exists()
+
+
 # --------------------------------------------------------------------------------------------
 # finding and pairing
 # --------------------------------------------------------------------------------------------
@@ -196,14 +212,9 @@ def test_marker_count_must_match_volumes(copy, tmp_path):
 
 
 def test_marker_spacing_must_match_the_tr(copy, tmp_path):
-    import json
-
     bold = copy / "sub-01" / "ses-01" / "func" / f"{RUN_ID}_bold.nii.gz"
-    sidecar = copy / "sub-01" / "ses-01" / "func" / f"{RUN_ID}_bold.json"
-    meta = json.loads(sidecar.read_text())
-    tr = meta["RepetitionTime"]
-    meta["RepetitionTime"] = 1.5 * tr  # the sidecar wins over the header: markers disagree
-    sidecar.write_text(json.dumps(meta))
+    # the sidecar wins over the header: its TR now disagrees with the markers
+    tr = _edit_sidecar(bold.parent / f"{RUN_ID}_bold.json", "RepetitionTime", lambda t: 1.5 * t)
     eeg = copy / "sub-01" / "ses-01" / "eeg" / f"{RUN_ID}_eeg.vhdr"
     message = (
         f"{eeg}: volumes: scanner volume markers are {tr:.4g} s apart but the TR of {bold} is "
@@ -212,40 +223,26 @@ def test_marker_spacing_must_match_the_tr(copy, tmp_path):
     with pytest.raises(InvalidDataError) as err:
         read_eeg_fmri(eeg, bold, find_atlas(copy))
     assert str(err.value) == message
-    out = tmp_path / "catalog"
-    code, _, stderr = run_main("ingest", str(copy), "--out", str(out), "--subject", "01")
-    assert code == 1 and message in stderr and not out.exists()
+    _ingest_fails_with(copy, tmp_path, message)
 
 
 def test_sidecar_rate_must_be_the_data_rate(copy, tmp_path):
-    import json
-
     eeg = copy / "sub-01" / "ses-01" / "eeg" / f"{RUN_ID}_eeg.vhdr"
     sidecar = eeg.with_suffix(".json")
-    meta = json.loads(sidecar.read_text())
-    rate = meta["SamplingFrequency"]
-    meta["SamplingFrequency"] = 2 * rate
-    sidecar.write_text(json.dumps(meta))
+    rate = _edit_sidecar(sidecar, "SamplingFrequency", lambda r: 2 * r)
     message = (
         f"{sidecar}: SamplingFrequency: {2 * rate:g} Hz, but {eeg.name} holds data at {rate:g} Hz"
     )
     with pytest.raises(ReaderError) as err:
         read_eeg(eeg)
     assert str(err.value) == message
-    out = tmp_path / "catalog"
-    code, _, stderr = run_main("ingest", str(copy), "--out", str(out), "--subject", "01")
-    assert code == 1 and message in stderr and not out.exists()
+    _ingest_fails_with(copy, tmp_path, message)
 
 
 def test_sidecar_channel_count_that_disagrees_is_pointed_out(copy, caplog):
-    import json
-
     eeg = copy / "sub-01" / "ses-01" / "eeg" / f"{RUN_ID}_eeg.vhdr"
     sidecar = eeg.with_suffix(".json")
-    meta = json.loads(sidecar.read_text())
-    n_eeg = meta["EEGChannelCount"]
-    meta["EEGChannelCount"] = 64
-    sidecar.write_text(json.dumps(meta))
+    n_eeg = _edit_sidecar(sidecar, "EEGChannelCount", lambda _: 64)
     with caplog.at_level("WARNING", logger="neurofm"):
         rec = read_eeg(eeg)  # read all the same: the channels are the data's
     assert len(rec["eeg"].channels) >= n_eeg
