@@ -60,8 +60,8 @@ bench: $(BENCH_VENV)/.installed
 	echo "== benchmarks/gpu_check.py"; $(BENCH_VENV)/bin/python benchmarks/gpu_check.py
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check neurofm tests benchmarks
-	$(VENV)/bin/ruff format --check neurofm tests benchmarks
+	$(VENV)/bin/ruff check neurofm tests benchmarks notebooks
+	$(VENV)/bin/ruff format --check neurofm tests benchmarks notebooks
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) $(DEMO_DIR) .pytest_cache site

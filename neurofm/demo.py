@@ -108,7 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     clock.start("synthesise the dandiset (and import the trainer)")
     raw, work = args.out / "dandiset", args.out / "pipeline"
     shutil.rmtree(raw, ignore_errors=True)
-    print(f"[1/6] synthesising {args.subjects}x{args.sessions} reaching sessions -> {raw}")
+    print(
+        f"demo step 1 of 6: synthesising {args.subjects}x{args.sessions} reaching sessions -> {raw}"
+    )
     synth = [
         "synth",
         "reaching",
@@ -138,14 +140,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     # over the same REST API as the archive, and the real dandi client pulls from it.
     clock.start("pipeline: pull, ingest, train POYO, baselines, evaluate")
     with serve_dandiset(raw, "000000") as server:
-        print(f"[2/6] serving it as dandi:000000 at {server.api_url}")
-        print("[3/6] neurofm run pipelines/demo.yaml: verified pull, ingest, train POYO, evaluate")
+        print(f"demo step 2 of 6: serving it as dandi:000000 at {server.api_url}")
+        print(
+            "demo step 3 of 6: neurofm run pipelines/demo.yaml, whose own steps [1/4]-[4/4] "
+            "are a verified pull, ingest, train POYO and evaluate"
+        )
         rc = cli(["run", str(PIPELINE), "--api-url", server.api_url, "--workdir", str(work)])
     if rc:
         return rc
     catalog = work / "catalog"
     clock.start("catalog summary")
-    print("[4/6] catalog summary")
+    print("demo step 4 of 6: catalog summary")
     cli(["info", str(catalog)])
 
     from neurofm.data import Catalog
@@ -156,11 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     figure = args.out / "trial_raster.png"
     with cat.open(cat.ids[0]) as rec:
         plot_trial(rec, trial=1, path=figure)
-    print(f"[5/6] raster + behaviour of one trial -> {figure}")
+    print(f"demo step 5 of 6: raster + behaviour of one trial -> {figure}")
 
     clock.start("new session: adapt, predict, plot")
     print(
-        f"[6/6] a new session in one call: the held-out session {HELD_OUT} -> "
+        f"demo step 6 of 6: a new session in one call: the held-out session {HELD_OUT} -> "
         "load_pretrained -> adapt (unit-id, 20 labelled trials) -> predict -> plot"
     )
     one_call(work / "poyo" / "last.ckpt", catalog, HELD_OUT, args.out)
@@ -175,7 +180,7 @@ def one_call(checkpoint: Path, catalog: Path, held_out: str, out: Path, epochs: 
     held-out trials; returns the plot."""
     from neurofm.data import Catalog
     from neurofm.pretrained import load_pretrained
-    from neurofm.pretrained.report import plot_decoded
+    from neurofm.pretrained.report import plot_decoded, write_adaptation_report
 
     model = load_pretrained(checkpoint)
     adapted = model.adapt(
@@ -190,6 +195,9 @@ def one_call(checkpoint: Path, catalog: Path, held_out: str, out: Path, epochs: 
     print(f"  vocabulary: +{a.get('new_units')} units and 1 session ({adapted.card.n_units} units)")
     score = adapted.card.scores["adaptation"]
     print(f"  held-out R^2 (stitched, the {score['n']} trials not adapted on): {score['r2']:.3f}")
+    # What `neurofm adapt` writes beside its checkpoint: report.md/json, predictions.png.
+    report = write_adaptation_report(adapted, out / "adapted")[1]
+    print(f"  adaptation report: {report}")
     decoded = adapted.predict(held_out, catalog=catalog)
     figure = out / "held_out_predictions.png"
     with Catalog(catalog).open(held_out) as rec:

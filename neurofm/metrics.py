@@ -7,6 +7,8 @@ average"). The points a decoder is scored on are chosen by
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from neurofm.errors import InvalidDataError
@@ -37,7 +39,12 @@ def pearson_r(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 
 
 def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Mean recall over the classes present in ``y_true`` (chance is 1 / n_classes)."""
+    """Mean recall over the classes present in ``y_true`` (chance is 1 / n_classes).
+
+    A prediction of a class absent from ``y_true`` (short test splits) counts as a miss, as
+    the definition says; scikit-learn's warning about it is not passed on."""
     from sklearn.metrics import balanced_accuracy_score
 
-    return float(balanced_accuracy_score(np.asarray(y_true), np.asarray(y_pred)))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "y_pred contains classes not in y_true", UserWarning)
+        return float(balanced_accuracy_score(np.asarray(y_true), np.asarray(y_pred)))

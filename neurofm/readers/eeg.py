@@ -508,10 +508,15 @@ def _check_fif_chain(path: Path) -> None:
     where the next one is) with no guard, and a chain that points back to a tag already seen
     makes it loop forever (found by fuzzing). Walking it here costs one 16-byte read per tag.
 
+    The same walk finds a file cut short (a copy that stopped early), which MNE reports as
+    "cannot reshape array" or "buffer size must be a multiple of element size": a tag that the
+    next one follows, whose data runs past the end of the file. (Uncompressed files only: a
+    ``.fif.gz`` has no size to compare with short of decompressing it.)
+
     Raises
     ------
     ReaderError
-        A chain that loops back on itself, or absurdly long.
+        A chain that loops back on itself, or absurdly long; a tag past the end of the file.
     """
     import gzip
     import struct
@@ -520,6 +525,7 @@ def _check_fif_chain(path: Path) -> None:
     if not name.endswith((".fif", ".fif.gz")):
         return
     opener = gzip.open if name.endswith(".gz") else open
+    file_size = None if name.endswith(".gz") else path.stat().st_size
     seen: set[int] = set()
     pos: int | None = 0
     try:
@@ -538,15 +544,28 @@ def _check_fif_chain(path: Path) -> None:
                 seen.add(pos)
                 fh.seek(pos)
                 header = fh.read(16)
+                if file_size is not None and 0 < len(header) < 16:
+                    _truncated(path, pos, file_size)
                 if len(header) != 16:
                     return
                 _, _, size, following = struct.unpack(">iIii", header)
+                # a tag followed by the next one (MNE writes raw files so) must fit the file
+                if file_size is not None and following == 0 and pos + 16 + size > file_size:
+                    _truncated(path, pos, file_size, size)
                 if following == 0:  # FIFFV_NEXT_SEQ: the next tag follows this one
                     pos = pos + 16 + size
                 else:
                     pos = following if following > 0 else None
     except (OSError, EOFError) as exc:  # unreadable or a damaged gzip stream: MNE says more
         log.debug("%s: FIF tag walk stopped (%s)", path, exc)
+
+
+def _truncated(path: Path, pos: int, file_size: int, size: int | None = None) -> None:
+    what = "a tag header" if size is None else f"a tag of {size:,} bytes"
+    raise ReaderError(
+        f"{path}: cannot read as EEG (the FIF file looks truncated or damaged: {what} at byte "
+        f"{pos:,} runs past its end at byte {file_size:,}; copy the file again)"
+    )
 
 
 def _clean_text(text: str) -> str:

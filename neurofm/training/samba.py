@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,6 +269,17 @@ def volume_windows(
         for run in runs
         for s in run.window_starts(split, window_trs, stride)
     ]
+
+
+def _longest_stretch(runs: Sequence[PairedRun], split: str) -> int:
+    """The most consecutive volumes inside one run's ``split``."""
+    longest = 0
+    for run in runs:
+        inside = run.volumes_in(split)
+        if len(inside):
+            stretches = np.split(inside, np.flatnonzero(np.diff(inside) != 1) + 1)
+            longest = max(longest, *(len(s) for s in stretches))
+    return longest
 
 
 class ShuffledVolumeSampler:
@@ -556,6 +568,18 @@ def train_samba(
     if not train_windows:
         raise InvalidDataError(f"{catalog}: no train_domain holds a whole window of {w} volumes")
     valid_windows = volume_windows(runs, "valid", w, stride=max(1, w // 2))
+    if not valid_windows:
+        # Said here, in the data's terms, rather than by Lightning's "no val_dataloader".
+        log.warning(
+            "%s: no valid_domain holds a whole window of %d volumes (the longest stretch of "
+            "valid volumes in a run is %d): training without validation, so no val_loss or "
+            "val_r; a longer recording, or a card whose splits give valid blocks of at least "
+            "%d volumes, validates",
+            catalog,
+            w,
+            _longest_stretch(runs, "valid"),
+            w,
+        )
     world = devices * num_nodes  # DDP ranks; cfg.batch_size is each rank's
     if len(train_windows) // world < cfg.batch_size:  # full batches only (drop_last)
         raise InvalidDataError(
@@ -602,13 +626,16 @@ def train_samba(
         progress=progress,
         limit_val_batches=1.0 if valid_loader is not None else 0,
     )
-    trainer.fit(
-        module,
-        train_loader,
-        valid_loader,
-        ckpt_path=str(resume) if resume is not None else None,
-        weights_only=True,
-    )
+    with warnings.catch_warnings():
+        # no valid windows: said above; Lightning's own words would name only its dataloader
+        warnings.filterwarnings("ignore", "You defined a `validation_step` but have no")
+        trainer.fit(
+            module,
+            train_loader,
+            valid_loader,
+            ckpt_path=str(resume) if resume is not None else None,
+            weights_only=True,
+        )
     after_fit(module, trainer, Path(out_dir) / "last.ckpt")  # ddp_spawn/ddp_fork: reattach
     model.eval()
     return module, Path(out_dir) / "last.ckpt"

@@ -165,3 +165,9 @@ def test_evaluate_scores_the_cards_split_by_default(nlb_like, tmp_path, capsys):
         }
     )
     assert Catalog(catalog).ids == ["rsg-a", "rsg-b"]
+
+
+def test_balanced_accuracy_counts_a_class_missing_from_the_truth_as_a_miss(recwarn):
+    # recall of "a" 1/2, of "b" 1/1; "c" is not a class of the truth (a short test split)
+    assert balanced_accuracy(np.array(["a", "a", "b"]), np.array(["a", "c", "b"])) == 0.75
+    assert not [w for w in recwarn if "classes not in y_true" in str(w.message)]

@@ -181,9 +181,12 @@ def test_demo_ends_with_the_one_call_path(pretrained_poyo, tmp_path, capsys):
     text = capsys.readouterr().out
     assert figure.is_file() and (tmp_path / "adapted" / "adapted.ckpt").is_file()
     assert "held-out R^2 (stitched, the 10 trials not adapted on)" in text
-    assert (
-        load_pretrained(tmp_path / "adapted" / "adapted.ckpt").card.adaptation["recording"] == rid
-    )
+    adapted = load_pretrained(tmp_path / "adapted" / "adapted.ckpt")
+    assert adapted.card.adaptation["recording"] == rid
+    # the report `neurofm adapt` writes, with the card's held-out score
+    report = (tmp_path / "adapted" / "report.md").read_text()
+    assert f"{adapted.card.scores['adaptation']['r2']:.3f}" in report and rid in report
+    assert (tmp_path / "adapted" / "predictions.png").is_file()
 
 
 def test_another_session_with_a_trained_id_gets_its_own_rows(pretrained_poyo, new_session):

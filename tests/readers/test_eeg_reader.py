@@ -354,6 +354,22 @@ def test_a_brainvision_data_file_cut_short_is_an_error(exported, tmp_path):
     assert read_eeg(vhdr).duration == full.duration  # the intact file reads as before
 
 
+@pytest.mark.parametrize("keep", [0.5, 0.999])
+def test_a_fif_file_cut_short_is_an_error_that_says_so(exported, tmp_path, keep):
+    whole = exported["fif"].read_bytes()
+    path = tmp_path / "cut_raw.fif"
+    path.write_bytes(whole[: int(len(whole) * keep)])
+    with pytest.raises(
+        ReaderError,
+        match=rf"^{path}: cannot read as EEG \(the FIF file looks truncated or damaged: a tag "
+        rf".* at byte [\d,]+ runs past its end at byte {int(len(whole) * keep):,}; copy the "
+        r"file again\)$",
+    ):
+        read_eeg(path)
+    path.write_bytes(whole)
+    assert read_eeg(path).duration == read_eeg(exported["fif"]).duration
+
+
 def test_unknown_channel_type_mapping(exported):
     path = exported["fif"]
     with pytest.raises(InvalidDataError) as err:

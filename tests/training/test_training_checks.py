@@ -85,3 +85,23 @@ def test_samba_batches_larger_than_the_training_windows_are_an_error(tiny_samba_
             progress=False,
         )
     assert not (tmp_path / "run").exists()
+
+
+def test_samba_without_a_whole_validation_window_says_why_in_the_datas_terms(
+    tiny_samba_catalog, tmp_path, caplog, recwarn, one_torch_thread
+):
+    from samba_factory import small_config
+
+    # the tiny runs' valid blocks hold 12 volumes: no window of 14 fits, 36 train volumes do
+    train_samba(
+        tiny_samba_catalog,
+        small_config(window_trs=14),
+        SambaTrainConfig(epochs=1, batch_size=4),
+        tmp_path / "run",
+        progress=False,
+    )
+    (message,) = [r.getMessage() for r in caplog.records if "valid_domain" in r.getMessage()]
+    assert "no valid_domain holds a whole window of 14 volumes" in message
+    assert "the longest stretch of valid volumes in a run is 12" in message
+    assert not [w for w in recwarn if "val_dataloader" in str(w.message)]
+    assert (tmp_path / "run" / "last.ckpt").is_file()
