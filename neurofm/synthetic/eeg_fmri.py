@@ -630,6 +630,25 @@ def to_raw(run: SimulatedRun, markers: bool = True) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
+def _scanner_markers(vmrk: Path, n_volumes: int) -> None:
+    """Write the volume markers as a scanner's BrainVision recorder does, ``Response,R128``.
+
+    mne-bids exports every annotation as a ``Stimulus`` marker with a numeric code (``S  2``);
+    the code of ``R128`` is read back from the marker that the run's events say is the first
+    volume. The run's ``_events.tsv`` keeps ``R128`` rows either way."""
+    events = vmrk.with_name(vmrk.name.replace("_eeg.vmrk", "_events.tsv"))
+    rows = [r.split("\t") for r in events.read_text().splitlines()]
+    col, value = rows[0].index("trial_type"), rows[0].index("value")
+    (code,) = {r[value] for r in rows[1:] if r[col] == VOLUME_MARKER}
+    stimulus = f"=Stimulus,S{code:>3},"
+    lines = vmrk.read_text().splitlines()
+    out = [line.replace(stimulus, "=Response,R128,") for line in lines]
+    written = sum("=Response,R128," in line for line in out)
+    if written != n_volumes:  # a change in mne-bids' export: better to fail here than later
+        raise RuntimeError(f"{vmrk}: {written} volume markers rewritten, expected {n_volumes}")
+    vmrk.write_text("\n".join(out) + "\n")
+
+
 def atlas_name(parcellation: Parcellation) -> str:
     size = f"{parcellation.voxel_size:g}".replace(".", "p")
     return f"atlas-kmeans{parcellation.n_parcels}_space-{SPACE}_res-{size}_dseg"
@@ -709,6 +728,7 @@ def write_bids(
                 overwrite=True,
                 verbose=False,
             )
+        _scanner_markers(bp.copy().update(suffix="eeg", extension=".vmrk").fpath, run.n_volumes)
         func = root / f"sub-{run.subject}" / f"ses-{run.session}" / "func"
         stem = f"{run.entities}_bold"
         func.mkdir(parents=True, exist_ok=True)

@@ -162,6 +162,23 @@ def test_timing_sidecars_and_events(noiseless):
     assert desc["GeneratedBy"][0]["Name"] == "neurofm"
 
 
+def test_volume_markers_are_written_as_a_scanner_writes_them(noiseless, tmp_path):
+    from mne_bids.copyfiles import copyfile_brainvision
+
+    vhdr = noiseless["info"].eeg
+    onsets = np.asarray(noiseless["truth"]["volume_onsets"])
+    markers = [line for line in vhdr.with_suffix(".vmrk").read_text().splitlines()
+               if line.startswith("Mk")]  # fmt: skip
+    volumes = [m for m in markers if m.split("=")[1].startswith("Response,R128,")]
+    assert len(volumes) == len(onsets) and len(markers) > len(volumes)  # + the stimulus blocks
+    # Read on its own (no BIDS events.tsv), the .vhdr still gives the volumes
+    alone = tmp_path / "run.vhdr"
+    copyfile_brainvision(vhdr, alone, verbose=False)
+    rec = read_eeg(alone)
+    np.testing.assert_allclose(rec["volumes"].start, onsets, atol=1.5 / rec["eeg"].rate)
+    assert not any("R128" in str(label) for label in rec["events"].labels)
+
+
 def test_deterministic_and_seeded(parcellation):
     a = simulate_run(parcellation, duration=24.0, seed=4)
     b = simulate_run(parcellation, duration=24.0, seed=4)

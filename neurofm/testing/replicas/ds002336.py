@@ -37,24 +37,10 @@ SUBJECTS = {"01": "xp101", "02": "xp110"}
 TASKS = {"1": "motorloc", "2": "eegNF"}
 
 
-def _volume_code(vhdr: Path) -> str:
-    """The trigger value mne-bids gave the volume markers (from the run's events.tsv)."""
-    events = vhdr.with_name(vhdr.name.replace("_eeg.vhdr", "_events.tsv"))
-    for row in events.read_text().splitlines()[1:]:
-        fields = row.split("\t")
-        if fields[2] == VOLUME_MARKER:
-            return fields[3]
-    raise ValueError(f"{events}: no {VOLUME_MARKER} rows")
-
-
-def _scanner_markers(vmrk: Path, code: str) -> int:
-    """Write the volume markers as a BrainVision recorder does (``Response,R128``; mne-bids
-    wrote them as ``Stimulus,S  <code>``) and return how many there are."""
-    stimulus = f"=Stimulus,S{code:>3},"
-    lines = vmrk.read_text().splitlines()
-    out = [line.replace(stimulus, "=Response,R128,") for line in lines]
-    vmrk.write_text("\n".join(out) + "\n")
-    return sum("=Response,R128," in line for line in out)
+def _scanner_markers(vmrk: Path) -> int:
+    """How many volume markers the run's ``.vmrk`` holds (the generator writes them as a
+    BrainVision recorder does, ``Response,R128``)."""
+    return sum("=Response,R128," in line for line in vmrk.read_text().splitlines())
 
 
 def build_ds002336(folder: Path, seed: int = 0, duration: float = 90.0) -> ReplicaTruth:
@@ -106,7 +92,7 @@ def build_ds002336(folder: Path, seed: int = 0, duration: float = 90.0) -> Repli
                 continue  # events live at the root (task-<task>_events.tsv), see below
             if path.suffix == ".vhdr":
                 copyfile_brainvision(path, target, verbose=False)
-                n_volumes = _scanner_markers(target.with_suffix(".vmrk"), _volume_code(path))
+                n_volumes = _scanner_markers(target.with_suffix(".vmrk"))
                 rel = target.relative_to(folder).as_posix()
                 truth.files[rel] = FileTruth(rel, behaviour={"bold": n_volumes})
             elif path.name.endswith("_scans.tsv"):
