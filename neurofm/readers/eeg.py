@@ -632,7 +632,12 @@ def _read_raw(path: Path, bids_root: Path | None) -> tuple[Any, str, list[str]]:
                     root=bids_root,
                     check=False,
                 )
-                raw = read_raw_bids(bp, verbose=False)
+                try:
+                    raw = read_raw_bids(bp, verbose=False)
+                except RuntimeError as exc:
+                    if "Channel mismatch" in str(exc):
+                        _channel_mismatch(path, bp)
+                    raise
                 how = "mne_bids.read_raw_bids"
                 # the sidecar BIDS inheritance gives this file (beside it or further up)
                 sidecar = bp.find_matching_sidecar(extension=".json", on_error="ignore")
@@ -652,6 +657,28 @@ def _read_raw(path: Path, bids_root: Path | None) -> tuple[Any, str, list[str]]:
         raise ReaderError(f"{path}: data: the recording holds no samples")
     texts = list(dict.fromkeys(" ".join(str(w.message).split())[:300] for w in caught))
     return raw, how, [f"{path}: mne: {t}" for t in texts]
+
+
+def _channel_mismatch(path: Path, bp: Any) -> None:
+    """Say which names differ when a BIDS ``_channels.tsv`` and its data file disagree
+    (mne-bids says only that they do, and how to call it to go on)."""
+    import mne
+
+    tsv = bp.find_matching_sidecar(suffix="channels", extension=".tsv", on_error="ignore")
+    try:
+        listed = [row.split("\t")[0] for row in Path(tsv).read_text().splitlines()[1:] if row]
+        held = mne.io.read_raw(path, preload=False, verbose=False).ch_names
+    except Exception:  # noqa: BLE001 - the original error is clearer than a second one
+        return
+    extra = [n for n in listed if n not in held]
+    missing = [n for n in held if n not in listed]
+    raise ReaderError(
+        f"{tsv}: name: the channels listed differ from those of {path.name}"
+        + (f"; listed, not in the data: {', '.join(extra)}" if extra else "")
+        + (f"; in the data, not listed: {', '.join(missing)}" if missing else "")
+        + ("" if extra or missing else "; the same names in another order")
+        + "; make the name column list the data file's channels"
+    )
 
 
 def _check_sidecar(sidecar: Path, path: Path, raw: Any) -> None:

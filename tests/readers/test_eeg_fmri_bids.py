@@ -226,6 +226,24 @@ def test_marker_spacing_must_match_the_tr(copy, tmp_path):
     _ingest_fails_with(copy, tmp_path, message)
 
 
+def test_channels_tsv_unlike_the_data_names_the_channels_that_differ(copy, tmp_path):
+    eeg = copy / "sub-01" / "ses-01" / "eeg" / f"{RUN_ID}_eeg.vhdr"
+    tsv = eeg.with_name(f"{RUN_ID}_channels.tsv")
+    table = pd.read_csv(tsv, sep="\t", keep_default_na=False)
+    first = table.loc[0, "name"]
+    table.loc[0, "name"] = "X" + first
+    table.to_csv(tsv, sep="\t", index=False)
+    message = (
+        f"{tsv}: name: the channels listed differ from those of {eeg.name}; listed, not in the "
+        f"data: X{first}; in the data, not listed: {first}; make the name column list the "
+        "data file's channels"
+    )
+    with pytest.raises(ReaderError) as err:
+        read_eeg(eeg)  # the BIDS root is found from the path
+    assert str(err.value) == message
+    _ingest_fails_with(copy, tmp_path, message)
+
+
 def test_sidecar_rate_must_be_the_data_rate(copy, tmp_path):
     eeg = copy / "sub-01" / "ses-01" / "eeg" / f"{RUN_ID}_eeg.vhdr"
     sidecar = eeg.with_suffix(".json")
