@@ -170,6 +170,9 @@ def ingest(
     if getattr(card, "fmri_cleaning", None) is not None:
         for key, value in card.fmri_cleaning.model_dump().items():
             fmri_options.setdefault(key, value)
+    if client is not None:  # a worker's working directory is not this process's
+        src, out = Path(src).absolute(), Path(out).absolute()
+        atlas = Path(atlas).absolute() if isinstance(atlas, str | os.PathLike) else atlas
     sources = _local_sources(Path(src), atlas, subjects, eeg_options, fmri_options)
     if recording_id is not None:
         if len(sources) != 1:
@@ -334,7 +337,8 @@ def ingest_dandi(
     """
     from neurofm.sources import dandi
 
-    out = Path(out)
+    # a worker's working directory is not this process's: paths travel absolute
+    out = Path(out).absolute() if client is not None else Path(out)
     if stream:
         dandiset = dandi.resolve(ref, api_url)
         assets = dandi.list_assets(dandiset, include)
@@ -354,6 +358,7 @@ def ingest_dandi(
     parsed = dandi.parse_ref(ref)
     to = Path(to) if to is not None else out / "_raw" / parsed.dandiset_id
     if client is not None:
+        to = to.absolute()
         import dataclasses
 
         dandiset = dandi.resolve(parsed, api_url)
@@ -577,7 +582,7 @@ def _ingest_on_client(
 
     def done(name: str, result: tuple[str, str]) -> None:
         rec_id, file_name = result
-        catalog.register(out / file_name)
+        catalog.register(file_name)  # relative to the catalog folder, as out may be
         report.ingested.append((name, rec_id))
 
     tasks = [(s.name, _write_source, (s, out, card, taken)) for s in todo]

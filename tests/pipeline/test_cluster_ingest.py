@@ -227,6 +227,27 @@ def test_cli_pull_and_ingest_on_a_running_scheduler(server, client, tmp_path, ca
     )
 
 
+def test_relative_folders_are_this_process_s_not_the_workers(
+    folder, server, client, tmp_path, monkeypatch
+):
+    # --out as a user types it: relative to the working directory, which the workers do not
+    # share (nor does the catalog, which keeps its files' paths relative to itself)
+    monkeypatch.chdir(tmp_path)
+    src = tmp_path / "src"
+    shutil.copytree(folder / "sub-S0", src)
+    ids = sorted(p.name.removesuffix("_ecephys.nwb") for p in src.glob("*.nwb"))
+    report = ingest("src", "cat", progress=False, client=client)
+    assert len(report.ingested) == 4 and not report.failed
+    assert sorted(Catalog(tmp_path / "cat").ids) == ids
+    _, report = ingest_dandi(
+        "dandi:000000", "dcat", include="sub-S0/*", api_url=server.api_url, progress=False,
+        client=client,
+    )  # fmt: skip
+    assert len(report.ingested) == 4 and not report.failed
+    assert sorted(Catalog(tmp_path / "dcat").ids) == ids
+    assert not (tmp_path / "cat" / "cat").exists() and not (tmp_path / "dcat" / "dcat").exists()
+
+
 def test_two_sources_with_one_id_do_not_overwrite_each_other(folder, client, tmp_path):
     # The same session in two folders: the same file name, so the same recording id.
     first = next(folder.glob("sub-S0/*.nwb"))
