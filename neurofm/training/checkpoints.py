@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from neurofm import display
 from neurofm.atomic import atomic_path
 from neurofm.errors import NeuroFMError
 
@@ -38,6 +39,7 @@ __all__ = [
     "CHECKSUM_KEY",
     "CheckpointFile",
     "ResumePoint",
+    "check_same_ranks",
     "checkpoint_format",
     "load_checkpoint",
     "load_weights",
@@ -290,6 +292,32 @@ def resume_point(checkpoint: Mapping[str, Any]) -> ResumePoint | None:
     if isinstance(point, Mapping) and {"epoch", "batches"} <= set(point):
         return ResumePoint(int(point["epoch"]), int(point["batches"]))
     return None
+
+
+def check_same_ranks(
+    path: str | os.PathLike[str], checkpoint: Mapping[str, Any], ranks: int
+) -> None:
+    """Refuse to resume ``checkpoint`` on another number of DDP ranks than it was trained on.
+
+    Each rank's share of an epoch's windows, the steps per epoch and so the learning-rate
+    schedule all depend on the count: resumed on other ranks, a run would end its schedule
+    early or late (at 2 ranks instead of 1, most of it at the final, near-zero rate).
+    Checkpoints written before the count was recorded are not checked.
+
+    Raises
+    ------
+    NeuroFMError
+        The checkpoint records another count.
+    """
+    point = checkpoint.get(RESUME_KEY)
+    saved = point.get("ranks") if isinstance(point, Mapping) else None
+    if isinstance(saved, int) and saved != ranks:
+        raise NeuroFMError(
+            f"{path}: cannot resume: the run was started on {display.count(saved, 'rank')} "
+            f"(devices x nodes) and would go on on {ranks}; each rank's share of the windows "
+            "and the learning-rate schedule depend on it. Resume with the devices it was "
+            "started with, or start over without resuming"
+        )
 
 
 def _shape(value: Any) -> tuple[int, ...] | None:

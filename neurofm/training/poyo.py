@@ -42,6 +42,7 @@ from neurofm.tokenizers.spikes import (
 from neurofm.training.card import CARD_KEY
 from neurofm.training.checkpoints import (
     ResumePoint,
+    check_same_ranks,
     load_checkpoint,
     load_weights,
     malformed_section,
@@ -784,9 +785,13 @@ def fit_poyo(
     """
     if max_steps == 0:
         raise InvalidDataError("max_steps is 0: nothing would be trained (use -1 for no limit)")
-    point = resume_point(load_checkpoint(resume)) if resume else None
-    data = POYODataModule(catalog, model, scaler, cfg, train_domains, valid_domains, point)
     world = devices * num_nodes  # DDP ranks; cfg.batch_size is each rank's
+    point = None
+    if resume:
+        saved = load_checkpoint(resume)
+        check_same_ranks(resume, saved, world)
+        point = resume_point(saved)
+    data = POYODataModule(catalog, model, scaler, cfg, train_domains, valid_domains, point)
     _check_trainable(
         data.catalog_path, data.train_domains, model.config.window_length, cfg.batch_size, world
     )

@@ -116,7 +116,11 @@ class LastCheckpoint(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         if self._point is not None:
-            checkpoint[RESUME_KEY] = {"epoch": self._point.epoch, "batches": self._point.batches}
+            checkpoint[RESUME_KEY] = {
+                "epoch": self._point.epoch,
+                "batches": self._point.batches,
+                "ranks": trainer.world_size,  # a resume must keep it (check_same_ranks)
+            }
 
 
 class LossLog(pl.Callback):

@@ -51,6 +51,7 @@ from neurofm.tokenizers.multimodal import (
     load_paired_run,
 )
 from neurofm.training.checkpoints import (
+    check_same_ranks,
     checkpoint_format,
     load_checkpoint,
     load_weights,
@@ -556,7 +557,9 @@ def train_samba(
     if resume is not None:
         saved = load_samba(resume)  # checked before anything trains
         _check_same_run(resume, saved, config, cfg)
-        point = resume_point(load_checkpoint(resume))
+        checkpoint = load_checkpoint(resume)
+        check_same_ranks(resume, checkpoint, devices * num_nodes)
+        point = resume_point(checkpoint)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     bundle, runs = build_samba(catalog, config, cfg)
     model = bundle.model

@@ -261,6 +261,31 @@ def test_resuming_with_other_settings_is_refused(catalog, tmp_path):
         )
 
 
+def test_resuming_on_another_number_of_ranks_is_refused(
+    catalog, tmp_path, tiny_samba_catalog, tiny_samba
+):
+    from samba_factory import small_config
+
+    cfg = TrainConfig(epochs=2, batch_size=8, lr=1e-3, unit_dropout=None)
+    _, ckpt = train_poyo(catalog, SMALL, cfg, tmp_path, progress=False, max_steps=2)
+    _, samba_ckpt = tiny_samba
+    ddp = dict(progress=False, accelerator="cpu", devices=2, strategy="ddp_spawn")
+    for path in (ckpt, samba_ckpt):
+        assert load_checkpoint(path)["neurofm_resume"]["ranks"] == 1
+        message = (
+            rf"^{path}: cannot resume: the run was started on 1 rank \(devices x nodes\) and "
+            r"would go on on 2; each rank's share .* Resume with the devices it was started with"
+        )
+        with pytest.raises(NeuroFMError, match=message):  # before any process starts
+            if path == ckpt:
+                train_poyo(catalog, SMALL, cfg, tmp_path, resume=ckpt, **ddp)
+            else:
+                train_samba(
+                    tiny_samba_catalog, small_config(), SambaTrainConfig(epochs=3, batch_size=4),
+                    tmp_path / "samba", resume=samba_ckpt, **ddp,
+                )  # fmt: skip
+
+
 def test_samba_resumes_mid_epoch_exactly(tiny_samba_catalog, tmp_path, monkeypatch):
     from samba_factory import small_config
 
