@@ -51,6 +51,24 @@ class ClusterError(NeuroFMError):
     """The Dask cluster cannot be started or reached, or its options are contradictory."""
 
 
+def _check_address(scheduler: str) -> None:
+    """A scheduler address distributed can parse, before a Client is made of it (a Client
+    half-made of a bad address hangs ~40 s on its way out)."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import get_backend
+
+    try:
+        scheme, location = parse_address(scheduler)
+        get_backend(scheme)
+        if scheme != "inproc":
+            parse_host_port(location)
+    except ValueError as exc:
+        raise ClusterError(
+            f"--scheduler {scheduler}: not a scheduler address ({exc}); give it as "
+            "`dask scheduler` prints it, e.g. tcp://10.0.0.5:8786"
+        ) from None
+
+
 @contextmanager
 def dask_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
     """A ``distributed.Client`` for ``workers`` local processes or a running ``scheduler``.
@@ -93,6 +111,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
     cluster = None
     try:
         if scheduler is not None:
+            _check_address(scheduler)
             try:
                 client = Client(scheduler, timeout="20s")
             except (OSError, TimeoutError) as exc:

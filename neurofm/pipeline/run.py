@@ -205,7 +205,9 @@ def run_pipeline(
             catalog = out
         elif step.kind == "train":
             from neurofm.pipeline.steps import run_train_step, start_baselines_during_training
+            from neurofm.training.trainer import check_accelerator
 
+            check_accelerator(opts.accelerator, opts.devices)  # before the baselines start
             evaluate = _next_evaluate(spec, step, only)
             if evaluate is not None:
                 background = start_baselines_during_training(

@@ -9,10 +9,13 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from neurofm.errors import NeuroFMError
+
 __all__ = [
     "adamw",
     "after_fit",
     "all_gather_objects",
+    "check_accelerator",
     "device_summary",
     "global_rank",
     "make_trainer",
@@ -33,6 +36,40 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     # A mid-epoch resume is exact here: neurofm's ResumableSampler skips the trained batches.
     warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended")
+
+
+def check_accelerator(accelerator: str, devices: int = 1) -> None:
+    """Refuse, in words, a device this machine does not have (Lightning raises
+    ``MisconfigurationException: No supported gpu backend found!`` from deep inside).
+
+    Parameters
+    ----------
+    accelerator : str
+        ``auto``, ``cpu``, ``gpu``, ``cuda`` or ``mps``.
+    devices : int
+        How many of them, per node.
+
+    Raises
+    ------
+    NeuroFMError
+        No GPU visible to torch for ``gpu``/``cuda``, or fewer than ``devices`` of them; no
+        Apple GPU for ``mps``.
+    """
+    if accelerator in ("gpu", "cuda"):
+        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if found == 0 and accelerator == "gpu" and torch.backends.mps.is_available():
+            return  # Lightning's "gpu" is the Apple GPU there
+        if found < devices:
+            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise NeuroFMError(
+                f"accelerator {accelerator!r}: {devices} GPU(s) asked for, torch sees {found} "
+                f"(torch {torch.__version__}, {build}); use --accelerator cpu (or auto, which "
+                "takes a GPU when there is one)"
+            )
+    elif accelerator == "mps" and not torch.backends.mps.is_available():
+        raise NeuroFMError(
+            "accelerator 'mps': torch sees no Apple GPU here; use --accelerator cpu or auto"
+        )
 
 
 def make_trainer(
@@ -75,6 +112,7 @@ def make_trainer(
     from neurofm.training.threads import AdaptiveThreads
 
     quiet_lightning()
+    check_accelerator(accelerator, devices)
     out_dir = Path(out_dir)
     trainer = pl.Trainer(
         default_root_dir=out_dir,

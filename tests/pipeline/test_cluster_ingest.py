@@ -202,6 +202,23 @@ def test_workers_and_scheduler_are_exclusive():
         assert none is None
 
 
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("nonsense", "missing port number in address 'nonsense'"),
+        ("http://host:8786", "unknown address scheme 'http'"),
+    ],
+)
+def test_a_malformed_scheduler_address_is_a_clear_error(address, why, tmp_path, capsys):
+    began = time.monotonic()
+    code = main(["ingest", str(tmp_path), "--out", str(tmp_path / "cat"), "--scheduler", address])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert f"neurofm: error: --scheduler {address}: not a scheduler address ({why}" in err
+    assert "e.g. tcp://10.0.0.5:8786" in err and time.monotonic() - began < 10
+    assert not (tmp_path / "cat").exists()
+
+
 def test_cli_pull_and_ingest_on_a_running_scheduler(server, client, tmp_path, capsys):
     address = client.scheduler.address
     raw, out = tmp_path / "raw", tmp_path / "catalog"

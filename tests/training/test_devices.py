@@ -5,6 +5,7 @@ default (a GPU when there is one, this machine's CPU otherwise); the device is r
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import yaml
 from lightning.pytorch.accelerators import CPUAccelerator
 
 from neurofm.cli import main
+from neurofm.errors import NeuroFMError
 from neurofm.models.poyo import POYOConfig
 from neurofm.training import poyo as poyo_training
 from neurofm.training import samba as samba_training
@@ -98,6 +100,29 @@ def test_cli_device_options_reach_the_lightning_trainer(tmp_path, built):
     with pytest.raises(SystemExit):  # argparse: invalid choice
         main(["train", str(pipe), "--accelerator", "tpu"])
     assert main(["train", str(pipe), "steps.train.precision=17"]) == 1  # a SpecError line
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without a GPU")
+def test_a_gpu_this_machine_lacks_is_a_clear_error_before_anything_starts(tmp_path, capsys):
+    message = (
+        r"accelerator 'gpu': 1 GPU\(s\) asked for, torch sees 0 \(torch .*\); use "
+        r"--accelerator cpu \(or auto, which takes a GPU when there is one\)"
+    )
+    with pytest.raises(NeuroFMError, match=message):
+        make_trainer(tmp_path, max_epochs=1, steps_per_epoch=1, accelerator="gpu")
+    # the pipeline: refused before its baselines start in a second process
+    model = tmp_path / "small.yaml"
+    model.write_text(yaml.safe_dump({"model": "poyo", **dataclasses.asdict(SMALL)}))
+    pipe = tmp_path / "p.yaml"
+    steps = [{"ingest": {}}, {"train": {"model": str(model)}}, {"evaluate": {}}]
+    pipe.write_text(yaml.safe_dump({"name": "gpu", "dataset": str(REPO / "datasets" /
+                                    "synthetic_reaching.yaml"), "steps": steps}))  # fmt: skip
+    _reaching_catalog(tmp_path / "w" / "catalog")
+    code = main(["train", str(pipe), "--workdir", str(tmp_path / "w"), "--accelerator", "gpu"])
+    err = capsys.readouterr().err
+    assert code == 1 and re.search(f"neurofm: error: {message}", err), err
+    assert "second process" not in err and "Traceback" not in err
+    assert not (tmp_path / "w" / "poyo").exists()
 
 
 def _reaching_catalog(out: Path) -> Path:
