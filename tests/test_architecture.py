@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "neurofm.metrics": 1,
     "neurofm.display": 1,  # repr/_repr_html_ helpers shared by every layer
     "neurofm.threads": 1,
+    "neurofm.lifetime": 1,
     "neurofm.specs": 1,
     "neurofm.data": 2,
     "neurofm.viz": 3,

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from neurofm.evaluation.baselines import BaselineScores, score_baselines
+from neurofm.lifetime import die_with_parent
 from neurofm.specs import BaselineOptions
 from neurofm.threads import ENV_THREADS, look_again
 
@@ -65,8 +66,9 @@ class BaselineRequest:
         )
 
 
-def _fit(conn: Any, request: BaselineRequest) -> None:
+def _fit(conn: Any, request: BaselineRequest, parent: int) -> None:
     """The second process: fit and score with one thread, send the scores (or the error)."""
+    die_with_parent(parent)  # a daemon ends with a parent that exits, not one that is killed
     os.environ[ENV_THREADS] = "1"  # the baselines' own thread policy: one thread, fixed
     try:
         scores = score_baselines(
@@ -106,7 +108,9 @@ class BackgroundBaselines:
     Notes
     -----
     Use it as a context manager, or call :meth:`cancel`: a process whose result is not
-    taken is stopped (it is also a daemon, so it never outlives this one).
+    taken is stopped. It is also a daemon, stopped when this process exits, and tied to
+    this process's life (:func:`neurofm.lifetime.die_with_parent`), so a ``kill -9`` of this
+    one ends it too.
     """
 
     def __init__(self, request: BaselineRequest) -> None:
@@ -115,7 +119,10 @@ class BackgroundBaselines:
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe(duplex=False)
         self._process = ctx.Process(
-            target=_fit, args=(child, request), name="neurofm-baselines", daemon=True
+            target=_fit,
+            args=(child, request, os.getpid()),
+            name="neurofm-baselines",
+            daemon=True,
         )
         self._process.start()
         child.close()  # the child's end lives in the child: EOF here when it dies

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,10 @@ import lightning.pytorch as pl
 import torch
 
 from neurofm.errors import NeuroFMError
+from neurofm.lifetime import die_with_parent
 
 __all__ = [
+    "EndWithLauncher",
     "adamw",
     "after_fit",
     "all_gather_objects",
@@ -70,6 +73,22 @@ def check_accelerator(accelerator: str, devices: int = 1) -> None:
         raise NeuroFMError(
             "accelerator 'mps': torch sees no Apple GPU here; use --accelerator cpu or auto"
         )
+
+
+class EndWithLauncher(pl.Callback):
+    """DDP ranks that Lightning starts as processes of this one (``ddp_fork``,
+    ``ddp_spawn``) end with it, even when it is killed (:func:`neurofm.lifetime.die_with_parent`):
+    orphaned, they would finish the training and rewrite ``last.ckpt`` beside a resumed run.
+    (torch ties them to it with SIGINT, which a job started with ``&`` from a script ignores.)
+    Ranks that ``torchrun``, ``srun`` or Lightning's script launcher start build their own
+    Trainer, and are their launchers' to manage."""
+
+    def __init__(self) -> None:
+        self.launcher = os.getpid()
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if os.getpid() != self.launcher:
+            die_with_parent(self.launcher)
 
 
 def make_trainer(
@@ -132,6 +151,7 @@ def make_trainer(
             LastCheckpoint(out_dir / "last.ckpt", checkpoint_every_n_steps, checkpoint_every_epoch),
             LossLog(out_dir),
             AdaptiveThreads(),  # a fair share of the cores on a shared machine (neurofm.threads)
+            EndWithLauncher(),
             *(callbacks or []),
             # a bar on a terminal, one line per epoch in a log file (neurofm.training.progress)
             *progress_callbacks(progress),

@@ -246,3 +246,61 @@ def test_distribution_flags_become_validated_train_step_options(tmp_path):
         load_pipeline(pipe, ["steps.train.num_nodes=0"])
     with pytest.raises(SpecError, match=r"pipeline\.yaml.*strategy"):
         load_pipeline(pipe, ["steps.train.strategy=dp"])
+
+
+def _stat(pid: int | str) -> list[str]:
+    """State, parent pid, ... of a process (``/proc/PID/stat`` after the name); [] if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+
+
+def _alive(pid: int) -> bool:
+    return _stat(pid)[:1] not in ([], ["Z"])  # a zombie has ended
+
+
+def _children(pid: int) -> list[int]:
+    procs = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+    return [p for p in procs if _alive(p) and int(_stat(p)[1]) == pid]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's prctl")
+def test_ranks_end_with_a_killed_neurofm_train(pretrained_poyo, tmp_path):
+    """``kill -9`` of ``neurofm train --strategy ddp_fork``: its ranks end with it, instead of
+    finishing the run and rewriting last.ckpt beside a resumed one."""
+    import signal
+    import time
+
+    pipe = _pipeline(tmp_path, pretrained_poyo[0] / "cat_pre", epochs=200, batch_size=4)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "neurofm.cli", "train", str(pipe), "--workdir", str(tmp_path)]
+    cmd += ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp_fork"]
+    # Started as `neurofm train ... &` in a shell script is: SIGINT ignored. torch ties its
+    # ranks to their parent with SIGINT, which they then ignore too.
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    log = tmp_path / "poyo" / "losses.csv"
+    deadline = time.monotonic() + 120
+    while not (log.is_file() and len(LossLog.read(log)) >= 2):  # the ranks are training
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    ranks = _children(proc.pid)
+    assert len(ranks) == 2, ranks
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while any(_alive(r) for r in ranks):
+        if time.monotonic() > deadline:
+            for r in ranks:
+                os.kill(r, signal.SIGKILL)
+            pytest.fail(f"ranks {ranks} outlived their killed parent")
+        time.sleep(0.05)
+    steps = len(LossLog.read(log))
+    time.sleep(1.0)
+    assert len(LossLog.read(log)) == steps  # nothing trains on
