@@ -135,6 +135,8 @@ _COLUMNS = (
 )
 _COLUMN_SET = frozenset(_COLUMNS)
 #: The order of an entry's fields (as :func:`_index_entry` makes them).
+#: An index field (and provenance key) ingest writes: the digest of its settings.
+SETTINGS_KEY = "ingest_settings"
 _FIELD_ORDER = (
     "id",
     "file",
@@ -192,7 +194,14 @@ CREATE INDEX domains_by_recording ON domains (recording_id);
 _TABLES = ("meta", "recordings", "units", "domains")
 _SELECT_ROWS = f"SELECT rowid, {', '.join(_COLUMNS)}, fields FROM recordings"
 
-__all__ = ["Catalog", "CatalogHealth", "Leftover", "split_domains", "time_domains"]
+__all__ = [
+    "SETTINGS_KEY",
+    "Catalog",
+    "CatalogHealth",
+    "Leftover",
+    "split_domains",
+    "time_domains",
+]
 
 
 def _index_entry(rec: Recording, file_name: str) -> dict[str, Any]:
@@ -206,7 +215,7 @@ def _index_entry(rec: Recording, file_name: str) -> dict[str, Any]:
             n_spikes += len(sig)
             if "area" in sig.units.columns:
                 areas.update(str(a) for a in sig.units.columns["area"])
-    return {
+    entry = {
         "id": rec.id,
         "file": file_name,
         "subject_id": meta.subject_id,
@@ -224,6 +233,9 @@ def _index_entry(rec: Recording, file_name: str) -> dict[str, Any]:
         "source_sha256": prov.sha256,
         "dandiset_id": prov.dandiset_id,
     }
+    if prov.extra.get(SETTINGS_KEY):  # written by ingest
+        entry[SETTINGS_KEY] = prov.extra[SETTINGS_KEY]
+    return entry
 
 
 @dataclass
@@ -1396,11 +1408,13 @@ class Catalog:
         health.leftovers = self.leftovers()
         return health
 
-    def up_to_date(self, source_sha256: str) -> dict[str, Any] | None:
+    def up_to_date(self, source_sha256: str, settings: str | None = None) -> dict[str, Any] | None:
         """The entry ingested from a source with this sha256 whose file is still healthy.
 
         A recording whose bytes changed since it was written (a checksum fails) or that cannot
-        be opened is not up to date: ingesting its source again repairs it.
+        be opened is not up to date: ingesting its source again repairs it. With ``settings``
+        (the digest ingest records of a card, reader options and id), neither is one ingested
+        with other settings, or before they were recorded.
         """
         if self._crashes is None:  # one child walks every indexed file, once per object
             paths = []
@@ -1412,6 +1426,16 @@ class Catalog:
             self._crashes = probe_hdf5([p for p in paths if p.is_file()])
         for e in self._entries:
             if e.get("source_sha256") != source_sha256:
+                continue
+            if settings is not None and e.get(SETTINGS_KEY) != settings:
+                log.warning(
+                    "%s: %s was ingested %s; ingesting it again",
+                    self.path,
+                    e["id"],
+                    "with other settings (dataset card, splits, reader options or id)"
+                    if e.get(SETTINGS_KEY)
+                    else "before neurofm recorded its ingest settings",
+                )
                 continue
             health = self._check_probed(e["id"])
             if health.ok:

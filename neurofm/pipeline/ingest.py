@@ -10,6 +10,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Iterable
@@ -20,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from neurofm import display
-from neurofm.data.catalog import Catalog, split_domains, time_domains
+from neurofm.data.catalog import SETTINGS_KEY, Catalog, split_domains, time_domains
 from neurofm.data.recording import Recording
 from neurofm.data.signals import Intervals
 from neurofm.errors import CatalogError, InvalidDataError, NeuroFMError, ReaderError
@@ -90,6 +93,45 @@ class _Source:
         if self.sha256 is not None:
             return self.sha256
         return files_sha256(self.files) if self.files else ""
+
+    def settings(self, card: Any) -> str:
+        """SHA-256 of what, besides the source's bytes, decides the recording ingest writes:
+        the reader and its options (EEG preprocessing, atlas, fMRI cleaning...), an id given
+        for it, and the card's rules (fields, splits, repairs, preprocessing). A source
+        ingested before with other settings is not up to date."""
+        settings = {
+            "reader": self.reader,
+            "options": self.options,
+            "id": self.recording_id,
+            "card": _card_rules(card),
+        }
+        text = json.dumps(settings, sort_keys=True, default=_plain_setting)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+#: What a dataset card says about the recordings ingest writes (not its name, notes or source).
+_CARD_RULES = {"reader", "fields", "splits", "preprocessing", "fmri_cleaning", "repairs"}
+
+
+def _card_rules(card: Any) -> Any:
+    if card is None:
+        return None
+    if isinstance(card, _SplitRules):
+        return {"splits": card.splits, "fields": card.fields}
+    return card.model_dump(mode="json", include=_CARD_RULES)
+
+
+def _plain_setting(value: Any) -> Any:
+    """JSON for what reader options hold: paths, pydantic models, dataclasses, arrays."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    if isinstance(value, os.PathLike):  # the file, however its path was typed
+        return str(Path(value).resolve())
+    return str(value)
 
 
 def ingest(
@@ -448,7 +490,9 @@ def _ingest_sources(
         bar.set_postfix_str(Path(source.name).name)
         try:
             digest = source.digest()
-            done = None if force or not digest else catalog.up_to_date(digest)
+            done = (
+                None if force or not digest else catalog.up_to_date(digest, source.settings(card))
+            )
             if done is not None:
                 report.skipped.append((source.name, done["id"]))
                 log.info("%s: up to date (%s)", source.name, done["id"])
@@ -507,6 +551,7 @@ def _read_source(
             rec.id = source.recording_id
         if card is not None and (card.fields.target is not None or isinstance(card, _SplitRules)):
             rec = apply_card(rec, card, source.name)
+        rec.provenance.extra[SETTINGS_KEY] = source.settings(card)
     except BaseException:
         rec.close()
         raise
@@ -567,7 +612,7 @@ def _ingest_on_client(
     todo = []
     for source in sources:
         digest = source.digest()
-        done = None if force or not digest else catalog.up_to_date(digest)
+        done = None if force or not digest else catalog.up_to_date(digest, source.settings(card))
         if done is not None:
             report.skipped.append((source.name, done["id"]))
             log.info("%s: up to date (%s)", source.name, done["id"])

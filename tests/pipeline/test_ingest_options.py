@@ -103,6 +103,34 @@ def test_card_gives_the_card_splits(nwb, tmp_path):
         np.testing.assert_array_equal(domains[split].start, trials.start[valid & (labels == split)])
 
 
+def test_ingesting_again_with_other_rules_writes_the_recording_again(nwb, tmp_path, caplog):
+    out = tmp_path / "c"
+    assert run_main("ingest", nwb, "--out", out, "--splits", "random")[0] == 0
+    random_domains, _ = _domains(out)
+    code, stdout, _ = run_main("ingest", nwb, "--out", out, "--card", CARD)
+    assert code == 0 and "1 ingested, 0 up to date" in stdout
+    (said,) = [r.getMessage() for r in caplog.records if "ingesting it again" in r.getMessage()]
+    assert "was ingested with other settings (dataset card, splits, reader options or id)" in said
+    card_domains, rec = _domains(out)  # the card's domains now, not the random ones
+    assert rec.metadata.extra["dataset_card"] == "synthetic_reaching"
+    assert not np.array_equal(card_domains["train"].start, random_domains["train"].start)
+    # the same rules again: up to date; only a real change counts
+    assert "0 ingested, 1 up to date" in run_main("ingest", nwb, "--out", out, "--card", CARD)[1]
+
+
+def test_eeg_preprocessing_is_part_of_what_is_up_to_date(bids, tmp_path):
+    out, eeg = tmp_path / "c", bids["eeg"]
+    assert run_main("ingest", eeg, "--out", out)[0] == 0
+    assert "0 ingested, 1 up to date" in run_main("ingest", eeg, "--out", out)[1]
+    prep = tmp_path / "prep.yaml"
+    prep.write_text("resample: 100\n")
+    code, stdout, _ = run_main("ingest", eeg, "--out", out, "--eeg-preprocessing", prep)
+    assert code == 0 and "1 ingested, 0 up to date" in stdout
+    cat = Catalog(out)
+    with cat.open(cat.ids[0]) as rec:
+        assert rec["eeg"].rate == 100.0
+
+
 def test_card_and_splits_together_is_a_usage_error(nwb, tmp_path):
     code, _, err = run_main(
         "ingest", nwb, "--out", tmp_path / "c", "--card", CARD, "--splits", "time"
