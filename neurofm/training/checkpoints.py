@@ -39,7 +39,7 @@ __all__ = [
     "CHECKSUM_KEY",
     "CheckpointFile",
     "ResumePoint",
-    "check_same_ranks",
+    "check_resumable",
     "checkpoint_format",
     "load_checkpoint",
     "load_weights",
@@ -47,12 +47,16 @@ __all__ = [
     "read_checkpoint",
     "resume_point",
     "seal",
+    "training_state_digest",
     "weights_digest",
     "write_checkpoint",
 ]
 
 #: Key of the weights' digest in a checkpoint's ``neurofm`` section.
 CHECKSUM_KEY = "weights_sha256"
+#: Key of the optimizer's and schedulers' digest there (:func:`training_state_digest`).
+TRAINING_CHECKSUM_KEY = "training_state_sha256"
+_TRAINING_STATE = ("optimizer_states", "lr_schedulers")
 #: Top-level checkpoint key of the training position (see :class:`ResumePoint`).
 RESUME_KEY = "neurofm_resume"
 
@@ -92,8 +96,41 @@ def weights_digest(state: Mapping[str, Any]) -> str:
     return h.hexdigest()
 
 
+def _tree_digest(value: Any, h: Any) -> None:
+    """Feed a nested structure of mappings, sequences, tensors and plain values to ``h``."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous().reshape(-1)
+        h.update(f"T{t.dtype}{tuple(value.shape)}".encode() + b"\0")
+        h.update(memoryview(t.view(torch.uint8).numpy()))
+    elif isinstance(value, Mapping):
+        h.update(f"M{len(value)}".encode())
+        for key in sorted(value, key=repr):
+            h.update(repr(key).encode() + b"\0")
+            _tree_digest(value[key], h)
+    elif isinstance(value, list | tuple):
+        h.update(f"L{len(value)}".encode())
+        for item in value:
+            _tree_digest(item, h)
+    else:
+        h.update(json.dumps(value, sort_keys=True, default=repr).encode())
+    h.update(b"\0")
+
+
+def training_state_digest(checkpoint: Mapping[str, Any]) -> str | None:
+    """SHA-256 of what a resumed run takes from a checkpoint besides the weights: the
+    optimizer's state (Adam's moments, step counts) and the learning-rate schedulers'. None
+    when the checkpoint holds neither (weights only)."""
+    parts = {k: checkpoint[k] for k in _TRAINING_STATE if k in checkpoint}
+    if not parts:
+        return None
+    h = hashlib.sha256()
+    _tree_digest(parts, h)
+    return h.hexdigest()
+
+
 def seal(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """Store the weights' digest in the checkpoint's ``neurofm`` section (when it has one).
+    """Store the weights' digest in the checkpoint's ``neurofm`` section (when it has one),
+    and the optimizer's and schedulers' (:func:`training_state_digest`) when it holds them.
 
     Parameters
     ----------
@@ -108,6 +145,11 @@ def seal(checkpoint: dict[str, Any]) -> dict[str, Any]:
     meta = checkpoint.get("neurofm")
     if isinstance(meta, dict) and isinstance(checkpoint.get("state_dict"), Mapping):
         meta[CHECKSUM_KEY] = weights_digest(checkpoint["state_dict"])
+        training = training_state_digest(checkpoint)
+        if training is not None:
+            meta[TRAINING_CHECKSUM_KEY] = training
+        else:
+            meta.pop(TRAINING_CHECKSUM_KEY, None)
     return checkpoint
 
 
@@ -161,6 +203,24 @@ def _describe_load_error(path: Path, exc: Exception) -> str:
             f"{path}: not a loadable checkpoint: it holds Python objects, not only tensors and "
             f"plain values ({refused.group(1)} was refused); neurofm loads weights only and never "
             "runs code from a checkpoint"
+        )
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        head = b"PK"
+    if not head:
+        return f"{path}: not a loadable checkpoint (the file is empty)"
+    # torch.save writes a zip archive (PK..); its legacy format, a pickle (0x80, protocol)
+    if not head.startswith((b"PK", b"\x80")):
+        what = (
+            "an HDF5 file (a recording or an NWB file?)"
+            if head == b"\x89HDF"
+            else f"a file that starts with {head!r}"
+        )
+        return (
+            f"{path}: not a loadable checkpoint (not a PyTorch checkpoint, or damaged: "
+            f"torch.save writes a zip archive; this is {what})"
         )
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     first = first.split(". This is an internal")[0]  # torch's zip reader adds a paragraph
@@ -294,21 +354,33 @@ def resume_point(checkpoint: Mapping[str, Any]) -> ResumePoint | None:
     return None
 
 
-def check_same_ranks(
+def check_resumable(
     path: str | os.PathLike[str], checkpoint: Mapping[str, Any], ranks: int
 ) -> None:
-    """Refuse to resume ``checkpoint`` on another number of DDP ranks than it was trained on.
+    """Refuse to resume from ``checkpoint`` when what the run would take from it besides the
+    weights (:func:`load_checkpoint` checks those) is damaged, or on another number of ranks.
 
-    Each rank's share of an epoch's windows, the steps per epoch and so the learning-rate
-    schedule all depend on the count: resumed on other ranks, a run would end its schedule
-    early or late (at 2 ranks instead of 1, most of it at the final, near-zero rate).
-    Checkpoints written before the count was recorded are not checked.
+    The optimizer's state is checked against the digest :func:`seal` stored (a flipped bit in
+    Adam's second moment would otherwise carry on into every later checkpoint, sealed anew).
+    The number of DDP ranks must be the one it was trained on: each rank's share of an
+    epoch's windows, the steps per epoch and so the learning-rate schedule depend on it
+    (resumed on 2 ranks instead of 1, a run spends most of its schedule at the final,
+    near-zero rate). Checkpoints written before these were recorded are not checked.
 
     Raises
     ------
     NeuroFMError
-        The checkpoint records another count.
+        A damaged optimizer or scheduler state, or another number of ranks.
     """
+    meta = checkpoint.get("neurofm")
+    stored = meta.get(TRAINING_CHECKSUM_KEY) if isinstance(meta, Mapping) else None
+    if stored is not None and training_state_digest(checkpoint) != stored:
+        raise NeuroFMError(
+            f"{path}: cannot resume: its optimizer state changed after it was written (its "
+            "SHA-256 does not match the one stored in the checkpoint): the file is damaged or "
+            "was modified. Its weights are intact and can still be evaluated or fine-tuned; "
+            "resume from another copy, or start over without resuming"
+        )
     point = checkpoint.get(RESUME_KEY)
     saved = point.get("ranks") if isinstance(point, Mapping) else None
     if isinstance(saved, int) and saved != ranks:

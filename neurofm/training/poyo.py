@@ -42,7 +42,7 @@ from neurofm.tokenizers.spikes import (
 from neurofm.training.card import CARD_KEY
 from neurofm.training.checkpoints import (
     ResumePoint,
-    check_same_ranks,
+    check_resumable,
     load_checkpoint,
     load_weights,
     malformed_section,
@@ -789,7 +789,7 @@ def fit_poyo(
     point = None
     if resume:
         saved = load_checkpoint(resume)
-        check_same_ranks(resume, saved, world)
+        check_resumable(resume, saved, world)
         point = resume_point(saved)
     data = POYODataModule(catalog, model, scaler, cfg, train_domains, valid_domains, point)
     _check_trainable(

@@ -119,7 +119,7 @@ class LastCheckpoint(pl.Callback):
             checkpoint[RESUME_KEY] = {
                 "epoch": self._point.epoch,
                 "batches": self._point.batches,
-                "ranks": trainer.world_size,  # a resume must keep it (check_same_ranks)
+                "ranks": trainer.world_size,  # a resume must keep it (check_resumable)
             }
 
 

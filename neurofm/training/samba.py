@@ -51,7 +51,7 @@ from neurofm.tokenizers.multimodal import (
     load_paired_run,
 )
 from neurofm.training.checkpoints import (
-    check_same_ranks,
+    check_resumable,
     checkpoint_format,
     load_checkpoint,
     load_weights,
@@ -558,7 +558,7 @@ def train_samba(
         saved = load_samba(resume)  # checked before anything trains
         _check_same_run(resume, saved, config, cfg)
         checkpoint = load_checkpoint(resume)
-        check_same_ranks(resume, checkpoint, devices * num_nodes)
+        check_resumable(resume, checkpoint, devices * num_nodes)
         point = resume_point(checkpoint)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     bundle, runs = build_samba(catalog, config, cfg)

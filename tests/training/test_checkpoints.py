@@ -101,6 +101,18 @@ def test_truncated_or_garbage_files_are_clear_errors(tmp_path, poyo_ckpt):
         with pytest.raises(NeuroFMError, match=rf"{path.name}: not a loadable checkpoint \("):
             read_checkpoint(path, "neurofm.poyo", "POYO")
         assert checkpoint_format(path) is None
+    # what the file is, when it is plainly not one
+    notes, empty = tmp_path / "notes.ckpt", tmp_path / "empty.ckpt"
+    notes.write_text("my notes")
+    empty.write_bytes(b"")
+    for path, why in [
+        (notes, "torch.save writes a zip archive; this is a file that starts with b'my n'"),
+        (garbage, "this is a file that starts with b'\\x00not'"),
+        (empty, "the file is empty"),
+    ]:
+        with pytest.raises(NeuroFMError) as err:
+            read_checkpoint(path, "neurofm.poyo", "POYO")
+        assert why in str(err.value), str(err.value)
 
 
 def test_loading_never_runs_pickled_code(tmp_path):

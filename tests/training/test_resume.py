@@ -286,6 +286,22 @@ def test_resuming_on_another_number_of_ranks_is_refused(
                 )  # fmt: skip
 
 
+def test_a_damaged_optimizer_state_is_refused_on_resume_only(catalog, tmp_path):
+    from neurofm.training.poyo import load_poyo
+
+    cfg = TrainConfig(epochs=2, batch_size=8, lr=1e-3, unit_dropout=None)
+    _, ckpt = train_poyo(catalog, SMALL, cfg, tmp_path, progress=False, max_steps=2)
+    saved = torch.load(ckpt, weights_only=True)
+    assert saved["neurofm"]["training_state_sha256"]
+    moments = next(iter(saved["optimizer_states"][0]["state"].values()))["exp_avg_sq"]
+    moments.view(-1)[0] = 5.8e28  # one flipped exponent bit's worth
+    torch.save(saved, ckpt)  # not resealed: as a disk or a hand would change it
+    with pytest.raises(NeuroFMError, match=rf"^{ckpt}: cannot resume: its optimizer state "
+                       "changed after it was written"):  # fmt: skip
+        train_poyo(catalog, SMALL, cfg, tmp_path, resume=ckpt, progress=False)
+    load_poyo(ckpt)  # the weights are intact: evaluating or fine-tuning it is fine
+
+
 def test_samba_resumes_mid_epoch_exactly(tiny_samba_catalog, tmp_path, monkeypatch):
     from samba_factory import small_config
 
