@@ -108,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     clock.start("synthesise the dandiset (and import the trainer)")
     raw, work = args.out / "dandiset", args.out / "pipeline"
     shutil.rmtree(raw, ignore_errors=True)
+    shutil.rmtree(work / "poyo", ignore_errors=True)  # each demo trains its model afresh
     print(
         f"demo step 1 of 6: synthesising {args.subjects}x{args.sessions} reaching sessions -> {raw}"
     )

@@ -57,6 +57,7 @@ from neurofm.training.datasets import (
     split_domains_of,
 )
 from neurofm.training.resume import ResumableSampler
+from neurofm.training.run_folder import claim_run_folder, warn_if_replacing
 from neurofm.training.trainer import (
     adamw,
     after_fit,
@@ -637,6 +638,7 @@ def train_poyo(
         settings.
     """
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    warn_if_replacing(out_dir, resume)
     with OpenRecordings(catalog) as recordings:
         train_domains = _train_domains(recordings, cfg)
         if resume is None:
@@ -817,8 +819,9 @@ def fit_poyo(
         progress=progress,
         callbacks=callbacks,
     )
-    trainer.fit(
-        module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True
-    )
+    with claim_run_folder(out_dir):
+        trainer.fit(
+            module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True
+        )
     after_fit(module, trainer, Path(out_dir) / "last.ckpt")  # ddp_spawn/ddp_fork: reattach
     return module, Path(out_dir) / "last.ckpt"

@@ -61,6 +61,7 @@ from neurofm.training.checkpoints import (
 )
 from neurofm.training.datasets import ShardedSampler
 from neurofm.training.resume import ResumableSampler
+from neurofm.training.run_folder import claim_run_folder, warn_if_replacing
 from neurofm.training.trainer import (
     adamw,
     after_fit,
@@ -561,6 +562,7 @@ def train_samba(
         check_resumable(resume, checkpoint, devices * num_nodes)
         point = resume_point(checkpoint)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    warn_if_replacing(out_dir, resume)
     bundle, runs = build_samba(catalog, config, cfg)
     model = bundle.model
     tokenizer = samba_tokenizer(model, bundle.scaler)
@@ -629,7 +631,7 @@ def train_samba(
         progress=progress,
         limit_val_batches=1.0 if valid_loader is not None else 0,
     )
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), claim_run_folder(out_dir):
         # no valid windows: said above; Lightning's own words would name only its dataloader
         warnings.filterwarnings("ignore", "You defined a `validation_step` but have no")
         trainer.fit(

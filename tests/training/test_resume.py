@@ -302,6 +302,44 @@ def test_a_damaged_optimizer_state_is_refused_on_resume_only(catalog, tmp_path):
     load_poyo(ckpt)  # the weights are intact: evaluating or fine-tuning it is fine
 
 
+def test_one_training_at_a_time_in_a_run_folder(catalog, tmp_path, caplog):
+    import threading
+
+    from neurofm.training.run_folder import claim_run_folder
+
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=1e-3, unit_dropout=None)
+    out = tmp_path / "run"
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # another process's training, as flock sees it: another open file
+        with claim_run_folder(out):
+            started.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        started.wait(60)
+        message = (
+            rf"^{out}: another training is writing to this folder \(process {os.getpid()} on "
+            r".+, since .+\); wait for it to end, or train into another folder"
+        )
+        with pytest.raises(NeuroFMError, match=message):
+            train_poyo(catalog, SMALL, cfg, out, progress=False, max_steps=2)
+        assert not (out / "last.ckpt").exists()
+    finally:
+        release.set()
+        holder.join()
+    train_poyo(catalog, SMALL, cfg, out, progress=False, max_steps=2)  # free again
+    assert not [r for r in caplog.records if "replaces it" in r.getMessage()]
+    train_poyo(catalog, SMALL, cfg, out, progress=False, max_steps=2)  # over the first one
+    (said,) = [r.getMessage() for r in caplog.records if "replaces it" in r.getMessage()]
+    assert said == (
+        f"{out / 'last.ckpt'}: an earlier run's checkpoint; this run starts over and replaces "
+        "it (--resume continues it instead)"
+    )
+
+
 def test_samba_resumes_mid_epoch_exactly(tiny_samba_catalog, tmp_path, monkeypatch):
     from samba_factory import small_config
 

@@ -11,6 +11,7 @@ from neurofm.training.checkpoints import (
     CHECKSUM_KEY,
     checkpoint_format,
     read_checkpoint,
+    training_state_digest,
     weights_digest,
 )
 from neurofm.training.trainer import make_trainer
@@ -70,7 +71,9 @@ def test_last_ckpt_where_asked_with_logs(tmp_path):
     assert checkpoint_format(out / "last.ckpt") == "neurofm.tiny"
     meta, state = read_checkpoint(out / "last.ckpt", "neurofm.tiny", "tiny")
     # sealed: the section also holds the digest of the weights as written
-    assert meta.pop(CHECKSUM_KEY) == weights_digest(torch.load(out / "last.ckpt")["state_dict"])
+    saved = torch.load(out / "last.ckpt")
+    assert meta.pop(CHECKSUM_KEY) == weights_digest(saved["state_dict"])
+    assert meta.pop("training_state_sha256") == training_state_digest(saved)  # optimizer too
     assert meta == {"format": "neurofm.tiny", "inputs": 2}
     assert torch.load(out / "last.ckpt", weights_only=True)["global_step"] == 4  # the final one
     torch.testing.assert_close(state["weight"], module.model.weight.detach())
