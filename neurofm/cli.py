@@ -217,7 +217,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--target", help="behaviour signal (default: the one trained on)")
     evaluate.add_argument(
-        "--plot", type=Path, help="predicted-vs-true plot (POYO: a PNG; SAMBA: a folder)"
+        "--plot",
+        type=Path,
+        help="predicted-vs-true plot (POYO: a .png, .pdf or .svg file; SAMBA: a folder)",
     )
     evaluate.add_argument("--json", action="store_true", help="print the R^2 as JSON")
     evaluate.add_argument(
@@ -752,9 +754,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     from neurofm.training.samba import is_samba_checkpoint
 
     named = [r.strip() for item in args.recordings or [] for r in item.split(",") if r.strip()]
+    samba = is_samba_checkpoint(args.checkpoint)
+    if args.plot is not None and not samba:  # a bad name said before the evaluation runs
+        from neurofm.viz.figures import figure_format
+
+        figure_format(args.plot)
     if args.split is None:  # what the catalog's dataset card says to evaluate on
         args.split = _default_split(args.catalog)
-    samba = is_samba_checkpoint(args.checkpoint)
     wanted = select_recordings(args.catalog, named, args.subject)
     if samba:
         return _evaluate_samba(args, wanted)

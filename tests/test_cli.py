@@ -484,6 +484,11 @@ def test_evaluate_scores_the_known_sessions_and_says_what_it_skipped(
     assert code == 0, err
     assert f"skipped {held_out}: not a session the model was trained on" in out
     assert (tmp_path / "p.png").stat().st_size > 0
+    code, out, err = run_main(
+        "evaluate", str(ckpt), str(catalog), "--plot", str(tmp_path / "p.txt")
+    )
+    assert code == 1 and out == "" and ".txt is not an image format" in err  # before scoring
+    assert not (tmp_path / "p.txt").exists()
 
 
 def test_evaluate_filters(poyo_and_all_sessions, one_torch_thread):

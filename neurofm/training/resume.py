@@ -144,7 +144,7 @@ class LossLog(pl.Callback):
         start = trainer.global_step  # > 0 only when resuming
         kept = [row for row in self.read(self.path) if int(row[0]) < start] if start else []
         with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
-            writer = csv.writer(f)
+            writer = csv.writer(f, lineterminator="\n")  # as the rows appended below end
             writer.writerow(self.HEADER)
             writer.writerows(kept)
         self._file = open(self.path, "a", newline="")  # noqa: SIM115 - closed on_train_end

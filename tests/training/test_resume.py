@@ -237,6 +237,7 @@ def test_poyo_resumes_mid_epoch_exactly(catalog, tmp_path, monkeypatch):
     assert resumed.global_step == 24
     # steps 15 and 16 ran twice: the log keeps the resumed run's, and equals the straight run's
     assert _losses(tmp_path / "b") == _losses(tmp_path / "a")
+    assert b"\r" not in (tmp_path / "b" / "losses.csv").read_bytes()  # one line ending
     for (name, a), (_, b) in zip(
         straight.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
     ):

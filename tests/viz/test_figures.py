@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import pytest
 
 import neurofm.viz
+from neurofm.errors import NeuroFMError
 from neurofm.viz.figures import pyplot, save_png
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -43,6 +44,16 @@ def test_save_png_is_atomic_and_creates_folders(tmp_path, figure):
     assert path.read_bytes()[:8] == PNG_MAGIC
     assert [p.name for p in path.parent.iterdir()] == ["fig.png"]  # no temp file left
     assert save_png(figure, None) is None
+
+
+def test_the_suffix_names_the_format(tmp_path, figure):
+    magic = {"fig.pdf": b"%PDF", "fig.svg": b"<?xml", "fig": PNG_MAGIC, "fig.JPG": b"\xff\xd8"}
+    for name, head in magic.items():
+        assert save_png(figure, tmp_path / name, dpi=30).read_bytes().startswith(head), name
+    with pytest.raises(NeuroFMError, match=r"out.txt: .txt is not an image format; give the "
+                       r"plot a name ending in .png, .pdf, .svg"):  # fmt: skip
+        save_png(figure, tmp_path / "out.txt")
+    assert not (tmp_path / "out.txt").exists()
 
 
 def test_a_failed_save_leaves_neither_file_nor_temp(tmp_path, figure, monkeypatch):
