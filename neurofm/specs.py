@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -68,6 +68,7 @@ __all__ = [
     "TrialTargetSpec",
     "WienerOptions",
     "apply_overrides",
+    "check_model_files",
     "check_fields",
     "card_folders",
     "find_card",
@@ -898,7 +899,14 @@ def load_pipeline(
     path = Path(path)
     ours = [o for o in overrides if not _key_of(o).startswith("card.")]
     theirs = [o.removeprefix("card.") for o in overrides if _key_of(o).startswith("card.")]
-    spec = validate(PipelineSpec, apply_overrides(read_yaml(path), ours, path), _label(path, ours))
+    raw = read_yaml(path)
+    if isinstance(raw, dict) and "source" in raw and "steps" not in raw:
+        raise SpecError(
+            f"{path}: a dataset card, not a pipeline (it has source: and no steps:); a "
+            "pipeline names its card under dataset: (see pipelines/demo.yaml), and `neurofm "
+            "datasets show NAME` shows a card"
+        )
+    spec = validate(PipelineSpec, apply_overrides(raw, ours, path), _label(path, ours))
     candidates = [
         path.parent / spec.dataset,
         path.parent.parent / "datasets" / spec.dataset,
@@ -918,6 +926,34 @@ def load_pipeline(
     )
     _check_evaluated_splits(spec, card, path, card_path)
     return spec, card, workdir
+
+
+def check_model_files(
+    spec: PipelineSpec,
+    path: str | os.PathLike[str],
+    overrides: Sequence[str] = (),
+    only: Collection[str] | None = None,
+) -> None:
+    """A train step's model config that is not there, named before any step runs (not after
+    pulling and ingesting). ``only``: the kinds of step that will run (default all).
+
+    Raises
+    ------
+    SpecError
+        Naming the step's key and where the file was looked for.
+    """
+    path = Path(path)
+    ours = [o for o in overrides if not _key_of(o).startswith("card.")]
+    for i, step in enumerate(spec.steps):
+        model = getattr(step.options, "model", None)
+        if step.kind != "train" or (only is not None and "train" not in only) or not model:
+            continue
+        if not (path.parent / model).is_file():
+            raise SpecError(
+                f"{_label(path, ours)}: steps[{i}].train.model: no model config {model!r} "
+                f"(looked for {(path.parent / model).resolve()}; a path relative to the "
+                "pipeline file)"
+            )
 
 
 def _check_evaluated_splits(

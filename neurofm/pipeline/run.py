@@ -90,9 +90,10 @@ def run_pipeline(
                 _clients=_Clients(stack, workers, scheduler),
             )
     from neurofm.sources import dandi
-    from neurofm.specs import load_pipeline
+    from neurofm.specs import check_model_files, load_pipeline
 
     spec, card, spec_workdir = load_pipeline(path, overrides)
+    check_model_files(spec, path, overrides, only)
     work = Path(workdir) if workdir is not None else spec_workdir
     result = PipelineResult(spec.name, work)
     source = card.source

@@ -70,3 +70,27 @@ def test_overrides_are_validated_with_the_file(tmp_path):
     )
     with pytest.raises(SpecError, match=r"\(with stepz.train.epochs=1\): stepz: unknown key"):
         load_pipeline(DEMO, ["stepz.train.epochs=1"])
+
+
+def test_a_card_given_as_a_pipeline_is_named_as_such():
+    card = REPO / "datasets" / "mc_rtt.yaml"
+    with pytest.raises(SpecError) as err:
+        load_pipeline(card)
+    assert str(err.value) == (
+        f"{card}: a dataset card, not a pipeline (it has source: and no steps:); a pipeline "
+        "names its card under dataset: (see pipelines/demo.yaml), and `neurofm datasets show "
+        "NAME` shows a card"
+    )
+
+
+def test_a_missing_model_config_is_named_before_anything_runs(tmp_path):
+    from neurofm.pipeline import run_pipeline
+
+    with pytest.raises(SpecError) as err:
+        run_pipeline(DEMO, overrides=["steps.train.model=nosuch.yaml"], workdir=tmp_path / "w")
+    assert not (tmp_path / "w").exists()  # nothing pulled, nothing ingested
+    assert str(err.value) == (
+        f"{DEMO} (with steps.train.model=nosuch.yaml): steps[2].train.model: no model config "
+        f"'nosuch.yaml' (looked for {DEMO.parent / 'nosuch.yaml'}; a path relative to the "
+        "pipeline file)"
+    )
