@@ -1188,8 +1188,10 @@ def _verify(args: argparse.Namespace) -> int:
             health = catalog.verify(progress=lambda _: bar.update())
         results, problems = health.recordings, health.problems
         leftovers = [lo.describe() for lo in health.leftovers]
+        unindexed = [str(p) for p in health.unindexed]
     elif path.exists():
         results, problems, leftovers = {path.stem: check_integrity(path)}, [], []
+        unindexed = []
     else:
         raise ReaderError(f"{path}: no such file or folder")
     broken = {rid: r.problems for rid, r in results.items() if not r.ok}
@@ -1207,6 +1209,7 @@ def _verify(args: argparse.Namespace) -> int:
             },
             "index_problems": problems,
             "leftovers": leftovers,
+            "unindexed": unindexed,
         }
         print(json.dumps(doc, indent=1))
     else:
@@ -1222,6 +1225,11 @@ def _verify(args: argparse.Namespace) -> int:
             print(f"BROKEN  {problem}")
         for leftover in leftovers:
             print(f"leftover  {leftover}")
+        for file in unindexed:
+            print(
+                f"not indexed  {file}: no entry of this catalog names it, so it is neither "
+                "read nor checked (ingest its source here, or move it out)"
+            )
         n = len(results)
         healthy = n - len(broken) - len(unchecked)
         tail = f", {len(unchecked)} unchecked" if unchecked else ""

@@ -539,12 +539,16 @@ class CatalogHealth:
         Index rows that could not be used, by rowid and id.
     leftovers : list of Leftover
         Temporary files of writers.
+    unindexed : list of Path
+        ``.h5`` files at the top of the folder that no index entry names (copied in by hand,
+        or left by another catalog): not part of the catalog, and not checked.
     """
 
     path: Path
     recordings: dict[str, Integrity] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     leftovers: list[Leftover] = field(default_factory=list)
+    unindexed: list[Path] = field(default_factory=list)
 
     @property
     def broken(self) -> dict[str, list[str]]:
@@ -743,7 +747,11 @@ class Catalog:
             what = "update" if write else "read"
             raise CatalogError(f"{db}: cannot {what} the catalog index ({exc})") from None
         except sqlite3.DatabaseError as exc:  # not a database, a damaged one
-            raise CatalogError(f"{db}: cannot read the catalog index ({exc})") from None
+            raise CatalogError(
+                f"{db}: cannot read the catalog index ({exc}); the recordings' own files are "
+                f"not affected: move the index aside (to {db.name}.damaged) and ingest the "
+                f"sources into {db.parent} again to rebuild it"
+            ) from None
         finally:
             if conn is not None:  # an error: start afresh next time
                 self._conns.pop(key, None)
@@ -1406,6 +1414,10 @@ class Catalog:
                 progress(rid)
         health.recordings = {rid: health.recordings[rid] for rid in self.ids}
         health.leftovers = self.leftovers()
+        listed = {p.resolve() for p in files.values()}
+        health.unindexed = sorted(
+            p for p in self.path.glob("*.h5") if p.is_file() and p.resolve() not in listed
+        )
         return health
 
     def up_to_date(self, source_sha256: str, settings: str | None = None) -> dict[str, Any] | None:

@@ -175,6 +175,9 @@ def test_a_damaged_or_foreign_index_is_a_clear_error(tmp_path):
     db.write_bytes(b"this is not a database, just text" * 100)
     with pytest.raises(CatalogError, match=rf"^{db}: cannot read the catalog index \(file is not"):
         Catalog(folder)
+    with pytest.raises(CatalogError, match=r"move the index aside \(to catalog.sqlite.damaged\) "
+                       rf"and ingest the sources into {folder} again"):  # fmt: skip
+        Catalog(folder)
     db.unlink()
     with closing(sqlite3.connect(db)) as other, other:
         other.execute("CREATE TABLE songs (title TEXT)")

@@ -56,6 +56,19 @@ def test_fresh_recordings_verify_clean(reaching_catalog):
     )
 
 
+def test_an_unindexed_recording_file_is_pointed_out(reaching_catalog):
+    stray = reaching_catalog / "copied_in.h5"
+    stray.write_bytes((reaching_catalog / f"{first_id(reaching_catalog)}.h5").read_bytes())
+    try:
+        code, out, err = run_main("verify", str(reaching_catalog))
+        assert code == 0, err  # nothing the catalog lists is broken
+        assert f"not indexed  {stray}: no entry of this catalog names it" in out
+        code, out, _ = run_main("verify", str(reaching_catalog), "--json")
+        assert json.loads(out)["unindexed"] == [str(stray)]
+    finally:
+        stray.unlink()
+
+
 @pytest.mark.parametrize(
     "dataset",
     ["signals/spikes/timestamps", "signals/hand_vel/data"],
