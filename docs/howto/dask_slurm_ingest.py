@@ -37,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--walltime", default="02:00:00", help="time limit per job")
     parser.add_argument("--queue", help="SLURM partition")
     parser.add_argument("--account", help="SLURM account")
-    parser.add_argument("--local", type=int, metavar="N", help="N local workers, not SLURM")
-    parser.add_argument("--dry-run", action="store_true", help="print the job script, exit")
+    where = parser.add_mutually_exclusive_group()  # a rehearsal has no job script to print
+    where.add_argument("--local", type=int, metavar="N", help="N local workers, not SLURM")
+    where.add_argument("--dry-run", action="store_true", help="print the job script, exit")
     args = parser.parse_args(argv)
 
     from distributed import Client
@@ -50,7 +51,13 @@ def main(argv: list[str] | None = None) -> int:
 
         cluster = LocalCluster(n_workers=args.local, threads_per_worker=1, processes=True)
     else:
-        from dask_jobqueue import SLURMCluster
+        try:
+            from dask_jobqueue import SLURMCluster
+        except ImportError:
+            parser.error(
+                "SLURM workers need dask-jobqueue: pip install 'neurofm[slurm]' (--local N "
+                "rehearses on this machine without it)"
+            )
 
         cluster = SLURMCluster(
             cores=1,  # one single-threaded worker per job: readers hold the GIL

@@ -311,3 +311,34 @@ def test_pipeline_spec_runs_its_pull_and_ingest_on_its_cluster(server, client, t
     assert all(e["source_path"].startswith(str(tmp_path / "w" / "raw")) for e in cat.entries)
     with cat.open(cat.ids[0]) as rec:  # the card's splits were applied on the workers
         assert len(rec["test_domain"].load()) > 0
+
+
+def _slurm_script():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "howto" / "dask_slurm_ingest.py"
+    spec = importlib.util.spec_from_file_location("dask_slurm_ingest", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_slurm_how_to_script_rehearses_locally_and_says_what_slurm_needs(
+    server, tmp_path, capsys
+):
+    script = _slurm_script()
+    out = tmp_path / "cat"
+    args = ["dandi:000000", "--out", str(out), "--api-url", server.api_url]
+    assert script.main([*args, "--include", "sub-S0/*", "--local", "2"]) == 0
+    assert "4 ingested, 0 up to date, 0 failed" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # a rehearsal has no job script to print
+        script.main([*args, "--local", "2", "--dry-run"])
+    assert "not allowed with argument" in capsys.readouterr().err
+    try:
+        import dask_jobqueue  # noqa: F401
+    except ImportError:
+        with pytest.raises(SystemExit):
+            script.main([*args, "--dry-run"])
+        assert "SLURM workers need dask-jobqueue: pip install 'neurofm[slurm]'" in (
+            capsys.readouterr().err
+        )
