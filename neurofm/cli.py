@@ -301,8 +301,21 @@ def _parser() -> argparse.ArgumentParser:
         "serve",
         help="serve a folder as a dandiset over a local DANDI API (for --api-url), until Ctrl-C",
     )
-    serve.add_argument("folder", type=Path, help="the dandiset's folder (e.g. neurofm synth's)")
+    serve.add_argument(
+        "folder",
+        type=Path,
+        nargs="?",
+        help="the dandiset's folder (e.g. neurofm synth's); with --replica, where to write it "
+        "(default: a temporary folder, removed when the server stops)",
+    )
     serve.add_argument("--dandiset", default="000000", help="six-digit id (default 000000)")
+    serve.add_argument(
+        "--replica",
+        metavar="CARD",
+        help="serve the replica of a dataset card's dandiset (`neurofm datasets` lists them) "
+        "under the card's id and versions, to run its pipeline offline",
+    )
+    serve.add_argument("--seed", type=int, default=0, help="the replica's seed (default 0)")
     serve.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
 
@@ -939,12 +952,14 @@ def _analyze(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     import re
-    import signal
-    import threading
 
     from neurofm.errors import ReaderError
     from neurofm.testing.dandi_server import serve_dandiset
 
+    if args.replica is not None:
+        return _serve_replica(args)
+    if args.folder is None:
+        raise NeuroFMError("serve: give the dandiset's folder, or --replica CARD")
     if not args.folder.is_dir():
         raise ReaderError(f"{args.folder}: no such folder (the dandiset to serve)")
     if not re.fullmatch(r"\d{6}", args.dandiset):
@@ -956,8 +971,6 @@ def _serve(args: argparse.Namespace) -> int:
             f"cannot serve on {args.host}:{args.port} ({exc.strerror or exc}); pick another "
             "--port, or leave it out for a free one"
         ) from None
-    # `kill` (SIGTERM) stops it like Ctrl-C does: cleanly, exit status 0.
-    previous = signal.signal(signal.SIGTERM, _interrupt)
     print(f"serving {args.folder} as dandi:{args.dandiset} (draft)", flush=True)
     print(f"API URL: {server.api_url}", flush=True)
     print(
@@ -965,6 +978,15 @@ def _serve(args: argparse.Namespace) -> int:
         f"{ENV_API}={server.api_url}); Ctrl-C stops",
         flush=True,
     )
+    return _serve_until_stopped(server)
+
+
+def _serve_until_stopped(server: Any) -> int:
+    """Block until Ctrl-C or ``kill`` (SIGTERM stops it like Ctrl-C: cleanly, exit 0)."""
+    import signal
+    import threading
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
@@ -973,6 +995,54 @@ def _serve(args: argparse.Namespace) -> int:
         server.stop()
         signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _serve_replica(args: argparse.Namespace) -> int:
+    """``neurofm serve --replica CARD``: write the replica of the card's dandiset (or
+    OpenNeuro dataset) and serve it where the card's pipeline pulls from."""
+    import shutil
+    import tempfile
+
+    from neurofm.testing.replicas import NWB_REPLICAS, REPLICAS, build_replica
+
+    if args.replica not in REPLICAS:
+        raise NeuroFMError(
+            f"--replica: no replica of {args.replica!r} (replicas: {', '.join(sorted(REPLICAS))})"
+        )
+    temporary = args.folder is None
+    root = Path(tempfile.mkdtemp(prefix=f"neurofm-{args.replica}-")) if temporary else args.folder
+    try:
+        truth = build_replica(args.replica, root / args.replica, seed=args.seed)
+        pipeline = Path(__file__).resolve().parents[1] / "pipelines" / f"{args.replica}.yaml"
+        run = f"neurofm run {pipeline if pipeline.is_file() else 'PIPELINE.yaml'}"
+        if args.replica in NWB_REPLICAS:
+            from neurofm.testing.replicas import serve_replicas
+
+            server = serve_replicas([truth], host=args.host, port=args.port).start()
+            url, option = server.api_url, "--api-url"
+            versions = ", ".join(truth.published_versions) or "draft"
+            what = f"dandi:{truth.dandiset_id} (versions {versions})"
+        else:  # an OpenNeuro dataset: its pipeline pulls with --openneuro-url
+            from neurofm.specs import load_card
+            from neurofm.testing.openneuro_server import (
+                LocalOpenNeuroServer,
+                OpenNeuroDatasetSpec,
+            )
+
+            source = load_card(pipeline.parents[1] / "datasets" / f"{args.replica}.yaml").source
+            tags = (source.version,) if source.version else ("1.0.0",)  # the card's pin
+            spec = OpenNeuroDatasetSpec(truth.folder, tags=tags)
+            server = LocalOpenNeuroServer(
+                {source.openneuro: spec}, host=args.host, port=args.port
+            ).start()
+            url, option = server.url, "--openneuro-url"
+            what = f"OpenNeuro {source.openneuro} (snapshot {tags[-1]})"
+        print(f"serving the replica of {args.replica} ({truth.folder}) as {what}", flush=True)
+        print(f"  {run} {option} {url} --workdir {args.replica}-run   Ctrl-C stops", flush=True)
+        return _serve_until_stopped(server)
+    finally:
+        if temporary:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -1071,7 +1141,7 @@ def _datasets(args: argparse.Namespace) -> int:
             print(f"{r['name']}: invalid card: {r['error']}")
     print(
         "size: as the card states it (? = not stated); replica: an end-to-end test runs the "
-        "card on a replica of its dataset (neurofm/testing/replicas)"
+        "card on a replica of its dataset, which `neurofm serve --replica NAME` serves"
     )
     return 0 if not any("error" in r for r in rows) else 1
 

@@ -16,6 +16,9 @@ import pytest
 
 import neurofm
 from neurofm.cli import main
+from neurofm.specs import load_card
+
+REPO = Path(__file__).resolve().parents[1]
 
 HEAVY = ("torch", "pynwb", "h5py", "lightning", "mne", "torch_geometric", "hdmf", "pandas")
 SUBJECTS, SESSIONS, TRIALS = 2, 3, 8
@@ -533,7 +536,7 @@ def test_the_evaluate_step_lists_what_it_skipped(poyo_and_all_sessions, tmp_path
 # --------------------------------------------------------------------------------------------
 
 
-def _serve(folder: Path) -> subprocess.Popen:
+def _serve(folder: Path, *args: str) -> subprocess.Popen:
     """``neurofm serve FOLDER`` in the background (its stdout lines go to ``proc.lines``)."""
     import queue
     import threading
@@ -541,7 +544,7 @@ def _serve(folder: Path) -> subprocess.Popen:
     script = Path(sys.executable).with_name("neurofm")
     cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "neurofm.cli"]
     proc = subprocess.Popen(
-        [*cmd, "serve", str(folder), "--dandiset", "000123"],
+        [*cmd, "serve", str(folder), *(args or ("--dandiset", "000123"))],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -592,6 +595,39 @@ def test_serve_prints_its_url_and_serves_until_stopped(scenario, stop):
     proc.reader.join(timeout=30)  # everything it printed has been read
     rest = [proc.lines.get_nowait() for _ in range(proc.lines.qsize())]
     assert rest and rest[-1] == "stopped"
+
+
+def test_serve_a_replica_where_its_card_pulls_from(tmp_path):
+    import signal
+    import urllib.request
+
+    proc = _serve(tmp_path / "rep", "--replica", "mc_rtt", "--seed", "3")
+    try:
+        head = _next_line(proc)
+        assert head.startswith(f"serving the replica of mc_rtt ({tmp_path / 'rep' / 'mc_rtt'}) "
+                               "as dandi:000129 (versions ")  # fmt: skip
+        run = _next_line(proc).split()
+        assert run[:3] == ["neurofm", "run", str(REPO / "pipelines" / "mc_rtt.yaml")]
+        url = run[run.index("--api-url") + 1]
+        version = load_card(REPO / "datasets" / "mc_rtt.yaml").source.version
+        assets = f"{url}/dandisets/000129/versions/{version}/assets/"
+        with urllib.request.urlopen(assets, timeout=60) as resp:
+            served = {a["path"] for a in json.loads(resp.read())["results"]}
+        written = {p.relative_to(tmp_path / "rep" / "mc_rtt").as_posix()
+                   for p in (tmp_path / "rep" / "mc_rtt").rglob("*.nwb")}  # fmt: skip
+        assert written and written <= served
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, proc.stderr.read()
+    assert (tmp_path / "rep" / "mc_rtt").is_dir()  # a folder given: kept
+    code, _, err = run_main("serve", "--replica", "nosuch")
+    assert code == 1 and "--replica: no replica of 'nosuch' (replicas: area2_bump, " in err
+    code, _, err = run_main("serve")
+    assert code == 1 and "serve: give the dandiset's folder, or --replica CARD" in err
 
 
 def test_serve_refuses_bad_input(tmp_path):
