@@ -99,11 +99,24 @@ def run_train_step(
     run = _run_options(opts, work / opts.out)
     module, ckpt = train_poyo(catalog, model_config, cfg, work / opts.out, progress=progress, **run)
     val = module.trainer.callback_metrics.get("val_r2")
-    val_text = f", valid R^2 {float(val):.3f}" if val is not None else ""
+    if val is None:  # nothing left to train (a finished run resumed): the last one recorded
+        val = _recorded_valid_r2(ckpt)
+    # over the validation windows as they come: `evaluate` stitches overlapping windows
+    val_text = f", valid R^2 {float(val):.3f} (per window)" if val is not None else ""
     return ckpt, (
         f"train: POYO {model_path.name}, {module.global_step} steps{val_text}"
         f"{_where(module, run, ckpt)}"
     )
+
+
+def _recorded_valid_r2(ckpt: Path) -> float | None:
+    """The valid R^2 a POYO checkpoint's card recorded at its last validation, if any."""
+    from neurofm.training.card import CARD_KEY
+    from neurofm.training.checkpoints import load_checkpoint
+
+    card = (load_checkpoint(ckpt).get("neurofm") or {}).get(CARD_KEY) or {}
+    value = ((card.get("scores") or {}).get("valid") or {}).get("r2")
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _run_options(opts: TrainStep, out: Path) -> dict[str, Any]:

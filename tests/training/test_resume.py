@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -440,11 +441,16 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_losses(catalog, t
             torch.testing.assert_close(value, b["state_dict"][name], rtol=0, atol=0, msg=name)
 
 
-def test_resume_without_a_checkpoint_starts_from_the_beginning(catalog, tmp_path, caplog):
+def test_resume_without_a_checkpoint_starts_from_the_beginning(catalog, tmp_path, caplog, capsys):
     pipe = _pipeline(tmp_path, catalog, epochs=1, batch_size=48, resume=True, unit_dropout=None)
     assert main(["train", str(pipe), "--workdir", str(tmp_path / "w")]) == 0
     assert "no checkpoint to resume from; training from the start" in caplog.text
     assert len(_losses(tmp_path / "w" / "poyo")) == 2
+    first = re.search(r"valid R\^2 (-?[\d.]+) \(per window\)", capsys.readouterr().out)
+    # resumed when finished: nothing trains, and the summary keeps the score it recorded
+    assert main(["train", str(pipe), "--workdir", str(tmp_path / "w")]) == 0
+    again = re.search(r"valid R\^2 (-?[\d.]+) \(per window\)", capsys.readouterr().out)
+    assert first and again and again.group(1) == first.group(1)
 
 
 def test_resume_and_device_flags_become_train_step_overrides():
