@@ -272,6 +272,9 @@ def check_checksums(f: h5py.File) -> list[str] | None:
         key = name or "/"
         where = name or "file attributes (metadata, provenance)"
         try:
+            if key not in want_attrs and name not in want_data:  # an object added: said once
+                problems.append(f"{name}: not written by neurofm (added afterwards)")
+                continue
             if want_attrs.get(key) != _attrs_digest(obj):
                 what = where if not name else f"{name} (attributes)"
                 problems.append(f"{what}: changed since it was written")

@@ -56,6 +56,17 @@ def test_fresh_recordings_verify_clean(reaching_catalog):
     )
 
 
+def test_an_object_added_afterwards_is_named_once(reaching_catalog):
+    path = reaching_catalog / f"{first_id(reaching_catalog)}.h5"
+    with h5py.File(path, "a") as f:
+        f["my_notes"] = np.arange(3)
+        f.create_group("signals/extra")
+    assert verify_recording(path) == [
+        "my_notes: not written by neurofm (added afterwards)",
+        "signals/extra: not written by neurofm (added afterwards)",
+    ]
+
+
 def test_an_unindexed_recording_file_is_pointed_out(reaching_catalog):
     stray = reaching_catalog / "copied_in.h5"
     stray.write_bytes((reaching_catalog / f"{first_id(reaching_catalog)}.h5").read_bytes())
