@@ -839,12 +839,12 @@ def run_bias_only(
         ``generation``, ``lorenz``, ``recording``; one PNG per study.
     """
     from neurofm.analysis.learning_regime import AnalysisResult
-    from neurofm.analysis.results import load_config, write_results
+    from neurofm.analysis.results import check_results_folder, load_config, write_results
     from neurofm.viz import analysis as plots
 
     path = Path(config)
     cfg, text = load_config(BiasOnlyConfig, path)
-    out_dir = Path(out) if out is not None else Path(cfg.out)
+    out_dir = check_results_folder(Path(out) if out is not None else Path(cfg.out))
     tables: dict[str, list[dict[str, Any]]] = {}
     figures: dict[str, Any] = {}
     seed = cfg.seed

@@ -710,13 +710,13 @@ def run_learning_regime(
         Tables ``results`` (one row per task x init x seed), ``summary`` (mean and sd over
         seeds) and ``linear_theory``; figures ``<task>.png`` and ``linear_theory.png``.
     """
-    from neurofm.analysis.results import load_config, summarise, write_results
+    from neurofm.analysis.results import check_results_folder, load_config, summarise, write_results
     from neurofm.analysis.tasks import make_task
     from neurofm.viz import analysis as plots
 
     path = Path(config)
     cfg, text = load_config(LearningRegimeConfig, path)
-    out_dir = Path(out) if out is not None else Path(cfg.out)
+    out_dir = check_results_folder(Path(out) if out is not None else Path(cfg.out))
     train = TrainConfig(
         steps=cfg.train.steps,
         lr=cfg.train.lr,

@@ -28,7 +28,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from neurofm.display import config_html, config_repr
-from neurofm.errors import SpecError
+from neurofm.errors import NeuroFMError, SpecError
 from neurofm.specs import load_yaml
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "format_table",
     "load_config",
     "summarise",
+    "check_results_folder",
     "write_results",
 ]
 
@@ -136,6 +137,50 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | Non
     return "\n".join(lines)
 
 
+#: What an analysis writes into its results folder (an existing folder holding anything else
+#: is not one of them, and is never replaced).
+_RESULT_SUFFIXES = frozenset({".csv", ".png", ".json", ".yaml", ".yml"})
+
+
+def check_results_folder(out: str | os.PathLike[str]) -> Path:
+    """Refuse an ``out`` that a results folder must not replace: a file, a folder holding
+    anything but an earlier analysis's results (its ``summary.json`` or ``config.yaml``,
+    tables, plots), or the working directory (or a folder above it). An empty folder is fine.
+
+    Returns
+    -------
+    Path
+        ``out``.
+
+    Raises
+    ------
+    NeuroFMError
+        Naming what is there.
+    """
+    out = Path(out)
+    if not out.exists():
+        return out
+    where = f"--out {out}"
+    if not out.is_dir():
+        raise NeuroFMError(f"{where}: a file is there; give a folder for the results")
+    if Path.cwd().resolve().is_relative_to(out.resolve()):
+        raise NeuroFMError(
+            f"{where}: the working directory (or a folder above it); give the results a "
+            "folder of their own, e.g. --out results"
+        )
+    entries = list(out.iterdir())
+    others = sorted(p.name for p in entries if not p.is_file() or p.suffix not in _RESULT_SUFFIXES)
+    ours = any(p.name in ("summary.json", "config.yaml") for p in entries)
+    if entries and (others or not ours):
+        held = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        held = held or "no summary.json or config.yaml"
+        raise NeuroFMError(
+            f"{where}: exists and is not an earlier analysis's results folder ({held}); the "
+            "results replace the folder as a whole, so give a new one or remove it first"
+        )
+    return out
+
+
 def write_results(
     out: str | os.PathLike[str],
     tables: Mapping[str, Sequence[Mapping[str, Any]]],
@@ -149,7 +194,8 @@ def write_results(
     Parameters
     ----------
     out : path
-        Final folder; replaced as a whole if it exists.
+        Final folder; an earlier results folder there is replaced as a whole (anything else
+        there is refused: :func:`check_results_folder`).
     tables : mapping of str to rows
         ``name -> list of dicts``, written as ``name.csv``.
     figures : mapping of str to matplotlib Figure
@@ -166,7 +212,7 @@ def write_results(
     """
     import matplotlib.pyplot as plt
 
-    out = Path(out)
+    out = check_results_folder(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:

@@ -431,6 +431,33 @@ def test_results_folder_is_written_atomically(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]  # no temporary left
 
 
+def test_results_never_replace_what_is_not_results(tmp_path, monkeypatch):
+    from neurofm.errors import NeuroFMError
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    (mine / "table.csv").write_text("a\n1\n")
+    with pytest.raises(NeuroFMError, match=r"--out .*mine: exists and is not an earlier "
+                       r"analysis's results folder \(notes.txt\)"):  # fmt: skip
+        write_results(mine, {"t": [{"a": 1}]}, {}, "x: 1\n")
+    (mine / "notes.txt").unlink()  # CSVs alone: not known to be results either
+    with pytest.raises(NeuroFMError, match=r"\(no summary.json or config.yaml\)"):
+        write_results(mine, {"t": [{"a": 1}]}, {}, "x: 1\n")
+    afile = tmp_path / "afile.txt"
+    afile.write_text("x")
+    with pytest.raises(NeuroFMError, match=r"a file is there; give a folder"):
+        write_results(afile, {"t": [{"a": 1}]}, {}, "x: 1\n")
+    monkeypatch.chdir(mine)
+    with pytest.raises(NeuroFMError, match=r"--out \.: the working directory"):
+        write_results(Path("."), {"t": [{"a": 1}]}, {}, "x: 1\n")
+    assert (mine / "table.csv").read_text() == "a\n1\n" and afile.read_text() == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile.txt", "mine"]
+    # through the CLI: refused before anything trains
+    code, _, err = run_main("analyze", "learning-regime", str(PIPELINE), "--out", str(afile))
+    assert code == 1 and "a file is there" in err
+
+
 @pytest.mark.slow
 def test_cli_learning_regime_pipeline(tmp_path):
     """The pipeline's small defaults: every task, every init, tables and plots."""
