@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -75,6 +76,16 @@ def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return int(text)
+
+
+def _learning_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -246,7 +257,10 @@ def _parser() -> argparse.ArgumentParser:
     ft.add_argument("--recording", help="recording id (default: the catalog's only one)")
     ft.add_argument("--epochs", type=_positive_int, default=30, help="default 30")
     ft.add_argument(
-        "--lr", type=float, default=None, help="default per mode: unit-id 0.03, full 0.001"
+        "--lr",
+        type=_learning_rate,
+        default=None,
+        help="default per mode: unit-id 0.03, gradual 0.03, full 0.001",
     )
     ft.add_argument("--out", type=Path, required=True, help="output folder (checkpoint, logs)")
     _device_options(ft, "training", default=True)
@@ -265,7 +279,10 @@ def _parser() -> argparse.ArgumentParser:
     adapt.add_argument("--mode", choices=["unit-id", "full", "gradual"], default="unit-id")
     adapt.add_argument("--epochs", type=_positive_int, default=100, help="default 100")
     adapt.add_argument(
-        "--lr", type=float, default=None, help="default per mode: unit-id 0.03, full 0.001"
+        "--lr",
+        type=_learning_rate,
+        default=None,
+        help="default per mode: unit-id 0.03, gradual 0.03, full 0.001",
     )
     adapt.add_argument("--catalog", type=Path, help="look RECORDING up as an id of this catalog")
     adapt.add_argument("--out", type=Path, required=True, help="output folder")
@@ -370,7 +387,7 @@ def _override_options(parser: argparse.ArgumentParser) -> None:
     """Change a pipeline spec from the command line (validated like the file)."""
     parser.add_argument("--epochs", type=int, help="the train step's epochs")
     parser.add_argument("--batch-size", type=int, help="the train step's batch size")
-    parser.add_argument("--lr", type=float, help="the train step's learning rate")
+    parser.add_argument("--lr", type=_learning_rate, help="the train step's learning rate")
     parser.add_argument(
         "--resume",
         action="store_true",

@@ -476,7 +476,7 @@ class TrainStep(_Strict):
     out: str = Field("poyo", description="run folder (checkpoints, logs), relative to the workdir")
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(16, ge=1)
-    lr: float = Field(3e-3, gt=0)
+    lr: float = Field(3e-3, gt=0, allow_inf_nan=False)
     weight_decay: float = Field(1e-4, ge=0)
     unit_dropout: tuple[int, int, int] | None = Field(
         None, description="(min, mode, max) units kept per window; null disables"
@@ -559,7 +559,7 @@ class GRUCandidate(_Strict):
     """One point of the GRU's search."""
 
     hidden: int = Field(ge=1, description="GRU width")
-    lr: float = Field(gt=0, description="Adam learning rate")
+    lr: float = Field(gt=0, allow_inf_nan=False, description="Adam learning rate")
 
 
 class GRUOptions(_Strict):

@@ -121,7 +121,7 @@ class TrainConfig:
     target: str | TrialTarget = "hand_vel"
     epochs: Annotated[int, Field(ge=1)] = 30
     batch_size: Annotated[int, Field(ge=1)] = 32
-    lr: Annotated[float, Field(gt=0)] = 2e-3
+    lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 2e-3
     weight_decay: Annotated[float, Field(ge=0)] = 1e-4
     # flat learning rate for this share of steps, then cosine
     flat_fraction: Annotated[float, Field(ge=0, le=1)] = 0.5

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -27,6 +28,7 @@ from typing import IO, Any
 import lightning.pytorch as pl
 
 from neurofm.atomic import atomic_path
+from neurofm.errors import NeuroFMError
 from neurofm.training.checkpoints import RESUME_KEY, ResumePoint
 
 log = logging.getLogger(__name__)
@@ -162,11 +164,24 @@ class LossLog(pl.Callback):
             # Every rank takes part; rank 0 writes the mean, the global batch's loss when the
             # ranks' losses are weighted by their share of it (as POYOModule's are).
             loss = trainer.strategy.reduce(loss.detach().clone(), reduce_op="mean")
-        if self._file is None or loss is None:
+        if loss is None:
             return
-        # global_step has already advanced past this step's optimizer update
-        self._file.write(f"{trainer.global_step - 1},{trainer.current_epoch},{float(loss)!r}\n")
-        self._file.flush()
+        value = float(loss)
+        if self._file is not None:
+            # global_step has already advanced past this step's optimizer update
+            self._file.write(f"{trainer.global_step - 1},{trainer.current_epoch},{value!r}\n")
+            self._file.flush()
+        if not math.isfinite(value):
+            # Every rank sees the same mean (a NaN on one rank is NaN in the mean), so all stop
+            # together; the weights are not written (the last checkpoint is an earlier step's).
+            lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+            raise NeuroFMError(
+                f"training diverged: the loss is {value} at step {trainer.global_step - 1} "
+                f"(epoch {trainer.current_epoch + 1})"
+                + (f" with a learning rate of {lr:.3g}" if lr is not None else "")
+                + "; its weights are no longer numbers, so nothing of this step is saved. "
+                "Start over with a lower learning rate (--lr)"
+            )
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._close()

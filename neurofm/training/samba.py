@@ -126,7 +126,7 @@ class SambaTrainConfig:
 
     epochs: Annotated[int, Field(ge=1)] = 30
     batch_size: Annotated[int, Field(ge=1)] = 16
-    lr: Annotated[float, Field(gt=0)] = 3e-3
+    lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 3e-3
     weight_decay: Annotated[float, Field(ge=0)] = 1e-4
     seed: int = 0
     eeg: str = "eeg"

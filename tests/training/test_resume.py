@@ -342,6 +342,17 @@ def test_one_training_at_a_time_in_a_run_folder(catalog, tmp_path, caplog):
     )
 
 
+def test_a_diverging_run_stops_with_a_clear_error_and_saves_no_nan(catalog, tmp_path):
+    cfg = TrainConfig(epochs=2, batch_size=8, lr=1e38, unit_dropout=None)  # float32 overflows
+    with pytest.raises(NeuroFMError, match=r"^training diverged: the loss is (nan|inf) at step "
+                       r"\d+ \(epoch 1\) with a learning rate of .*; .* Start over with a lower "
+                       r"learning rate \(--lr\)$"):  # fmt: skip
+        train_poyo(catalog, SMALL, cfg, tmp_path, progress=False)
+    assert not (tmp_path / "last.ckpt").exists()  # nothing of the diverged run was sealed
+    with pytest.raises(SystemExit):  # and the CLI refuses what is not a learning rate
+        main(["adapt", "poyo-tiny-synthetic", "x.nwb", "--out", str(tmp_path), "--lr", "inf"])
+
+
 def test_samba_resumes_mid_epoch_exactly(tiny_samba_catalog, tmp_path, monkeypatch):
     from samba_factory import small_config
 
