@@ -858,10 +858,11 @@ def _evaluate_samba(args: argparse.Namespace, recordings: list[str] | None) -> i
 
 def _finetune(args: argparse.Namespace) -> int:
     from neurofm.evaluation.fewshot import session_r2
+    from neurofm.pretrained.registry import resolve
     from neurofm.training.finetune import finetune
 
     result = finetune(
-        args.checkpoint,
+        resolve(str(args.checkpoint)),  # a file, or a registered name (poyo-tiny-synthetic)
         args.catalog,
         args.out,
         recording_id=args.recording,

@@ -163,6 +163,12 @@ def test_cli_finetune(setup, tmp_path, capsys):
     assert code == 0
     assert "trains: unit_emb.weight, session_emb.weight" in out and "test R^2" in out
     assert (tmp_path / "cli" / "last.ckpt").is_file()
+    # a registered name stands for its checkpoint, as for adapt, predict and info: the shipped
+    # model is read (it knows this synthetic session already, so it refuses to fine-tune it)
+    args = ["--trials", "5", "--epochs", "1", "--out", str(tmp_path / "named")]
+    assert main(["finetune", "poyo-tiny-synthetic", str(root / "cat_new"), *args]) == 1
+    err = capsys.readouterr().err
+    assert "is already in the checkpoint's vocabulary" in err and "no such checkpoint" not in err
     # counts are checked before anything is read, naming the option
     for option in ("--trials", "--epochs"):
         with pytest.raises(SystemExit) as exit_info:
