@@ -321,8 +321,11 @@ class PretrainedPOYO:
             )
             score = evaluation.sessions[rec.id].r2 if rec.id in evaluation.sessions else np.nan
             card = self._adapted_card(model, rec, where, mode, trials, module, new_units, keys)
+            # The pretrained scores still describe an adapted model whose backbone is the same
+            # (unit-id); once the backbone trained too (full, gradual) they are another model's.
+            kept = self.card.scores if mode == "unit-id" else {}
             card.scores = {
-                **{k: v for k, v in self.card.scores.items() if k != "adaptation"},
+                **{k: v for k, v in kept.items() if k != "adaptation"},
                 "adaptation": {"r2": float(score), "n": len(held_out)},
             }
             adapted = PretrainedPOYO(model, self.encoding, cfg, card, evaluation=evaluation)

@@ -70,6 +70,19 @@ def test_adapt_extends_the_vocabulary_and_scores_the_other_trials(new_session, a
     assert card.scores["valid"] == pre.card.scores["valid"]
 
 
+def test_a_backbone_trained_anew_does_not_keep_the_pretrained_scores(new_session):
+    ckpt, nwb = new_session
+    pre = load_pretrained(ckpt)
+    assert "valid" in pre.card.scores
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        full = pre.adapt(nwb, trials=20, epochs=1, mode="full")
+    finally:
+        torch.set_num_threads(threads)
+    assert list(full.card.scores) == ["adaptation"]  # the valid score was another model's
+
+
 def test_predict_is_the_stitched_decoding_aligned_to_the_recording(
     pretrained_poyo, adapted, decoded
 ):
