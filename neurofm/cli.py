@@ -913,9 +913,10 @@ def _adapt(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from neurofm.pretrained.report import write_predictions
+    from neurofm.pretrained.report import check_predictions_path, write_predictions
     from neurofm.pretrained.session import load_pretrained
 
+    check_predictions_path(args.out, Path(args.recording))  # before the decoding, not after
     model = load_pretrained(args.checkpoint)
     series = model.predict(args.recording, catalog=args.catalog)
     path = write_predictions(series, args.out, source=Path(args.recording))

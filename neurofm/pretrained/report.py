@@ -15,7 +15,13 @@ from neurofm.data.signals import IrregularSeries, RegularSeries
 from neurofm.errors import NeuroFMError
 from neurofm.evaluation.reports import write_json
 
-__all__ = ["adaptation_summary", "plot_decoded", "write_adaptation_report", "write_predictions"]
+__all__ = [
+    "adaptation_summary",
+    "check_predictions_path",
+    "plot_decoded",
+    "write_adaptation_report",
+    "write_predictions",
+]
 
 
 def adaptation_summary(adapted: Any) -> dict[str, Any]:
@@ -100,6 +106,31 @@ def write_adaptation_report(adapted: Any, out: str | os.PathLike[str]) -> list[P
     return files
 
 
+def check_predictions_path(
+    path: str | os.PathLike[str], source: str | os.PathLike[str] | None = None
+) -> Path:
+    """What :func:`write_predictions` would refuse, said before anything is decoded: a suffix
+    other than ``.csv`` or ``.nwb``, or NWB output without an NWB source to copy.
+
+    Raises
+    ------
+    NeuroFMError
+        Naming the output and what to write instead.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".nwb"):
+        raise NeuroFMError(
+            f"{path}: --out must end in .csv or .nwb (got {path.suffix or 'none'!r})"
+        )
+    if suffix == ".nwb" and (source is None or Path(source).suffix.lower() != ".nwb"):
+        raise NeuroFMError(
+            f"{path}: NWB output copies the source NWB file and adds the predictions; the "
+            f"recording {source} is not an NWB file (write a .csv)"
+        )
+    return path
+
+
 def write_predictions(
     series: RegularSeries | IrregularSeries,
     path: str | os.PathLike[str],
@@ -114,7 +145,7 @@ def write_predictions(
         Another suffix than ``.csv`` or ``.nwb``, an NWB output without an NWB source, or an
         NWB writer that is not available.
     """
-    path = Path(path)
+    path = check_predictions_path(path, source)
     suffix = path.suffix.lower()
     if suffix == ".csv":
         times = np.asarray(series.timestamps, dtype=np.float64)
@@ -144,13 +175,6 @@ def write_predictions(
                 f"{path}: NWB output is not available in this neurofm (no "
                 "neurofm.writers.nwb.add_predictions); write a .csv"
             )
-        if source is None or Path(source).suffix.lower() != ".nwb":
-            raise NeuroFMError(
-                f"{path}: NWB output copies the source NWB file and adds the predictions; the "
-                f"recording {source} is not an NWB file (write a .csv)"
-            )
-        if not isinstance(series, RegularSeries):
-            raise NeuroFMError(f"{path}: NWB output takes a regularly sampled prediction")
         return nwb.add_predictions(
             source,
             path,
@@ -158,7 +182,7 @@ def write_predictions(
             name="neurofm",
             description=f"{series.name} decoded by a neurofm POYO",
         )
-    raise NeuroFMError(f"{path}: --out must end in .csv or .nwb (got {path.suffix or 'none'!r})")
+    raise AssertionError(suffix)  # check_predictions_path took the others
 
 
 def plot_decoded(

@@ -483,9 +483,10 @@ def add_predictions(
     out_path : path-like
         Where the copy goes (written to a temporary name and renamed when complete); it must
         not be ``source_nwb``.
-    predictions : mapping of str to RegularSeries
+    predictions : mapping of str to RegularSeries or IrregularSeries
         Predicted series by name (e.g. ``{"hand_vel": ...}``), times in seconds from the
-        session start, as the model scored them. Each becomes a ``TimeSeries`` of that name.
+        session start, as the model scored them. Each becomes a ``TimeSeries`` of that name
+        (with a rate, or with timestamps when irregularly sampled).
     name : str
         Name of the processing module; it must not exist in the source file.
     description : str
@@ -501,7 +502,7 @@ def add_predictions(
     ReaderError
         The source is missing or not a readable NWB file.
     InvalidDataError
-        No predictions, a prediction that is not a RegularSeries, the module name already
+        No predictions, a prediction that is not a series, the module name already
         used, or ``out_path`` is the source.
     """
     from pynwb import NWBHDF5IO
@@ -514,9 +515,10 @@ def add_predictions(
     if not predictions:
         raise InvalidDataError(f"add_predictions({source}): predictions is empty")
     for key, series in predictions.items():
-        if not isinstance(series, RegularSeries):
+        if not isinstance(series, RegularSeries | IrregularSeries):
             raise InvalidDataError(
-                f"predictions[{key!r}]: expected a RegularSeries, got {type(series).__name__}"
+                f"predictions[{key!r}]: expected a RegularSeries or IrregularSeries, got "
+                f"{type(series).__name__}"
             )
     with _open_nwb(source) as (src, nwb):
         if name in nwb.processing:

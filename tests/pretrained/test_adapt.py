@@ -185,6 +185,26 @@ def test_cli_predict_nwb(adapted, decoded, new_session, tmp_path, capsys):
         np.testing.assert_allclose(series.data[:], decoded.data, rtol=1e-6)
 
 
+def test_irregular_predictions_go_to_nwb_with_their_timestamps(new_session, tmp_path, capsys):
+    from pynwb import NWBHDF5IO
+
+    from neurofm.data.signals import IrregularSeries
+    from neurofm.pretrained.report import write_predictions
+
+    _, nwb = new_session
+    times = np.array([0.5, 0.75, 2.0, 3.25])  # a per-trial target read out at event times
+    series = IrregularSeries(times, np.arange(8.0).reshape(4, 2), name="target_pos",
+                             channels=["x", "y"])  # fmt: skip
+    out = write_predictions(series, tmp_path / "p.nwb", source=nwb)
+    with NWBHDF5IO(str(out), "r") as io:
+        back = io.read().processing["neurofm"]["target_pos"]
+        np.testing.assert_array_equal(back.timestamps[:], times)
+        np.testing.assert_array_equal(back.data[:], series.values)
+    # a name predict cannot write is refused before anything is loaded or decoded
+    code = cli(["predict", "no-such.ckpt", str(nwb), "--out", str(tmp_path / "p.txt")])
+    assert code == 1 and "p.txt: --out must end in .csv or .nwb" in capsys.readouterr().err
+
+
 def test_demo_ends_with_the_one_call_path(pretrained_poyo, tmp_path, capsys):
     from neurofm.demo import one_call
 
