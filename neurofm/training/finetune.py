@@ -227,10 +227,12 @@ def finetune(
     if lr is None:
         lr = DEFAULT_LR[mode]
     model, scaler, pre_cfg = load_poyo(checkpoint)
-    if mode == "scratch":
-        import torch
+    import torch
 
-        torch.manual_seed(seed)
+    # The new rows' initial values (and a scratch model's weights) come from torch's global
+    # generator: seeded here, a fine-tune does not depend on what ran before it in the process.
+    torch.manual_seed(seed)
+    if mode == "scratch":
         model = POYO(model.config)  # same shape and target scaling, nothing pretrained
     cat = Catalog(catalog)
     if recording_id is None:

@@ -63,6 +63,17 @@ def test_unit_id_trains_only_the_new_embeddings(setup, tmp_path):
     assert ", 2 of 2 epochs;" in text and "scores       test: R^2 " in text
 
 
+def test_a_fine_tune_does_not_depend_on_what_ran_before_it(setup, tmp_path):
+    root, ckpt = setup
+    weights = []
+    for before in (1, 2):  # the global generator left in two states by earlier work
+        torch.manual_seed(before)
+        result = finetune(ckpt, root / "cat_new", tmp_path / str(before), mode="unit-id",
+                          trials=5, epochs=1, progress=False)  # fmt: skip
+        weights.append(load_poyo(result.checkpoint)[0].unit_emb.weight.detach())
+    assert torch.equal(weights[0], weights[1])
+
+
 def test_full_mode_trains_everything(setup, tmp_path):
     root, ckpt = setup
     result = finetune(
