@@ -268,6 +268,9 @@ class PretrainedPOYO:
             model = copy.deepcopy(self.model)
             unit_ids = [str(u) for u in rec["spikes"].units.ids]
             keys = unit_keys(rec.id, unit_ids)
+            # the new rows' initial values come from torch's global generator: seeded, an
+            # adaptation does not depend on what ran before it (in a notebook, say)
+            torch.manual_seed(seed)
             new_units = model.unit_emb.extend(keys)
             model.session_emb.extend([rec.id])
             trainable = set_trainable(model, "full" if mode == "full" else "unit-id")
