@@ -526,10 +526,21 @@ class PretrainedPOYO:
     def _check_vocabulary(self, rec: Recording, where: str) -> None:
         if rec.id not in self.model.session_emb:
             known = self.model.session_emb.vocab
+            base = rec.id.split("@")[0]
+            kin = [k for k in known if k == base or k.startswith(base + "@")]
+            if kin:  # the model knows this recording's id from a file with other content
+                sha = rec.provenance.sha256
+                raise NeuroFMError(
+                    f"{where}: the model knows recording {base!r} as session "
+                    f"{', '.join(repr(k) for k in kin)}, made from a file with other content "
+                    f"than this one (sha256 {sha[:8] if sha else 'unknown'}...): a session is "
+                    "its data, not its name. Predict on the file the model was adapted on, or "
+                    "adapt the model to this one (neurofm adapt)"
+                )
             raise NeuroFMError(
                 f"{where}: session {rec.id!r} is not in the model's vocabulary ({len(known)} "
-                f"sessions, e.g. {known[:3]}): adapt the model to it first (model.adapt(...), "
-                "neurofm adapt)"
+                f"sessions, e.g. {', '.join(known[:3])}): adapt the model to it first "
+                "(model.adapt(...), neurofm adapt)"
             )
         keys = unit_keys(rec.id, [str(u) for u in rec["spikes"].units.ids])
         missing = [k for k in keys if k not in self.model.unit_emb]

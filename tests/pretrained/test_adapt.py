@@ -13,6 +13,7 @@ import neurofm
 from neurofm.cli import main as cli
 from neurofm.data import Catalog, Recording
 from neurofm.data.signals import Intervals, RegularSeries
+from neurofm.errors import NeuroFMError
 from neurofm.evaluation.poyo import evaluate_poyo
 from neurofm.pretrained import load_pretrained
 from neurofm.training.checkpoints import load_checkpoint
@@ -208,6 +209,25 @@ def test_irregular_predictions_go_to_nwb_with_their_timestamps(new_session, tmp_
     # a name predict cannot write is refused before anything is loaded or decoded
     code = cli(["predict", "no-such.ckpt", str(nwb), "--out", str(tmp_path / "p.txt")])
     assert code == 1 and "p.txt: --out must end in .csv or .nwb" in capsys.readouterr().err
+
+
+def test_a_changed_copy_of_the_adapted_file_is_named_as_such(adapted, decoded, new_session,
+                                                              tmp_path):  # fmt: skip
+    from neurofm.pretrained.report import write_predictions
+
+    _, nwb = new_session
+    # the same session's file with predictions added: same name (so id), other bytes
+    (tmp_path / "copy").mkdir()
+    copy = write_predictions(decoded, tmp_path / "copy" / nwb.name, source=nwb)
+    with pytest.raises(NeuroFMError) as err:
+        adapted.predict(copy)
+    rid = neurofm.read(nwb).id
+    assert f"the model knows recording {rid!r} as session {rid!r}, made from a file with " in (
+        str(err.value)
+    )
+    assert "Predict on the file the model was adapted on, or adapt the model to this one" in (
+        str(err.value)
+    )
 
 
 def test_demo_ends_with_the_one_call_path(pretrained_poyo, tmp_path, capsys):
