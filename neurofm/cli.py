@@ -1206,7 +1206,12 @@ def _info(args: argparse.Namespace) -> int:
             _print_catalog(path, summaries)
         return 1 if any(s["status"] != "ok" for s in summaries) else 0
     if not path.exists():
-        raise ReaderError(f"{path}: no such file or folder")
+        from neurofm.pretrained.registry import REGISTRY
+
+        names = f" (nor a pretrained model: {', '.join(sorted(REGISTRY))})"
+        raise ReaderError(
+            f"{path}: no such file or folder{names if len(path.parts) == 1 and REGISTRY else ''}"
+        )
     _not_raw(path)
     _raise_if_damaged(path)  # also "not a neurofm recording", in Recording.open's words
     with Recording.open(path) as rec:

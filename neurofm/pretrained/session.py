@@ -675,6 +675,11 @@ def _resolve_recording(
             rec = stack.enter_context(cat.open(text))
             return rec, f"{cat.path}: {text}", cat.path
     path = Path(text)
+    if path.is_dir():
+        raise NeuroFMError(
+            f"{path}: a folder, not a recording file; for a recording of a catalog, give its id "
+            f"and the catalog (neurofm adapt CKPT RECORDING_ID --catalog {path})"
+        )
     if not path.is_file():
         where = f" (nor a recording of catalog {Path(str(getattr(catalog, 'path', catalog)))})"
         raise NeuroFMError(f"{path}: no such recording file{where if catalog is not None else ''}")

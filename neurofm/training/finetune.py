@@ -152,7 +152,7 @@ def first_trials(domain: Intervals, k: int | None) -> Intervals:
         raise InvalidDataError(f"--trials must be >= 1, got {k}")
     if k > len(domain):
         raise InvalidDataError(
-            f"asked for {k} labelled trials but the train domain has only {len(domain)}"
+            f"asked for {k} labelled trials (--trials) but the train domain has only {len(domain)}"
         )
     return domain.take(np.arange(k))
 
@@ -239,7 +239,7 @@ def finetune(
         if len(cat) != 1:
             raise InvalidDataError(
                 f"{cat.path}: holds {len(cat)} recordings; say which one to fine-tune on "
-                f"(recording_id=..., one of {', '.join(cat.ids)})"
+                f"(--recording ID, or recording_id= in Python; one of {', '.join(cat.ids)})"
             )
         recording_id = cat.ids[0]
     with cat.open(recording_id) as rec:
@@ -261,7 +261,10 @@ def finetune(
     train_domains = split_domains_of(cat, "train", [recording_id])
     if recording_id not in train_domains:
         raise InvalidDataError(f"{recording_id}: the train domain is empty")
-    train_domains[recording_id] = first_trials(train_domains[recording_id], trials)
+    try:
+        train_domains[recording_id] = first_trials(train_domains[recording_id], trials)
+    except InvalidDataError as exc:
+        raise InvalidDataError(f"{recording_id}: trials: {exc}") from None
     cfg = replace(
         pre_cfg,
         epochs=epochs,

@@ -511,7 +511,10 @@ def add_predictions(
     if not source.is_file():
         raise ReaderError(f"{source}: no such NWB file")
     if out.resolve() == source.resolve():
-        raise InvalidDataError(f"{out}: out_path must differ from the source NWB file")
+        raise InvalidDataError(
+            f"{out}: the output (--out, or out_path) must differ from the source NWB file, "
+            "which is never changed"
+        )
     if not predictions:
         raise InvalidDataError(f"add_predictions({source}): predictions is empty")
     for key, series in predictions.items():

@@ -230,6 +230,14 @@ def test_a_changed_copy_of_the_adapted_file_is_named_as_such(adapted, decoded, n
     )
 
 
+def test_a_folder_given_as_the_recording_says_how_to_name_one(new_session, tmp_path, capsys):
+    ckpt, _ = new_session
+    assert cli(["adapt", str(ckpt), str(tmp_path), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path}: a folder, not a recording file; for a recording of a catalog" in err
+    assert f"--catalog {tmp_path}" in err and not (tmp_path / "o").exists()
+
+
 def test_demo_ends_with_the_one_call_path(pretrained_poyo, tmp_path, capsys):
     from neurofm.demo import one_call
 

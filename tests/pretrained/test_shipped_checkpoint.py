@@ -108,4 +108,6 @@ def test_info_prints_the_shipped_card_by_name(capsys):
     out = capsys.readouterr().out
     assert "synthetic data only" in out.lower()
     assert main(["info", "poyo-tiny-synthetik"]) == 1
-    assert "no such file or folder" in capsys.readouterr().err
+    assert "no such file or folder (nor a pretrained model: poyo-tiny-synthetic" in (
+        capsys.readouterr().err
+    )
