@@ -162,27 +162,26 @@ def write_predictions(
                 fmt="%.9g",
             )
         return path
-    if suffix == ".nwb":
-        from neurofm import writers
+    # .nwb (check_predictions_path took every other suffix)
+    from neurofm import writers
 
-        nwb = getattr(writers, "nwb", None)
-        if nwb is None:
-            import importlib
+    nwb = getattr(writers, "nwb", None)
+    if nwb is None:
+        import importlib
 
-            nwb = importlib.import_module("neurofm.writers.nwb")
-        if not hasattr(nwb, "add_predictions"):
-            raise NeuroFMError(
-                f"{path}: NWB output is not available in this neurofm (no "
-                "neurofm.writers.nwb.add_predictions); write a .csv"
-            )
-        return nwb.add_predictions(
-            source,
-            path,
-            {series.name: series},
-            name="neurofm",
-            description=f"{series.name} decoded by a neurofm POYO",
+        nwb = importlib.import_module("neurofm.writers.nwb")
+    if not hasattr(nwb, "add_predictions"):
+        raise NeuroFMError(
+            f"{path}: NWB output is not available in this neurofm (no "
+            "neurofm.writers.nwb.add_predictions); write a .csv"
         )
-    raise AssertionError(suffix)  # check_predictions_path took the others
+    return nwb.add_predictions(
+        source,
+        path,
+        {series.name: series},
+        name="neurofm",
+        description=f"{series.name} decoded by a neurofm POYO",
+    )
 
 
 def plot_decoded(
