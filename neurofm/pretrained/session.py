@@ -334,6 +334,8 @@ class PretrainedPOYO:
             adapted = PretrainedPOYO(model, self.encoding, cfg, card, evaluation=evaluation)
             if out is not None:
                 adapted.path = adapted.save(Path(out) / "adapted.ckpt")
+                # the trainer's own copy (no card of the adaptation): adapted.ckpt replaces it
+                (workdir / "last.ckpt").unlink(missing_ok=True)
         log.info("adapted to %s: held-out R^2 %.3f on %d trials", rec.id, score, len(held_out))
         return adapted
 

@@ -247,6 +247,8 @@ def test_demo_ends_with_the_one_call_path(pretrained_poyo, tmp_path, capsys):
     text = capsys.readouterr().out
     assert figure.is_file() and (tmp_path / "adapted" / "adapted.ckpt").is_file()
     assert "held-out R^2 (stitched, the 10 trials not adapted on)" in text
+    # one checkpoint: the trainer's last.ckpt is not left beside adapted.ckpt
+    assert [p.name for p in (tmp_path / "adapted").rglob("*.ckpt")] == ["adapted.ckpt"]
     adapted = load_pretrained(tmp_path / "adapted" / "adapted.ckpt")
     assert adapted.card.adaptation["recording"] == rid
     # the report `neurofm adapt` writes, with the card's held-out score
