@@ -923,7 +923,7 @@ def run_bias_only(
             tables["lorenz"] = rows
             figures["lorenz"] = plots.plot_lorenz(rows, traces)
         if (rs := cfg.recording) is not None:
-            with rs.source.open(path.parent) as rec:
+            with rs.source.open(path.parent, f"{path}: recording.source") as rec:
                 task = rs.source.decode_task(rec)
                 rows = recording_decoding(
                     task,

@@ -731,7 +731,7 @@ def run_learning_regime(
     with contextlib.ExitStack() as stack, single_thread():
         recording = None
         if cfg.recording is not None:
-            recording = stack.enter_context(cfg.recording.open(path.parent))
+            recording = stack.enter_context(cfg.recording.open(path.parent, f"{path}: recording"))
         conditions = _conditions(cfg, recording)
         for name in tqdm(cfg.tasks, desc="tasks", disable=not progress):
             if name == "recording":

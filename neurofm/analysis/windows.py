@@ -29,7 +29,7 @@ from neurofm.analysis.results import StrictModel
 from neurofm.analysis.tasks import Task, TaskBatch
 from neurofm.data import Catalog, Recording
 from neurofm.data.binning import bin_index
-from neurofm.errors import InvalidDataError
+from neurofm.errors import InvalidDataError, NeuroFMError
 
 log = logging.getLogger(__name__)
 
@@ -387,14 +387,24 @@ class RecordingSource(StrictModel):
             raise ValueError("a catalog source needs the recording's 'id'")
         return self
 
-    def open(self, base: Path) -> contextlib.AbstractContextManager[Recording]:
-        """Open the recording (paths relative to ``base``, the config's folder)."""
-        return open_recording_source(
-            path=base / self.path if self.path else None,
-            catalog=base / self.catalog if self.catalog else None,
-            recording_id=self.id,
-            synthetic=self.synthetic.model_dump() if self.synthetic else None,
-        )
+    @contextlib.contextmanager
+    def open(self, base: Path, where: str = "recording") -> Iterator[Recording]:
+        """Open the recording (paths relative to ``base``, the config's folder); a problem
+        names the config's field, ``where`` (e.g. ``"study.yaml: recording"``) + the key."""
+        key = "path" if self.path else "catalog" if self.catalog else "synthetic"
+        with contextlib.ExitStack() as stack:
+            try:
+                rec = stack.enter_context(
+                    open_recording_source(
+                        path=base / self.path if self.path else None,
+                        catalog=base / self.catalog if self.catalog else None,
+                        recording_id=self.id,
+                        synthetic=self.synthetic.model_dump() if self.synthetic else None,
+                    )
+                )
+            except NeuroFMError as exc:
+                raise type(exc)(f"{where}.{key}: {exc}") from None
+            yield rec
 
     def decode_task(self, recording: Recording, **kwargs: Any) -> DecodeBehaviour:
         """The :class:`DecodeBehaviour` task this section describes."""

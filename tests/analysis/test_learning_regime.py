@@ -408,6 +408,12 @@ def test_config_errors_name_file_and_key(tmp_path):
     assert err.count("\n") == 1 and err.startswith("neurofm: error: ") and "lr.yaml" in err
     code, _, err = run_main("analyze", "learning-regime", str(tmp_path / "missing.yaml"))
     assert code == 1 and "no such spec file" in err
+    # a recording that is not there: named by the config and its key, before anything trains
+    path = _config(tmp_path, "recording: {path: nope.h5}\n")
+    out = tmp_path / "res"
+    code, _, err = run_main("analyze", "learning-regime", str(path), "--out", str(out))
+    assert code == 1 and not out.exists()
+    assert f"neurofm: error: {path}: recording.path: {tmp_path / 'nope.h5'}: no such " in err
 
 
 def test_results_folder_is_written_atomically(tmp_path):
