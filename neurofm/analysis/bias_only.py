@@ -33,7 +33,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field, PositiveInt, model_validator
-from tqdm.auto import tqdm
 
 from neurofm.analysis.results import StrictModel
 from neurofm.analysis.tasks import (
@@ -48,6 +47,7 @@ from neurofm.analysis.tasks import (
 from neurofm.analysis.threads import single_thread
 from neurofm.analysis.windows import RecordingSource
 from neurofm.errors import InvalidDataError
+from neurofm.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ def width_sweep(
     modes = ["bias", "full"] if full_training else ["bias"]
     jobs = [(m, w, s) for s in seeds for w in widths for m in modes]
     rows = []
-    for mode, width, seed in tqdm(jobs, desc="width sweep", disable=not progress):
+    for mode, width, seed in progress_bar(jobs, desc="width sweep", disable=not progress):
         model = BiasOnlyMLP(64, width, 10, init=init, train_weights=mode == "full", seed=seed)
         _fit_mlp(
             model, [(x_tr, y_tr, 10)], epochs, lr if mode == "bias" else full_lr, batch_size, seed
@@ -343,7 +343,7 @@ def multitask(
     bank = BiasOnlyMLP(64, width, 10, n_tasks=len(tasks), init=init, seed=seed)
     _fit_mlp(bank, data, epochs, lr, batch_size, seed)
     rows = []
-    for k, name in enumerate(tqdm(tasks, desc="multi-task", disable=not progress)):
+    for k, name in enumerate(progress_bar(tasks, desc="multi-task", disable=not progress)):
         yte, n_cls = test[k]
         row = {
             "task": name,
@@ -534,7 +534,9 @@ def generation_sweep(
         )
         y = torch.as_tensor(target)[None, None]
         opt = _adam(model, lr, weight_lr)
-        bar = tqdm(range(steps), desc=f"generate {name}: {len(nets)} RNNs", disable=not progress)
+        bar = progress_bar(
+            range(steps), desc=f"generate {name}: {len(nets)} RNNs", disable=not progress
+        )
         for _ in bar:
             out = model(None, n_steps)
             loss = ((out - y) ** 2).mean((1, 2, 3))
@@ -609,7 +611,7 @@ def lorenz_forecast(
     )
     opt = _adam(model, lr, weight_lr)
     rng = np.random.default_rng(seed)
-    for _ in tqdm(range(steps), desc=f"lorenz: {len(nets)} RNNs", disable=not progress):
+    for _ in progress_bar(range(steps), desc=f"lorenz: {len(nets)} RNNs", disable=not progress):
         starts = rng.integers(0, train_length - segment - tau, batch_size)
         xs = np.stack([x_train[s : s + segment] for s in starts])
         ys = np.stack([x_train[s + tau : s + tau + segment] for s in starts])
@@ -698,7 +700,9 @@ def recording_decoding(
     )
     opt = _adam(model, lr, weight_lr)
     rng = np.random.default_rng(seed)
-    for _ in tqdm(range(steps), desc=f"{task.name}: {len(nets)} RNNs", disable=not progress):
+    for _ in progress_bar(
+        range(steps), desc=f"{task.name}: {len(nets)} RNNs", disable=not progress
+    ):
         b = task.sample(batch_size, rng)
         out = model(torch.as_tensor(b.inputs)[None], task.seq_len, batch_size)
         loss = ((out - torch.as_tensor(b.targets)[None]) ** 2).mean((1, 2, 3))

@@ -40,7 +40,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
-from tqdm.auto import tqdm
 
 from neurofm import display
 from neurofm.analysis import initializers as inits
@@ -57,6 +56,7 @@ from neurofm.analysis.tasks import Task, TaskBatch
 from neurofm.analysis.threads import single_thread
 from neurofm.analysis.windows import RecordingSource
 from neurofm.errors import InvalidDataError
+from neurofm.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -348,7 +348,7 @@ def run_task_sweep(
         raise InvalidDataError(f"unknown optimizer {train.optimizer!r} (expected sgd or adam)")
     dead = torch.zeros(m, dtype=torch.bool)
     losses = torch.zeros(m)
-    bar = tqdm(range(train.steps), desc=f"{task.name}: {m} networks", disable=not progress)
+    bar = progress_bar(range(train.steps), desc=f"{task.name}: {m} networks", disable=not progress)
     for _ in bar:
         # one batch per seed; every condition of that seed sees the same trials
         batches = [task.sample(train.batch_size, rng) for rng in rngs]
@@ -534,7 +534,7 @@ def linear_theory(
         return [empirical_ntk(f, {"w1": a, "w2": b}) for a, b in zip(w1, w2, strict=True)]
 
     k0 = kernels(w1, w2)
-    for _ in tqdm(range(steps), desc="linear theory", disable=not progress):
+    for _ in progress_bar(range(steps), desc="linear theory", disable=not progress):
         resid = torch.einsum("rhd,rh->rd", w1, w2) - beta_all  # gradient of the population loss
         g1 = torch.einsum("rh,rd->rhd", w2, resid)
         g2 = torch.einsum("rhd,rd->rh", w1, resid)
@@ -733,7 +733,7 @@ def run_learning_regime(
         if cfg.recording is not None:
             recording = stack.enter_context(cfg.recording.open(path.parent, f"{path}: recording"))
         conditions = _conditions(cfg, recording)
-        for name in tqdm(cfg.tasks, desc="tasks", disable=not progress):
+        for name in progress_bar(cfg.tasks, desc="tasks", disable=not progress):
             if name == "recording":
                 task = cfg.recording.decode_task(recording)  # type: ignore[union-attr]
             else:

@@ -27,6 +27,7 @@ from neurofm.analysis.bias_only import (
     recording_decoding,
     task_variance,
     task_variance_clusters,
+    width_sweep,
 )
 from neurofm.analysis.results import load_config
 from neurofm.analysis.tasks import (
@@ -283,3 +284,10 @@ def test_config_errors_name_file_and_key(tmp_path):
     code, out, err = run_main("analyze", "bias-only", str(path))
     assert code == 1 and out == ""
     assert err.startswith("neurofm: error: ") and "recording.source.synthetic.n_units" in err
+
+
+def test_progress_outside_a_terminal_is_whole_lines(capsys, one_torch_thread):
+    # (in a log file or a notebook without ipywidgets: lines, not tqdm redraws or its warning)
+    width_sweep(widths=(8,), epochs=1, full_training=False, progress=True)
+    err = capsys.readouterr().err
+    assert "width sweep: 1/1" in err and "\r" not in err and "IProgress" not in err
