@@ -8,12 +8,13 @@ so ``neurofm --help`` answers in a fraction of a second (torch + pynwb + lightni
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
@@ -983,13 +984,8 @@ def _serve(args: argparse.Namespace) -> int:
         raise ReaderError(f"{args.folder}: no such folder (the dandiset to serve)")
     if not re.fullmatch(r"\d{6}", args.dandiset):
         raise NeuroFMError(f"--dandiset: expected a six-digit id, e.g. 000000 ({args.dandiset!r})")
-    try:
+    with _port_errors(args):
         server = serve_dandiset(args.folder, args.dandiset, host=args.host, port=args.port)
-    except OSError as exc:
-        raise NeuroFMError(
-            f"cannot serve on {args.host}:{args.port} ({exc.strerror or exc}); pick another "
-            "--port, or leave it out for a free one"
-        ) from None
     print(f"serving {args.folder} as dandi:{args.dandiset} (draft)", flush=True)
     print(f"API URL: {server.api_url}", flush=True)
     print(
@@ -998,6 +994,18 @@ def _serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     return _serve_until_stopped(server)
+
+
+@contextlib.contextmanager
+def _port_errors(args: argparse.Namespace) -> Iterator[None]:
+    """A server that cannot bind its address: one line saying what to do."""
+    try:
+        yield
+    except OSError as exc:
+        raise NeuroFMError(
+            f"cannot serve on {args.host}:{args.port} ({exc.strerror or exc}); pick another "
+            "--port, or leave it out for a free one"
+        ) from None
 
 
 def _serve_until_stopped(server: Any) -> int:
@@ -1031,13 +1039,15 @@ def _serve_replica(args: argparse.Namespace) -> int:
     temporary = args.folder is None
     root = Path(tempfile.mkdtemp(prefix=f"neurofm-{args.replica}-")) if temporary else args.folder
     try:
+        print(f"writing the replica of {args.replica} into {root / args.replica}", flush=True)
         truth = build_replica(args.replica, root / args.replica, seed=args.seed)
         pipeline = Path(__file__).resolve().parents[1] / "pipelines" / f"{args.replica}.yaml"
         run = f"neurofm run {pipeline if pipeline.is_file() else 'PIPELINE.yaml'}"
         if args.replica in NWB_REPLICAS:
             from neurofm.testing.replicas import serve_replicas
 
-            server = serve_replicas([truth], host=args.host, port=args.port).start()
+            with _port_errors(args):
+                server = serve_replicas([truth], host=args.host, port=args.port).start()
             url, option = server.api_url, "--api-url"
             versions = ", ".join(truth.published_versions) or "draft"
             what = f"dandi:{truth.dandiset_id} (versions {versions})"
@@ -1051,9 +1061,10 @@ def _serve_replica(args: argparse.Namespace) -> int:
             source = load_card(pipeline.parents[1] / "datasets" / f"{args.replica}.yaml").source
             tags = (source.version,) if source.version else ("1.0.0",)  # the card's pin
             spec = OpenNeuroDatasetSpec(truth.folder, tags=tags)
-            server = LocalOpenNeuroServer(
-                {source.openneuro: spec}, host=args.host, port=args.port
-            ).start()
+            with _port_errors(args):
+                server = LocalOpenNeuroServer(
+                    {source.openneuro: spec}, host=args.host, port=args.port
+                ).start()
             url, option = server.url, "--openneuro-url"
             what = f"OpenNeuro {source.openneuro} (snapshot {tags[-1]})"
         print(f"serving the replica of {args.replica} ({truth.folder}) as {what}", flush=True)

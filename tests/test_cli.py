@@ -603,6 +603,9 @@ def test_serve_a_replica_where_its_card_pulls_from(tmp_path):
 
     proc = _serve(tmp_path / "rep", "--replica", "mc_rtt", "--seed", "3")
     try:
+        assert _next_line(proc) == (
+            f"writing the replica of mc_rtt into {tmp_path / 'rep' / 'mc_rtt'}"
+        )
         head = _next_line(proc)
         assert head.startswith(f"serving the replica of mc_rtt ({tmp_path / 'rep' / 'mc_rtt'}) "
                                "as dandi:000129 (versions ")  # fmt: skip
@@ -624,6 +627,16 @@ def test_serve_a_replica_where_its_card_pulls_from(tmp_path):
             proc.kill()
     assert proc.returncode == 0, proc.stderr.read()
     assert (tmp_path / "rep" / "mc_rtt").is_dir()  # a folder given: kept
+    import socket
+
+    with socket.socket() as taken:  # a port in use: one line, no traceback
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        code, _, err = run_main(
+            "serve", "--replica", "mc_rtt", str(tmp_path / "r2"), "--port", port
+        )
+    assert code == 1 and f"cannot serve on 127.0.0.1:{port}" in err and "Traceback" not in err
     code, _, err = run_main("serve", "--replica", "nosuch")
     assert code == 1 and "--replica: no replica of 'nosuch' (replicas: area2_bump, " in err
     code, _, err = run_main("serve")

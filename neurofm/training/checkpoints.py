@@ -86,23 +86,24 @@ def weights_digest(state: Mapping[str, Any]) -> str:
     for name in sorted(state):
         value = state[name]
         h.update(name.encode() + b"\0")
-        if isinstance(value, torch.Tensor):
-            t = value.detach().cpu().contiguous().reshape(-1)
-            h.update(f"{t.dtype}{tuple(value.shape)}".encode() + b"\0")
-            h.update(memoryview(t.view(torch.uint8).numpy()))
-        else:
-            h.update(json.dumps(value, sort_keys=True, default=repr).encode())
+        _leaf_digest(value, h)
         h.update(b"\0")
     return h.hexdigest()
 
 
-def _tree_digest(value: Any, h: Any) -> None:
-    """Feed a nested structure of mappings, sequences, tensors and plain values to ``h``."""
+def _leaf_digest(value: Any, h: Any) -> None:
+    """Feed a tensor (dtype, shape, bytes) or a plain value (canonical JSON) to ``h``."""
     if isinstance(value, torch.Tensor):
         t = value.detach().cpu().contiguous().reshape(-1)
-        h.update(f"T{t.dtype}{tuple(value.shape)}".encode() + b"\0")
+        h.update(f"{t.dtype}{tuple(value.shape)}".encode() + b"\0")
         h.update(memoryview(t.view(torch.uint8).numpy()))
-    elif isinstance(value, Mapping):
+    else:
+        h.update(json.dumps(value, sort_keys=True, default=repr).encode())
+
+
+def _tree_digest(value: Any, h: Any) -> None:
+    """Feed a nested structure of mappings, sequences, tensors and plain values to ``h``."""
+    if isinstance(value, Mapping):
         h.update(f"M{len(value)}".encode())
         for key in sorted(value, key=repr):
             h.update(repr(key).encode() + b"\0")
@@ -112,7 +113,7 @@ def _tree_digest(value: Any, h: Any) -> None:
         for item in value:
             _tree_digest(item, h)
     else:
-        h.update(json.dumps(value, sort_keys=True, default=repr).encode())
+        _leaf_digest(value, h)
     h.update(b"\0")
 
 
